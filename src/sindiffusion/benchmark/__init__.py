@@ -1,0 +1,1 @@
+"""Benchmarks you run by hand (never timed unit tests)."""

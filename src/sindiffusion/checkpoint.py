@@ -1,0 +1,82 @@
+"""Self-describing checkpoints.
+
+A checkpoint is a plain dict of tensors and primitives (loadable with
+``torch.load(weights_only=True)``)::
+
+    format          "sindiffusion-checkpoint"
+    version         1
+    step            int, optimisation steps done
+    config          {"model": ..., "diffusion": ..., "train": ...} as trained
+    image           {"name", "sha256", "size": [H, W], "path"}: the training image
+    model, ema      state dicts (raw and EMA weights)
+    optimizer       AdamW state dict
+    rng             {"torch": ByteTensor, "train_generator": ByteTensor, "cuda": [ByteTensor] }
+
+Writes are atomic (temp file in the same folder + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data.io import atomic_write
+from .diffusion.gaussian import GaussianDiffusion
+from .models.unet import UNet, UNetConfig
+
+FORMAT = "sindiffusion-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """An unreadable or incompatible checkpoint; the message names the file."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (without ``format``/``version``; they are added) atomically."""
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint with ``weights_only=True`` (no arbitrary code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt zip, truncated file, pickle refused ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a sindiffusion checkpoint (missing format={FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})")
+    for key in ("step", "config", "image", "model", "ema"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> UNet:
+    """Rebuild the UNet described by the checkpoint and load its (EMA) weights."""
+    cfg = dict(ckpt["config"]["model"])
+    cfg["channel_mult"] = tuple(cfg["channel_mult"])
+    model = UNet(UNetConfig(**cfg))
+    model.load_state_dict(ckpt["ema" if use_ema else "model"])
+    return model.eval()
+
+
+def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:
+    d = ckpt["config"]["diffusion"]
+    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"])

@@ -1,0 +1,142 @@
+"""Reading and writing images robustly.
+
+Tensors are ``[C, H, W]`` or ``[B, C, H, W]`` float32 in [-1, 1] (the diffusion's space);
+PIL images are RGB, 8 bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the file and the problem."""
+
+
+def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.Image:
+    """Open any image Pillow reads as 8-bit RGB.
+
+    Handles EXIF orientation, palette/grey/CMYK modes, alpha (composited over white) and 16-bit
+    data (scaled to 8 bit). Raises :class:`ImageError` for a missing file, a non-image, a truncated
+    or corrupt file, or more than ``max_pixels`` pixels (``None`` = no limit).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clearer message
+            try:
+                img = Image.open(path)
+                w, h = img.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise ImageError(
+                        f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                        "(possible decompression bomb); raise preprocess.max_pixels or set "
+                        "preprocess.allow_large: true if you trust this file"
+                    )
+                img.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = old_limit
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{path}: not an image file Pillow can read") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ImageError):
+            raise
+        raise ImageError(f"{path}: corrupt or truncated image ({err})") from err
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # broken EXIF must not make a readable image unusable
+        pass
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB (alpha composited over white)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> ``[3, H, W]`` float32 in [-1, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """``[3, H, W]`` (or ``[1, 3, H, W]``) in [-1, 1] -> RGB PIL image."""
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).numpy(), mode="RGB")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_image(img: Image.Image | torch.Tensor, path: str | Path) -> Path:
+    """Write a PNG (or any format by suffix) atomically."""
+    if isinstance(img, torch.Tensor):
+        img = tensor_to_image(img)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+
+
+def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2) -> torch.Tensor:
+    """``[B, 3, H, W]`` in [-1, 1] -> one ``[3, H', W']`` grid with white padding."""
+    b, c, h, w = images.shape
+    ncols = ncols or min(b, max(1, math.ceil(math.sqrt(b * h / w))))
+    nrows = math.ceil(b / ncols)
+    grid = torch.ones(c, nrows * (h + pad) + pad, ncols * (w + pad) + pad)
+    for i in range(b):
+        r, col = divmod(i, ncols)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i].float().cpu()
+    return grid
+
+
+def save_grid(images: torch.Tensor, path: str | Path, ncols: int | None = None) -> Path:
+    """Write :func:`make_grid` of ``images`` to ``path`` atomically."""
+    return save_image(make_grid(images, ncols), path)

@@ -1,0 +1,11 @@
+"""Model-free diffusion math, samplers and the one sampling loop."""
+
+from .gaussian import GaussianDiffusion, ModelOutput
+from .loop import SamplingContext, SamplingHook, sample_loop
+from .samplers import DDIMSampler, DDPMSampler, Sampler, make_sampler, spaced_timesteps
+from .schedule import make_betas
+
+__all__ = [
+    "GaussianDiffusion", "ModelOutput", "SamplingContext", "SamplingHook", "sample_loop",
+    "DDIMSampler", "DDPMSampler", "Sampler", "make_sampler", "spaced_timesteps", "make_betas",
+]

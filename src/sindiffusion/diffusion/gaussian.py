@@ -1,0 +1,165 @@
+"""The Gaussian diffusion process, independent of any network.
+
+Notation follows Ho et al. (2020), "DDPM"; equation numbers refer to that paper.
+Every method that needs the denoiser takes it as an argument ``model(x_t, t) -> eps``
+with ``x_t: [B, C, H, W]`` in roughly [-1, 1] and ``t: [B]`` (int64).
+Images live in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .schedule import make_betas
+
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _extract(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Gather ``values[t]`` (float64 table ``[T]``) and shape it ``[B, 1, 1, 1]`` like ``like``."""
+    out = values.to(device=t.device)[t].to(like.dtype)
+    return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """The denoiser's prediction at one step, all tensors ``[B, C, H, W]``.
+
+    ``mean``/``variance``/``log_variance`` describe p(x_{t-1} | x_t);
+    ``pred_x0`` is the predicted clean image (clipped to [-1, 1] when asked),
+    ``eps`` the predicted noise consistent with ``pred_x0``; ``pred_x0_raw`` the unclipped
+    prediction (guidance differentiates through it: clipping would zero the gradient of every
+    pixel outside [-1, 1], which at noisy steps is most of them).
+    """
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    log_variance: torch.Tensor
+    pred_x0: torch.Tensor
+    eps: torch.Tensor
+    pred_x0_raw: torch.Tensor
+
+    def replace(self, **changes: torch.Tensor) -> "ModelOutput":
+        return replace(self, **changes)
+
+
+class GaussianDiffusion:
+    """Forward process q and the reverse-process parameterisation for eps-prediction.
+
+    Args:
+        betas: float64 tensor ``[T]`` with 0 < beta_t < 1.
+        variance: ``"fixed_large"`` (sigma^2 = beta_t, the official SinDiffusion choice) or
+            ``"fixed_small"`` (sigma^2 = posterior variance beta~_t).
+    """
+
+    def __init__(self, betas: torch.Tensor, variance: str = "fixed_large") -> None:
+        betas = betas.to(torch.float64)
+        if betas.dim() != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+            raise ValueError("betas must be a 1-D tensor with values in (0, 1)")
+        if variance not in ("fixed_large", "fixed_small"):
+            raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}")
+        self.variance_type = variance
+        self.betas = betas
+        self.num_timesteps = int(betas.shape[0])
+        alphas = 1.0 - betas
+        self.alphas_cumprod = torch.cumprod(alphas, dim=0)
+        self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+        self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
+        self.sqrt_recip_alphas_cumprod = (1.0 / self.alphas_cumprod).sqrt()
+        self.sqrt_recipm1_alphas_cumprod = (1.0 / self.alphas_cumprod - 1.0).sqrt()
+        # Eq. (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~, beta~ I).
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        # beta~_0 = 0: clip the log so it stays finite (improved-diffusion convention).
+        self.posterior_log_variance_clipped = torch.log(
+            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
+        )
+        self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * alphas.sqrt() / (1.0 - self.alphas_cumprod)
+
+    @classmethod
+    def from_config(cls, schedule: str, num_timesteps: int, beta_start: float, beta_end: float,
+                    variance: str = "fixed_large") -> "GaussianDiffusion":
+        return cls(make_betas(schedule, num_timesteps, beta_start, beta_end), variance=variance)
+
+    # ------------------------------------------------------------------ forward process
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Eq. (4): x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps. Shapes ``[B, C, H, W]``, ``t: [B]``."""
+        return _extract(self.sqrt_alphas_cumprod, t, x0) * x0 + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+
+    def q_sample_from(self, x_s: torch.Tensor, s: int, t: int, noise: torch.Tensor) -> torch.Tensor:
+        """Diffuse an already noisy ``x_s`` further to step ``t > s``: q(x_t | x_s).
+
+        ``s = -1`` means ``x_s`` is the clean image. Used by RePaint-style resampling.
+        """
+        abar_s = 1.0 if s < 0 else float(self.alphas_cumprod[s])
+        ratio = float(self.alphas_cumprod[t]) / abar_s
+        return ratio ** 0.5 * x_s + (1.0 - ratio) ** 0.5 * noise
+
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. (6)-(7): mean, variance and log-variance of q(x_{t-1} | x_t, x_0)."""
+        mean = _extract(self.posterior_mean_coef1, t, x_t) * x0 + _extract(self.posterior_mean_coef2, t, x_t) * x_t
+        return mean, _extract(self.posterior_variance, t, x_t), _extract(self.posterior_log_variance_clipped, t, x_t)
+
+    # ------------------------------------------------------------------ reverse process
+    def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Invert eq. (4): x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+        return _extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+
+    def predict_eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t)
+
+    def abar(self, t: int) -> float:
+        """alpha_bar at integer step ``t``; ``abar(-1) = 1`` (the clean image)."""
+        return 1.0 if t < 0 else float(self.alphas_cumprod[t])
+
+    def output_from_eps(self, x_t: torch.Tensor, t: int, eps: torch.Tensor, t_prev: int | None = None,
+                        clip_x0: bool = True) -> ModelOutput:
+        """Turn a predicted noise at step ``t`` into p(x_{t_prev} | x_t).
+
+        ``t_prev`` defaults to ``t - 1``; a larger jump (respaced sampling) uses the same
+        formulas with beta_eff = 1 - abar_t / abar_{t_prev} (improved-diffusion's respacing).
+        With ``clip_x0`` the predicted x0 is clamped to [-1, 1] (official default) and eps is
+        recomputed from it so that the two stay consistent for DDIM.
+        """
+        t_prev = t - 1 if t_prev is None else t_prev
+        if not -1 <= t_prev < t < self.num_timesteps:
+            raise ValueError(f"need -1 <= t_prev < t < T, got t={t}, t_prev={t_prev}")
+        abar_t, abar_s = self.abar(t), self.abar(t_prev)
+        # x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (eq. 4 inverted)
+        pred_x0 = pred_x0_raw = (x_t - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        if clip_x0:
+            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+            eps = (x_t - abar_t ** 0.5 * pred_x0) / (1.0 - abar_t) ** 0.5
+        beta_eff = 1.0 - abar_t / abar_s
+        # Eq. (7) with beta_eff: posterior mean and variance of q(x_s | x_t, x0).
+        coef_x0 = abar_s ** 0.5 * beta_eff / (1.0 - abar_t)
+        coef_xt = (1.0 - beta_eff) ** 0.5 * (1.0 - abar_s) / (1.0 - abar_t)
+        mean = coef_x0 * pred_x0 + coef_xt * x_t
+        posterior_var = beta_eff * (1.0 - abar_s) / (1.0 - abar_t)
+        if self.variance_type == "fixed_large" and t_prev >= 0:
+            var = beta_eff  # sigma^2 = beta (official SinDiffusion / DDPM "fixed large")
+        else:
+            var = posterior_var  # at the last step both choices give the clean mean
+        var = max(var, 1e-20)
+        variance = torch.full_like(x_t[:, :1, :1, :1], var)
+        return ModelOutput(mean=mean, variance=variance, log_variance=variance.log(), pred_x0=pred_x0, eps=eps,
+                           pred_x0_raw=pred_x0_raw)
+
+    def p_output(self, model: EpsModel, x_t: torch.Tensor, t: int, t_prev: int | None = None,
+                 clip_x0: bool = True) -> ModelOutput:
+        """Run ``model`` at ``(x_t, t)`` (``t`` an int shared by the batch) -> :class:`ModelOutput`."""
+        t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+        eps = model(x_t, t_batch).to(x_t.dtype)
+        return self.output_from_eps(x_t, t, eps, t_prev=t_prev, clip_x0=clip_x0)
+
+    # ------------------------------------------------------------------ training
+    def training_loss(self, model: EpsModel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Simple loss, eq. (14): mean over the batch of || eps - eps_theta(x_t, t) ||^2 (a scalar)."""
+        x_t = self.q_sample(x0, t, noise)
+        eps = model(x_t, t)
+        return F.mse_loss(eps.float(), noise.float())

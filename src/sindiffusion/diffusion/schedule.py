@@ -1,0 +1,42 @@
+"""Noise schedules: beta_t for t = 0 .. T-1 (float64, shape ``[T]``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """DDPM's linear schedule (Ho et al. 2020), as the official SinDiffusion code uses.
+
+    ``beta_start``/``beta_end`` are given for T = 1000 and are rescaled for other
+    T so that the total amount of noise stays comparable (improved-diffusion convention).
+    """
+    scale = 1000.0 / num_timesteps
+    return torch.linspace(scale * beta_start, scale * beta_end, num_timesteps, dtype=torch.float64)
+
+
+def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = cos^2((t/T + s)/(1 + s) * pi/2)."""
+
+    def alpha_bar(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [
+        min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), max_beta)
+        for i in range(num_timesteps)
+    ]
+    return torch.tensor(betas, dtype=torch.float64)
+
+
+SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+
+
+def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Build the named schedule; raises ``ValueError`` naming the allowed values."""
+    if schedule == "linear":
+        return linear_betas(num_timesteps, beta_start, beta_end)
+    if schedule == "cosine":
+        return cosine_betas(num_timesteps)
+    raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")

@@ -1,0 +1,72 @@
+"""Every artifact path of the pipeline, spelled in one place.
+
+The Snakefile imports this module, ``dvc.yaml`` spells the same templates (a test keeps the two
+in step), and every stage of the command line derives its inputs and outputs from here::
+
+    results/<image>/preprocess/image.png     processed training image
+    results/<image>/preprocess/image.json    sizes + receptive field
+    results/<image>/train/model.pt           final checkpoint (self-describing)
+    results/<image>/train/resume/latest.pt   periodic checkpoint used to resume (not a declared output)
+    results/<image>/train/loss.csv           step,loss,lr,it_per_s (DVC plot)
+    results/<image>/train/metrics.json       final training metrics (DVC metrics)
+    results/<image>/samples/                 sample_000.png ... + grid.png + samples.json
+    results/<image>/evaluate/metrics.json    evaluation metrics (DVC metrics)
+    results/<image>/manipulate/              one folder per edit in params.yaml's manipulate section
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+#: Templates with ``{results}`` and ``{image}``; used verbatim by the workflow and dvc.yaml.
+TEMPLATES: dict[str, str] = {
+    "processed": "{results}/{image}/preprocess/image.png",
+    "processed_meta": "{results}/{image}/preprocess/image.json",
+    "checkpoint": "{results}/{image}/train/model.pt",
+    "resume": "{results}/{image}/train/resume/latest.pt",
+    "loss": "{results}/{image}/train/loss.csv",
+    "train_metrics": "{results}/{image}/train/metrics.json",
+    "samples": "{results}/{image}/samples",
+    "grid": "{results}/{image}/samples/grid.png",
+    "samples_meta": "{results}/{image}/samples/samples.json",
+    "eval_dir": "{results}/{image}/evaluate",
+    "eval_metrics": "{results}/{image}/evaluate/metrics.json",
+    "manipulate": "{results}/{image}/manipulate",
+    "manipulate_meta": "{results}/{image}/manipulate/manipulate.json",
+}
+
+
+@dataclass(frozen=True)
+class ImagePaths:
+    """Artifact paths of one training image."""
+
+    image: str
+    results: Path = Path("results")
+
+    def __getattr__(self, key: str) -> Path:
+        if key in TEMPLATES:
+            return Path(TEMPLATES[key].format(results=self.results, image=self.image))
+        raise AttributeError(key)
+
+
+def find_source_image(images_dir: str | Path, name: str) -> Path:
+    """The raw image ``<images_dir>/<name>.<ext>``; raises FileNotFoundError listing what exists."""
+    images_dir = Path(images_dir)
+    matches = [p for p in sorted(images_dir.glob(f"{name}.*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not matches:
+        have = ", ".join(list_images(images_dir)) or "none"
+        raise FileNotFoundError(f"{images_dir}/{name}.*: no such image (images available: {have})")
+    if len(matches) > 1:
+        raise FileNotFoundError(f"{images_dir}/{name}.*: ambiguous, several files match: {[str(m) for m in matches]}")
+    return matches[0]
+
+
+def list_images(images_dir: str | Path) -> list[str]:
+    """Names (file stems) of the image files directly in ``images_dir``, sorted."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        return []
+    return sorted(p.stem for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

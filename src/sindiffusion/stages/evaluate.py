@@ -1,0 +1,165 @@
+"""``sindiffusion evaluate``: score one image's samples (DESIGN.md §3) -> metrics JSON + MLflow.
+
+Reads the processed training image (``paths.processed``) and the samples
+(``paths.samples/sample_*.png``) and computes, with
+:func:`sindiffusion.evaluation.evaluate_samples`:
+
+* weight-free metrics, always: ``pixel_diversity`` (SinGAN), ``copy_nn_dist`` /
+  ``copy_fraction`` (memorisation), ``patch_swd`` (multi-scale patch fidelity);
+* deep metrics when their pretrained weights are on disk (and pass the SHA-256 check):
+  ``sifid_<layer>`` and ``lpips_diversity`` (mean over all pairs of samples; images mapped
+  from [0,1] to [-1,1]). Otherwise the metric is ``null`` and ``unavailable[<metric>]`` says
+  which file is missing, its URL and where to put it.
+
+The JSON (``paths.eval_metrics``) is written atomically by
+:func:`~sindiffusion.evaluation.write_metrics_json`, which refuses any number from a random
+backbone. Bad input (no processed image, no samples) raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Params
+from ..data.io import ImageError, image_to_tensor, load_image
+from ..paths import ImagePaths
+from ..training.trainer import resolve_device
+from .common import image_paths, tracked
+
+#: metrics printed first, in this order (others follow alphabetically)
+ORDER = ("sifid_pool1", "sifid_pool2", "lpips_diversity", "pixel_diversity", "copy_nn_dist", "copy_fraction",
+         "patch_swd")
+LPIPS_NORMALISATION = "mean LPIPS(alex, v0.1) over all N(N-1)/2 unordered pairs; inputs [0,1] mapped to [-1,1]"
+
+
+def load_unit(path: str | Path) -> torch.Tensor:
+    """Image file -> ``[1,3,H,W]`` float32 in [0, 1]."""
+    return ((image_to_tensor(load_image(path)) + 1.0) / 2.0).clamp(0, 1).unsqueeze(0)
+
+
+def sample_files(samples_dir: str | Path) -> list[Path]:
+    """``sample_*.png`` files of a samples folder, sorted (``grid.png`` is not a sample)."""
+    return sorted(Path(samples_dir).glob("sample_*.png"))
+
+
+def check_inputs(paths: ImagePaths, samples_dir: Path) -> list[Path]:
+    """Raise a clear error (exit status 2 on the CLI) when the inputs are missing."""
+    if not paths.processed.is_file():
+        raise FileNotFoundError(f"{paths.processed}: processed training image not found; "
+                                f"run `sindiffusion preprocess --image {paths.image}` first")
+    files = sample_files(samples_dir)
+    if not files:
+        raise FileNotFoundError(f"{samples_dir}: no samples (sample_*.png) found; "
+                                f"run `sindiffusion sample --image {paths.image}` first")
+    return files
+
+
+def load_models(params: Params, weights_dir: str | Path | None = None,
+                device: torch.device | None = None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """Pretrained networks of the deep metrics (load once, reuse for many images)."""
+    from ..evaluation import load_deep_models
+
+    cfg = params.section("evaluate")
+    if not cfg.deep:
+        return {}, {}
+    device = device or resolve_device(cfg.device)
+    wdir = weights_dir if weights_dir is not None else cfg.weights_dir
+    return load_deep_models(cfg.sifid_layers, weights_dir=wdir, device=device, verify=cfg.verify_weights)
+
+
+def compute(params: Params, real: torch.Tensor, fakes: torch.Tensor | list[torch.Tensor], *,
+            models: Mapping[str, torch.nn.Module] | None = None, unavailable: Mapping[str, str] | None = None,
+            deep: bool | None = None, device: torch.device | None = None) -> dict[str, Any]:
+    """Metrics of ``fakes`` against ``real`` with the ``evaluate`` section's settings.
+
+    ``models``/``unavailable`` come from :func:`load_models`; ``deep=False`` skips the deep
+    metrics (e.g. for one published baseline sample).
+    """
+    from ..evaluation import evaluate_samples
+
+    cfg = params.section("evaluate")
+    deep = cfg.deep if deep is None else deep
+    if deep and models is None:
+        models, unavailable = load_models(params, device=device)
+    metrics = evaluate_samples(real, fakes, sifid_layers=cfg.sifid_layers, deep=deep,
+                               device=device or "cpu", models=models if deep else None,
+                               copy_threshold=cfg.copy_threshold, copy_stride=cfg.copy_stride,
+                               patch_size=cfg.patch_size, swd_seed=cfg.swd_seed)
+    if deep:
+        # evaluate_samples marks a metric whose model was not given "no model given": say why instead
+        for key, reason in (unavailable or {}).items():
+            if key in metrics["unavailable"]:
+                metrics["unavailable"][key] = reason
+    return metrics
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> list[str]:
+    """One line per metric (``n/a`` for unavailable ones) followed by the reasons."""
+    keys = [k for k in ORDER if k in metrics] + sorted(
+        k for k, v in metrics.items() if k not in ORDER and (v is None or isinstance(v, (int, float)))
+        and not isinstance(v, bool) and k != "num_samples")
+    lines = [f"  {k:<16} {'n/a' if metrics[k] is None else format(metrics[k], '.4f')}" for k in keys]
+    for key, reason in (metrics.get("unavailable") or {}).items():
+        lines.append(f"  unavailable: {key}: {reason}")
+    return lines
+
+
+def run(params: Params, image: str, *, weights_dir: str | Path | None = None, samples_dir: str | Path | None = None,
+        out: str | Path | None = None, models: Mapping[str, torch.nn.Module] | None = None,
+        unavailable: Mapping[str, str] | None = None, verbose: bool = True) -> dict[str, Any]:
+    """Evaluate ``image``'s samples; writes ``paths.eval_metrics`` (or ``out``) and logs to MLflow.
+
+    Args:
+        weights_dir: overrides ``evaluate.weights_dir`` (default: the torch hub cache).
+        samples_dir: overrides ``paths.samples``.
+        out: overrides ``paths.eval_metrics``.
+        models, unavailable: prebuilt networks from :func:`load_models` (the benchmark loads
+            them once); by default they are loaded here.
+        verbose: print the metrics and the reasons for unavailable ones.
+
+    Returns:
+        The metrics dict that was written.
+    """
+    from ..evaluation import write_metrics_json
+
+    cfg = params.section("evaluate")
+    paths = image_paths(params, image)
+    sdir = Path(samples_dir) if samples_dir else paths.samples
+    out_path = Path(out) if out else paths.eval_metrics
+    files = check_inputs(paths, sdir)
+    real = load_unit(paths.processed)
+    fakes = [load_unit(f) for f in files]
+    sizes = {tuple(f.shape[-2:]) for f in fakes}
+    if len(sizes) != 1:
+        raise ImageError(f"{sdir}: samples have different sizes {sorted(sizes)}; evaluate one sampling run at a time")
+    device = resolve_device(cfg.device)
+    wdir = weights_dir if weights_dir is not None else cfg.weights_dir
+    if models is None and cfg.deep:
+        models, unavailable = load_models(params, wdir, device)
+    note = f"The metrics are still written to {out_path}."
+    extra = {"weights_dir": str(wdir) if wdir else "torch hub cache", "num_samples": len(files),
+             "samples_dir": str(sdir)}
+    with tracked("evaluate", image, params, device, note, extra) as tracker:
+        metrics = compute(params, real, torch.cat(fakes), models=models, unavailable=unavailable, device=device)
+        metrics["image"] = image
+        metrics["sample_size"] = list(fakes[0].shape[-2:])
+        metrics["train_size"] = list(real.shape[-2:])
+        if cfg.deep:
+            metrics["weights"] = {k: str(getattr(m, "weights_file", None)) for k, m in (models or {}).items()}
+        metrics["lpips_normalisation"] = LPIPS_NORMALISATION
+        write_metrics_json(out_path, metrics)
+        tracker.log_metrics({k: v for k, v in metrics.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.set_tags({f"unavailable.{k}": v[:4000] for k, v in metrics["unavailable"].items()})
+        tracker.log_artifact(out_path)
+    if verbose:
+        print(f"{image}: {len(files)} samples of {metrics['sample_size'][0]}x{metrics['sample_size'][1]} "
+              f"-> {out_path}", flush=True)
+        for line in format_metrics(metrics):
+            print(line, file=sys.stderr if line.lstrip().startswith("unavailable") else sys.stdout, flush=True)
+    return metrics

@@ -1,0 +1,173 @@
+"""``sindiffusion manipulate``: every edit that params.yaml lists for an image, plus the one-off commands.
+
+Outputs (all written into a temporary folder that is swapped in only when every edit succeeded,
+so an error leaves the previous outputs untouched and nothing half-written)::
+
+    results/<image>/manipulate/manipulate.json          summary of every edit (DVC metrics)
+    results/<image>/manipulate/<edit>/result.png        the (first) result
+    results/<image>/manipulate/<edit>/samples/...       all samples + grid.png when num > 1
+    results/<image>/manipulate/<edit>/input.png, reference.png, mask.png   the inputs as used
+    results/<image>/manipulate/<edit>/edit.json         options, input files + sha256, metrics
+
+Every input is checked before the first sample is drawn (:func:`prepare_edit`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..applications.config import EditSpec, ManipulateError, parse_edit, validate_all_edits
+from ..applications.manipulate import (
+    PreparedEdit,
+    check_checkpoint_image,
+    log_edit,
+    prepare_edit,
+    run_edit,
+    warn,
+    write_edit,
+)
+from ..config import Params
+from ..data.io import image_to_tensor, load_image
+from ..generate import ModelBundle, load_bundle
+from ..training.trainer import resolve_device
+from .common import image_paths, tracked, write_json
+from .sample import replace_dir
+
+
+def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
+    """The processed training image whose sha256 the checkpoint records (first candidate that matches)."""
+    from ..checkpoint import sha256_file
+
+    sha = str(bundle.checkpoint["image"].get("sha256", ""))
+    recorded = bundle.checkpoint["image"].get("path")
+    for path in [*candidates, *([Path(recorded)] if recorded else [])]:
+        if path.is_file() and (not sha or sha256_file(path) == sha):
+            return image_to_tensor(load_image(path))[None], path
+    return None, None
+
+
+def _progress_bar(preps: list[PreparedEdit], enabled: bool) -> tqdm:
+    total = 0
+    for p in preps:
+        s = p.settings
+        n_batches = -(-s.num // s.batch_size)
+        total += n_batches * s.steps
+    return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def _load(ckpt_path: Path, device: torch.device, use_ema: bool) -> ModelBundle:
+    return load_bundle(ckpt_path, device, use_ema=use_ema)
+
+
+def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker: Any, progress: bool,
+             summary: dict[str, Any], single: bool = False) -> dict[str, Any]:
+    """Sample every prepared edit, write into a temp folder next to ``out`` and swap it in."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    results = []
+    try:
+        bar = _progress_bar(preps, progress)
+        entries = []
+        for prep in preps:
+            bar.set_postfix_str(prep.spec.name)
+            result = run_edit(prep, bundle, progress=lambda i, n: bar.update(1))
+            folder = tmp if single else tmp / prep.spec.name
+            meta = write_edit(folder, prep, result, {"checkpoint": summary["checkpoint"],
+                                                     "checkpoint_step": summary["checkpoint_step"]})
+            entries.append({"name": prep.spec.name, "kind": prep.spec.kind,
+                            "folder": "." if single else prep.spec.name,
+                            "size": meta["size"], "metrics": meta["metrics"]})
+            results.append((prep, result))
+        bar.close()
+        summary["edits"] = entries
+        write_json(tmp / ("manipulate.json"), summary)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for prep, result in results:
+        log_edit(tracker, prep, result)
+    tracker.log_artifact(out)
+    return summary
+
+
+def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
+        progress: bool = True) -> dict:
+    """Run every edit listed for ``image`` in ``params.yaml: manipulate.edits``.
+
+    Raises :class:`ManipulateError` (a ``ValueError``) before writing anything when an edit, an
+    input file or the checkpoint does not fit (a checkpoint of another image included).
+    """
+    cfg = params.section("manipulate")
+    specs = validate_all_edits(cfg, params.path).get(image, [])
+    paths = image_paths(params, image)
+    ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
+    out = Path(out_dir) if out_dir else paths.manipulate
+    summary: dict[str, Any] = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": None, "edits": []}
+    if not specs:
+        print(f"{image}: no edits listed in {params.path}: manipulate.edits.{image}; writing an empty summary")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        try:
+            write_json(tmp / "manipulate.json", summary)
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return summary
+    device = resolve_device(cfg.device)
+    bundle = _load(ckpt_path, device, cfg.use_ema)
+    check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
+    train_image, train_path = _training_image(bundle, [paths.processed])
+    clip_cache: dict = {}
+    preps = [prepare_edit(spec, cfg, bundle, train_image, train_path or paths.processed, clip_cache)
+             for spec in specs]
+    summary["checkpoint_step"] = int(bundle.checkpoint["step"])
+    note = f"The results are still written to {out}."
+    with tracked("manipulate", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
+        _run_all(preps, bundle, out, tracker, progress, summary)
+    return summary
+
+
+def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: str | Path | None,
+               out_dir: str | Path, image: str | None = None, progress: bool = True) -> dict:
+    """One edit from command-line flags (``sindiffusion outpaint ...``); same checks and outputs as :func:`run`.
+
+    ``options`` are the edit's keys (``None`` values are dropped); errors name the ``--flag``.
+    With ``image`` the checkpoint must be that image's (name always; a different sha256 of
+    ``results/<image>/preprocess/image.png`` only warns).
+    """
+    cfg = params.section("manipulate")
+    raw = {k: v for k, v in options.items() if v is not None}
+    raw.setdefault("name", kind)
+    spec: EditSpec = parse_edit(raw, "--", kind)
+    if checkpoint is None:
+        if image is None:
+            raise ManipulateError("--checkpoint: required (or give --image to use results/IMAGE/train/model.pt)")
+        checkpoint = image_paths(params, image).checkpoint
+    ckpt_path = Path(checkpoint)
+    out = Path(out_dir)
+    device = resolve_device(cfg.device)
+    bundle = _load(ckpt_path, device, cfg.use_ema)
+    candidates: list[Path] = []
+    if image is not None:
+        processed = image_paths(params, image).processed
+        for w in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, processed, strict=False):
+            warn(w)
+        candidates.append(processed)
+    train_image, train_path = _training_image(bundle, candidates)
+    prep = prepare_edit(spec, cfg, bundle, train_image, train_path, {})
+    name = image or bundle.image_name
+    summary: dict[str, Any] = {"image": name, "checkpoint": str(ckpt_path),
+                               "checkpoint_step": int(bundle.checkpoint["step"]), "edits": []}
+    note = f"The result is still written to {out}."
+    with tracked("manipulate", name, params, device, note,
+                 {"checkpoint": str(ckpt_path), "command": kind, "edit": spec.to_dict()}) as tracker:
+        _run_all([prep], bundle, out, tracker, progress, summary, single=True)
+    return summary

@@ -1,0 +1,70 @@
+"""``sindiffusion sample``: N random samples at any size + a grid image."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..config import Params
+from ..data.io import make_grid, save_grid, save_image, tensor_to_image
+from ..generate import generate, load_bundle, output_size
+from ..training.trainer import resolve_device
+from .common import image_paths, tracked, write_json
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a fully written ``tmp`` folder into place (never leaves a half-written ``final``)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
+        progress: bool = True) -> dict:
+    cfg = params.section("sample")
+    paths = image_paths(params, image)
+    ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
+    out = Path(out_dir) if out_dir else paths.samples
+    device = resolve_device(cfg.device)
+    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema)
+    size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    note = f"Samples and timings are still written to {out}."
+    with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
+        n_batches = -(-cfg.num_samples // cfg.batch_size)
+        bar = tqdm(total=n_batches * cfg.steps, desc="sample", unit="step", disable=not progress, dynamic_ncols=True)
+        samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
+                                    seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=cfg.clip_x0,
+                                    progress=lambda i, n: bar.update(1))
+        bar.close()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        try:
+            files = []
+            for i, x in enumerate(samples):
+                name = f"sample_{i:03d}.png"
+                save_image(x, tmp / name)
+                files.append(name)
+            save_grid(samples, tmp / "grid.png")
+            meta = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": int(bundle.checkpoint["step"]),
+                    "size": list(size), "files": files, "device": str(device), **dataclasses.asdict(cfg), **timings}
+            write_json(tmp / "samples.json", meta)
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tracker.log_metrics(timings)
+        tracker.log_image(tensor_to_image(make_grid(samples)), key="samples_grid")
+        for i, x in enumerate(samples[:16]):
+            tracker.log_image(tensor_to_image(x), key="sample", step=i)
+        tracker.log_artifact(out / "grid.png")
+    return meta
+

@@ -1,0 +1,104 @@
+"""``sindiffusion train``: fit the UNet to the processed image; resumable."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from ..config import Params
+from ..data.io import atomic_write, image_to_tensor, load_image
+from ..training.trainer import Trainer, resolve_device
+from .common import image_paths, tracked, write_json
+
+LOSS_COLUMNS = ["step", "loss", "it_per_s"]
+
+
+def _read_loss_rows(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]
+
+
+def _write_loss_rows(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOSS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
+
+
+def run(params: Params, image: str, progress: bool = True) -> dict:
+    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json."""
+    sections = params.stage("train")
+    model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
+    unet = model_cfg.unet()
+    paths = image_paths(params, image)
+    img = load_image(paths.processed)
+    x = image_to_tensor(img)
+    m = unet.size_multiple
+    if x.shape[1] % m or x.shape[2] % m:
+        raise ValueError(f"{paths.processed}: size {tuple(x.shape[1:])} is not a multiple of {m}; "
+                         "run `sindiffusion preprocess` with the same model section")
+    info = {"name": image, "sha256": sha256_file(paths.processed), "size": list(x.shape[1:]), "path": str(paths.processed)}
+    device = resolve_device(train_cfg.device)
+    trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
+
+    resumed_from = 0
+    if paths.resume.is_file():
+        try:
+            ckpt = load_checkpoint(paths.resume)
+        except CheckpointError as err:
+            print(f"WARNING: ignoring unusable resume checkpoint: {err}", file=sys.stderr)
+            ckpt = None
+        if ckpt is not None:
+            same_run = (ckpt["image"].get("sha256") == info["sha256"]
+                        and _comparable(ckpt["config"]) == _comparable(trainer.config_dict()))
+            if same_run and ckpt["step"] <= train_cfg.steps:
+                trainer.load_state_dict(ckpt)
+                resumed_from = trainer.step
+                print(f"resuming from {paths.resume} at step {resumed_from}", file=sys.stderr)
+            elif same_run:
+                print(f"WARNING: {paths.resume} is at step {ckpt['step']}, beyond train.steps={train_cfg.steps}; "
+                      "starting from scratch", file=sys.stderr)
+            else:
+                print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
+                      "starting from scratch", file=sys.stderr)
+    rows = _read_loss_rows(paths.loss, resumed_from)
+    _write_loss_rows(paths.loss, rows)
+
+    note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
+    with tracked("train", image, params, device, note, {"resumed_from_step": resumed_from}) as tracker:
+        def on_log(step: int, loss: float, its: float) -> None:
+            rows.append({"step": step, "loss": f"{loss:.6f}", "it_per_s": f"{its:.4f}"})
+            _write_loss_rows(paths.loss, rows)
+            tracker.log_metrics({"loss": loss, "it_per_s": its}, step=step)
+
+        def on_save(t: Trainer) -> None:
+            save_checkpoint(paths.resume, t.state_dict())
+
+        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+        state = trainer.state_dict()
+        save_checkpoint(paths.checkpoint, state)
+        save_checkpoint(paths.resume, state)
+        metrics = {
+            "final_loss": summary["final_loss"], "steps": int(summary["steps"]),
+            "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
+            "resumed_from_step": resumed_from, "device": str(device),
+        }
+        write_json(paths.train_metrics, metrics)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
+        if params.section("tracking").log_checkpoint:
+            tracker.log_artifact(paths.checkpoint, "checkpoint")
+        tracker.log_artifact(paths.loss)
+    return metrics
+
+
+def _comparable(config: dict) -> dict:
+    """Config keys that must match to resume: everything except the target step count and logging."""
+    train = {k: v for k, v in config["train"].items() if k not in ("steps", "log_every", "save_every", "device")}
+    return {"model": config["model"], "diffusion": config["diffusion"], "train": train}

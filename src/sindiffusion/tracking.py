@@ -1,0 +1,223 @@
+"""Experiment tracking. The only module that imports MLflow.
+
+Layout in MLflow: one experiment (``tracking.experiment``, default ``sindiffusion``); one
+*parent run per training image* (run name = image name, tag ``sindiffusion.image``); every
+stage execution (preprocess, train, sample, evaluate, manipulate) is a *nested run* under it,
+created from whichever process (laptop or Slurm job) runs the stage.
+
+Tracking never kills a stage: if the server is unreachable or a call fails, a warning is
+printed once, tracking is switched off for the rest of the stage, and the metrics stay in the
+stage's local files (CSV/JSON beside its outputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+IMAGE_TAG = "sindiffusion.image"
+KIND_TAG = "sindiffusion.kind"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lr": 1e-4}}`` -> ``{"train.lr": "0.0001"}`` (lists joined as strings)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(list(v) if isinstance(v, tuple) else v)
+    return out
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def resolve_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+class Tracker:
+    """No-op tracker (tracking disabled, or fallen back after an error)."""
+
+    enabled = False
+    run_id: str | None = None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_image(self, image: Any, key: str, step: int = 0) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def finish(self, status: str = "FINISHED") -> None: ...
+
+
+class MlflowTracker(Tracker):
+    """Logs one stage run (nested under the image's parent run) through ``MlflowClient``."""
+
+    enabled = True
+
+    def __init__(self, uri: str, experiment: str, image: str, stage: str) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        self._mlflow = mlflow
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        with _store_lock(uri):
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            self.experiment_id = exp_id
+            found = self.client.search_runs(
+                [exp_id], filter_string=f"tags.`{IMAGE_TAG}` = '{image}' and tags.`{KIND_TAG}` = 'image'",
+                max_results=1,
+            )
+            if found:
+                parent_id = found[0].info.run_id
+            else:
+                parent = self.client.create_run(exp_id, run_name=image, tags={IMAGE_TAG: image, KIND_TAG: "image"})
+                parent_id = parent.info.run_id
+                self.client.set_terminated(parent_id, "FINISHED")
+            run = self.client.create_run(exp_id, run_name=f"{image}/{stage}", tags={
+                IMAGE_TAG: image, KIND_TAG: "stage", "sindiffusion.stage": stage,
+                MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: f"{image}/{stage}",
+            })
+        self.parent_run_id = parent_id
+        self.run_id = run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v is not None]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def log_image(self, image: Any, key: str, step: int = 0) -> None:
+        self.client.log_image(self.run_id, image, key=key, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise store initialisation between local processes sharing one SQLite file."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(db) + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _check_server(uri: str, timeout: float = 3.0) -> None:
+    """For an HTTP tracking URI, fail fast when the server does not answer /health."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise ConnectionError(f"MLflow server {uri} is unreachable ({err})") from err
+
+
+class SafeTracker(Tracker):
+    """Wraps a tracker: the first failure warns and turns tracking off for the rest of the run."""
+
+    def __init__(self, inner: Tracker, local_note: str) -> None:
+        self.inner = inner
+        self.local_note = local_note
+        self.enabled = inner.enabled
+        self.run_id = inner.run_id
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        try:
+            getattr(self.inner, name)(*args, **kwargs)
+        except Exception as err:  # tracking must never kill a stage
+            self.enabled = False
+            _warn(f"MLflow tracking failed in {name} ({type(err).__name__}: {err}); tracking is off for the "
+                  f"rest of this stage. {self.local_note}")
+
+    def log_params(self, params: dict[str, Any]) -> None: self._call("log_params", params)
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: self._call("log_metrics", metrics, step)
+    def log_image(self, image: Any, key: str, step: int = 0) -> None: self._call("log_image", image, key, step)
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: self._call("log_artifact", path, artifact_path)
+    def set_tags(self, tags: dict[str, str]) -> None: self._call("set_tags", tags)
+    def finish(self, status: str = "FINISHED") -> None: self._call("finish", status)
+
+
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
+                 local_note: str) -> Tracker:
+    """Start the stage's MLflow run, or return a no-op tracker (disabled, or server unreachable)."""
+    if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
+        return Tracker()
+    uri = resolve_uri(uri)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        _check_server(uri)
+        return SafeTracker(MlflowTracker(uri, experiment, image, stage), local_note)
+    except Exception as err:
+        _warn(f"MLflow tracking unavailable ({type(err).__name__}: {err}); continuing without it. {local_note}")
+        return Tracker()
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
+              local_note: str) -> Iterator[Tracker]:
+    """Context manager: the run ends FINISHED, or FAILED if the stage raises."""
+    tracker = open_tracker(stage, image, enabled=enabled, experiment=experiment, uri=uri, local_note=local_note)
+    try:
+        yield tracker
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish("FINISHED")

@@ -1,0 +1,173 @@
+"""Training one model on one image."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..config import DiffusionConfig, TrainConfig
+from ..diffusion.gaussian import GaussianDiffusion
+from ..models.unet import UNet, UNetConfig
+from .augment import random_crops, random_rescale
+from .ema import EMA
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA if available, else CPU; anything else is passed to ``torch.device``.
+
+    A Slurm job may see ``CUDA_VISIBLE_DEVICES`` without a usable GPU: ``auto`` then falls back to CPU.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class Trainer:
+    """Denoising training on batches made from one image.
+
+    Args:
+        image: ``[3, H, W]`` in [-1, 1], H and W multiples of the net's size multiple.
+        unet: architecture; ``diffusion``/``train``: the params.yaml sections.
+        image_info: recorded in checkpoints (name, sha256, size, path).
+
+    All randomness (augmentation, timesteps, noise) comes from one CPU ``torch.Generator``
+    seeded with ``train.seed``, whose state is checkpointed: resuming reproduces a straight run.
+    """
+
+    def __init__(self, image: torch.Tensor, unet: UNetConfig, diffusion: DiffusionConfig, train: TrainConfig,
+                 image_info: dict[str, Any], device: torch.device | None = None) -> None:
+        self.train_cfg = train
+        self.unet_cfg = unet
+        self.diffusion_cfg = diffusion
+        self.image_info = image_info
+        self.device = device or resolve_device(train.device)
+        torch.manual_seed(train.seed)
+        self.generator = torch.Generator().manual_seed(train.seed)
+        self.model = UNet(unet).to(self.device)
+        self.ema = EMA(self.model, train.ema_decay, train.ema_warmup)
+        self.diffusion = GaussianDiffusion.from_config(
+            diffusion.schedule, diffusion.timesteps, diffusion.beta_start, diffusion.beta_end, diffusion.variance
+        )
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        self.image = image.unsqueeze(0).float()  # [1, 3, H, W] on CPU; augmentation runs on CPU
+        self.step = 0
+        cuda = self.device.type == "cuda"
+        self.autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "fp32": None, "bf16": torch.bfloat16}[train.precision]
+        self.channels_last = {"auto": cuda, "on": True, "off": False}[train.channels_last]
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ state
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.unet_cfg.to_dict(),
+            "diffusion": dataclasses.asdict(self.diffusion_cfg),
+            "train": dataclasses.asdict(self.train_cfg),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "train_generator": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "config": self.config_dict(),
+            "image": self.image_info,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["train_generator"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    # ------------------------------------------------------------------ steps
+    def make_batch(self) -> torch.Tensor:
+        """``[B, 3, H', W']`` in [-1, 1]: the image, rescaled (and cropped) as configured."""
+        cfg = self.train_cfg
+        batch = self.image.expand(cfg.batch_size, -1, -1, -1)
+        batch = random_rescale(batch, cfg.scale_min, cfg.scale_max, self.unet_cfg.size_multiple, self.generator)
+        if cfg.crop_size:
+            batch = random_crops(batch, cfg.crop_size, self.generator)
+        return batch.contiguous()
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the loss."""
+        x0 = self.make_batch()
+        b = x0.shape[0]
+        t = torch.randint(0, self.diffusion.num_timesteps, (b,), generator=self.generator)
+        noise = torch.randn(x0.shape, generator=self.generator)
+        x0, t, noise = (v.to(self.device, non_blocking=True) for v in (x0, t, noise))
+        if self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+            noise = noise.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
+        with ctx:
+            loss = self.diffusion.training_loss(self.model, x0, t, noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.train_cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.ema.update(self.model, self.step)
+        return float(loss.detach())
+
+    def run(self, until: int, on_log: Callable[[int, float, float], None] | None = None,
+            on_save: Callable[["Trainer"], None] | None = None, progress: bool = True) -> dict[str, float]:
+        """Train until ``self.step == until``.
+
+        ``on_log(step, mean_loss, it_per_s)`` every ``train.log_every`` steps (and at the end);
+        ``on_save(trainer)`` every ``train.save_every`` steps. Returns summary metrics.
+        """
+        cfg = self.train_cfg
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=until, initial=self.step, desc="train", unit="it", disable=not progress, dynamic_ncols=True)
+        window: list[float] = []
+        t0 = time.perf_counter()
+        t_window, start_step = t0, self.step
+        last_loss = float("nan")
+        while self.step < until:
+            loss = self.train_step()
+            if loss != loss:  # NaN
+                raise FloatingPointError(f"training loss became NaN at step {self.step}; lower train.lr")
+            window.append(loss)
+            last_loss = loss
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == until:
+                now = time.perf_counter()
+                its = len(window) / max(now - t_window, 1e-9)
+                mean = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                if on_log:
+                    on_log(self.step, mean, its)
+                window, t_window = [], now
+            if on_save and (self.step % cfg.save_every == 0) and self.step < until:
+                on_save(self)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        steps_done = self.step - start_step
+        return {
+            "final_loss": last_loss,
+            "steps": float(self.step),
+            "it_per_s": steps_done / elapsed if elapsed > 0 and steps_done else 0.0,
+            "seconds": elapsed,
+        }

@@ -1,0 +1,122 @@
+"""The Snakemake workflow: lint, schema validation, dry run, and a real local run of the tiny pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from sindiffusion.paths import TEMPLATES
+
+from .helpers import PROFILES, REPO_ROOT, TINY_IMAGES, dry_run_jobs, make_project, snakemake
+
+STAGES = ("preprocess", "train", "sample")
+
+
+def test_lint_is_clean(tmp_path):
+    root = make_project(tmp_path)
+    res = snakemake(root, "--lint")
+    assert res.returncode == 0, res.stdout
+    assert "good condition" in res.stdout
+
+
+def test_lint_is_clean_on_the_repository_params():
+    """The repository's own params.yaml (images listed, none present is fine for --lint)."""
+    res = snakemake(REPO_ROOT, "--lint", "--snakefile", str(REPO_ROOT / "workflow" / "Snakefile"),
+                    "--directory", str(REPO_ROOT), "--nolock")
+    assert res.returncode == 0, res.stdout
+
+
+def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
+    root = make_project(tmp_path)
+    res = snakemake(root, "-n", "-p", "--cores", "1", "all")
+    assert res.returncode == 0, res.stdout
+    jobs = dry_run_jobs(res.stdout)
+    names = sorted(TINY_IMAGES)
+    assert sorted(j["rule"] for j in jobs) == sorted(["all"] + [s for s in STAGES for _ in names])
+    for job in jobs:
+        if job["rule"] == "all":
+            continue
+        image = next(n for n in names if f"--image {n} " in job["shell"])
+        assert job["shell"].startswith(f"sindiffusion {job['rule']} --image {image} --params params.yaml")
+        assert f"> logs/{image}/{job['rule']}.log 2>&1" in job["shell"]
+    outputs = {o for j in jobs for o in j["output"]}
+    for name in names:
+        for key in ("processed", "processed_meta", "checkpoint", "loss", "train_metrics", "samples"):
+            assert TEMPLATES[key].format(results="results", image=name) in outputs
+        assert TEMPLATES["resume"].format(results="results", image=name) not in outputs
+
+
+def test_image_list_restricts_the_targets(tmp_path):
+    root = make_project(tmp_path, params={"data": {"images": ["tiny_b"]}})
+    res = snakemake(root, "-n", "--cores", "1", "all")
+    assert res.returncode == 0, res.stdout
+    assert "tiny_b" in res.stdout and "tiny_a" not in res.stdout
+
+
+def test_missing_listed_image_fails_with_its_name(tmp_path):
+    root = make_project(tmp_path, params={"data": {"images": ["nope"]}})
+    res = snakemake(root, "-n", "--cores", "1", "all")
+    assert res.returncode != 0
+    assert "data/images/nope.*: no such image" in res.stdout
+
+
+def test_schema_rejects_bad_params(tmp_path):
+    root = make_project(tmp_path, params={"train": {"steps": "many"}})
+    res = snakemake(root, "-n", "--cores", "1", "all")
+    assert res.returncode != 0
+    assert "steps" in res.stdout and "many" in res.stdout
+
+
+def test_schema_mirrors_the_config_dataclasses():
+    """workflow/schemas/params.schema.yaml names exactly the keys of sindiffusion.config."""
+    import dataclasses
+
+    from sindiffusion.config import SECTIONS
+
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    for name, cls in SECTIONS.items():
+        if name not in ("data", "preprocess", "model", "diffusion", "train", "sample", "tracking"):
+            continue  # sections registered by other subsystems: permissive in the schema
+        assert name in schema["properties"], f"schema lacks section {name}"
+        keys = set(schema["properties"][name]["properties"])
+        assert keys == {f.name for f in dataclasses.fields(cls)}, name
+
+
+@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml"])
+def test_shipped_params_files_pass_the_schema(params_file):
+    from snakemake.utils import validate
+
+    path = REPO_ROOT / params_file
+    if not path.exists():
+        pytest.skip(f"{params_file} not in this checkout")
+    validate(yaml.safe_load(path.read_text()), str(REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"))
+
+
+def test_local_profile_runs_the_tiny_pipeline(tmp_path):
+    """`snakemake --profile workflow/profiles/local all` (the README's command) end to end."""
+    root = make_project(tmp_path, images={"tiny_a": TINY_IMAGES["tiny_a"]})
+    res = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600,
+                    log_name="snakemake.log")
+    assert res.returncode == 0, res.stdout[-5000:]
+    samples = root / "results/tiny_a/samples"
+    assert sorted(p.name for p in samples.iterdir()) == ["grid.png", "sample_000.png", "sample_001.png",
+                                                         "samples.json"]
+    metrics = json.loads((root / "results/tiny_a/train/metrics.json").read_text())
+    assert metrics["steps"] == 15
+    assert (root / "results/tiny_a/train/resume/latest.pt").is_file()
+    for stage in STAGES:
+        assert (root / f"logs/tiny_a/{stage}.log").is_file()
+    # the final message: where the samples are, how to open MLflow
+    assert "samples in results/tiny_a/samples/" in res.stdout
+    assert "MLflow" in res.stdout
+    # nothing to do the second time
+    again = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
+    # a changed sample section reruns only `sample` (params rerun trigger, like DVC's params)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sample"]["seed"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    dry = snakemake(root, "-n", "--cores", "1", "all")
+    assert sorted(j["rule"] for j in dry_run_jobs(dry.stdout)) == ["all", "sample"], dry.stdout[-3000:]

@@ -1,0 +1,107 @@
+# Shared by all rule files (the image list, paths, resources, the final message).
+# Functions live here (not in the rule files) so that `snakemake --lint` stays clean.
+
+import json
+import os
+import re
+from pathlib import Path
+
+from sindiffusion.config import STAGE_SECTIONS
+from sindiffusion.paths import TEMPLATES, find_source_image, list_images
+
+# The params file passed to every `sindiffusion` call (the file the Snakefile's configfile reads).
+PARAMS_FILE = "params.yaml"
+IMAGES_DIR = config["data"].get("images_dir", "data/images")
+RESULTS = config["data"].get("results_dir", "results")
+IMAGES = list(config["data"].get("images") or list_images(IMAGES_DIR))
+if not IMAGES:
+    logger.warning(
+        f"No images: {IMAGES_DIR}/ holds no image file and params.yaml's data.images is empty. "
+        "Run `sindiffusion demo-image` (Hubble Deep Field) or copy images into it."
+    )
+
+# Final outputs of every stage; each rules/<stage>.smk appends its own.
+TARGETS = []
+
+# The rule files `include`d by the Snakefile, in a stable order (common.smk excluded).
+STAGE_RULE_FILES = sorted(
+    str(p) for p in Path(workflow.basedir, "rules").glob("*.smk") if p.name != "common.smk"
+)
+
+wildcard_constraints:
+    image="|".join(map(re.escape, IMAGES)) if IMAGES else "[^/]+",
+
+
+def path(key, image="{image}"):
+    """The artifact path ``key`` of sindiffusion.paths.TEMPLATES (``{image}`` stays a wildcard)."""
+    return TEMPLATES[key].format(results=RESULTS, image=image)
+
+
+def log_path(stage):
+    return f"logs/{{image}}/{stage}.log"
+
+
+def stage_command(stage):
+    """The one command a rule runs; dvc.yaml runs the same (without --no-progress and the log)."""
+    return f"sindiffusion {stage} --image {{wildcards.image}} --params {{params.file}} --no-progress > {{log}} 2>&1"
+
+
+def stage_settings(stage):
+    """The params.yaml sections a stage reads, as one string (an entry of each rule's params), so
+    that Snakemake's `params` rerun trigger reruns exactly the stages whose sections changed
+    (what the per-stage params of dvc.yaml do)."""
+    return json.dumps({s: config.get(s) for s in STAGE_SECTIONS[stage]}, sort_keys=True)
+
+
+def source_image(wildcards):
+    """The raw file data.images_dir/<image>.* (a clear error if missing or ambiguous)."""
+    return str(find_source_image(IMAGES_DIR, wildcards.image))
+
+
+# ---- EDIT HERE: resources of every rule, in one place ------------------------------------
+# Site defaults (partition, account) are in workflow/profiles/slurm/config.yaml. GPU rules ask
+# for one GPU (Slurm: --gpus=1); two CPU cores feed it (the data is one image in memory). On a
+# CPU-only machine the local profile raises the threads (capped at --cores). Override per run:
+#   snakemake --set-resources train:runtime=1440 --set-threads train=8 ...
+RESOURCES = {
+    "preprocess": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0},
+    "train": {"threads": 2, "mem_mb": 4000, "runtime": 720, "gpu": 1},
+    "sample": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 1},
+}
+
+
+def threads(stage):
+    return RESOURCES[stage]["threads"]
+
+
+def mem_mb(stage):
+    return RESOURCES[stage]["mem_mb"]
+
+
+def runtime(stage):
+    return RESOURCES[stage]["runtime"]
+
+
+def gpus(stage):
+    return RESOURCES[stage]["gpu"]
+
+
+def print_summary():
+    """Printed when the whole workflow succeeded: where the results are, how to see MLflow."""
+    lines = ["", "SinDiffusion pipeline finished."]
+    for image in IMAGES:
+        samples = path("samples", image)
+        if os.path.isdir(samples):
+            lines.append(f"  {image}: samples in {samples}/  (overview: {path('grid', image)})")
+    tracking = config.get("tracking") or {}
+    if not tracking.get("enabled", True) or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
+        lines.append("MLflow tracking is off; metrics are in results/<image>/train/loss.csv and metrics.json.")
+    else:
+        uri = tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        if uri.startswith(("http://", "https://")):
+            lines.append(f"MLflow runs: open {uri} in a browser (experiment '{tracking.get('experiment', 'sindiffusion')}').")
+        else:
+            lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000")
+        lines.append(f"  (experiment '{tracking.get('experiment', 'sindiffusion')}': one run per image, "
+                     "its preprocess/train/sample runs nested under it; samples in the sample run's Model metrics tab)")
+    print("\n".join(lines))
