@@ -55,7 +55,8 @@ class ImagePaths:
 def find_source_image(images_dir: str | Path, name: str) -> Path:
     """The raw image ``<images_dir>/<name>.<ext>``; raises FileNotFoundError listing what exists."""
     images_dir = Path(images_dir)
-    matches = [p for p in sorted(images_dir.glob(f"{name}.*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    matches = sorted(p for p in images_dir.iterdir() if p.is_file() and p.stem == name
+                     and p.suffix.lower() in IMAGE_SUFFIXES) if images_dir.is_dir() else []
     if not matches:
         have = ", ".join(list_images(images_dir)) or "none"
         raise FileNotFoundError(f"{images_dir}/{name}.*: no such image (images available: {have})")

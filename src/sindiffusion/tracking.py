@@ -80,25 +80,49 @@ class MlflowTracker(Tracker):
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         with _store_lock(uri):
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
-            found = self.client.search_runs(
-                [exp_id], filter_string=f"tags.`{IMAGE_TAG}` = '{image}' and tags.`{KIND_TAG}` = 'image'",
-                max_results=1,
-            )
-            if found:
-                parent_id = found[0].info.run_id
-            else:
-                parent = self.client.create_run(exp_id, run_name=image, tags={IMAGE_TAG: image, KIND_TAG: "image"})
-                parent_id = parent.info.run_id
-                self.client.set_terminated(parent_id, "FINISHED")
+            parent_id = self._parent_run_id(exp_id, image)
             run = self.client.create_run(exp_id, run_name=f"{image}/{stage}", tags={
                 IMAGE_TAG: image, KIND_TAG: "stage", "sindiffusion.stage": stage,
                 MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: f"{image}/{stage}",
             })
         self.parent_run_id = parent_id
         self.run_id = run.info.run_id
+
+    def _experiment_id(self, name: str) -> str:
+        """Get or create the experiment; several jobs may race to create it (Slurm, parallel local jobs)."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except Exception:
+            exp = self.client.get_experiment_by_name(name)  # another job created it meanwhile
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _parents(self, exp_id: str, image: str) -> list:
+        runs = self.client.search_runs(
+            [exp_id], filter_string=f"tags.`{IMAGE_TAG}` = '{image}' and tags.`{KIND_TAG}` = 'image'",
+            max_results=50,
+        )
+        return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+    def _parent_run_id(self, exp_id: str, image: str) -> str:
+        """The image's parent run: the oldest one; created if none. Jobs of one image that start
+        at the same time (other processes, other nodes) may each create one: every job then
+        picks the oldest, and a job whose own new parent lost deletes it."""
+        found = self._parents(exp_id, image)
+        if found:
+            return found[0].info.run_id
+        parent = self.client.create_run(exp_id, run_name=image, tags={IMAGE_TAG: image, KIND_TAG: "image"})
+        self.client.set_terminated(parent.info.run_id, "FINISHED")
+        oldest = self._parents(exp_id, image)[0].info.run_id
+        if oldest != parent.info.run_id:
+            self.client.delete_run(parent.info.run_id)
+        return oldest
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

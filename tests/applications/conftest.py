@@ -43,6 +43,15 @@ def random_unet(seed: int = 0) -> UNet:
     return model.eval()
 
 
+@pytest.fixture(autouse=True, scope="package")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is faster, and much faster on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def unet() -> UNet:
     return random_unet()

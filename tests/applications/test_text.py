@@ -50,7 +50,7 @@ def test_guidance_gradient_is_nonzero(clip, unet, diffusion):
     sampler = make_sampler("ddim", diffusion, 8)
     ctx = SamplingContext(diffusion, sampler, torch.Generator().manual_seed(0), torch.device("cpu"), (2, 3, 32, 32))
     x_t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)).mul(0.5).requires_grad_(True)
-    t = sampler.timesteps[-2]  # moderately noisy (143): pred_x0 is mostly inside [-1, 1], so the clamp passes gradients
+    t = sampler.timesteps[-2]  # moderately noisy (143)
     out = diffusion.p_output(unet, x_t, t, sampler.prev_timestep(t))
     grad = hook.guidance(x_t, t, out, ctx)
     assert grad is not None and grad.shape == x_t.shape
@@ -63,7 +63,22 @@ def test_guidance_gradient_is_nonzero(clip, unet, diffusion):
         hook.guidance(x_t.detach(), t, out_nograd, ctx)
 
 
-@pytest.mark.parametrize("sampler_name,clip_x0", [("ddpm", True), ("ddim", False)])
+def test_guidance_uses_the_unclipped_x0_at_noisy_steps(clip, unet, diffusion):
+    """At t = T-1 the clipped pred_x0 saturates almost everywhere; the raw one still carries a gradient."""
+    model, _, _, text = clip
+    hook = CLIPGuidanceHook(model, text, scale=1.0, cutouts=2)
+    sampler = make_sampler("ddim", diffusion, 8)
+    ctx = SamplingContext(diffusion, sampler, torch.Generator().manual_seed(0), torch.device("cpu"), (1, 3, 32, 32))
+    x_t = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    t = sampler.timesteps[0]
+    out = diffusion.p_output(unet, x_t, t, sampler.prev_timestep(t), clip_x0=True)
+    saturated = (out.pred_x0.detach().abs() >= 1.0).float().mean()
+    assert saturated > 0.9  # the clamp would zero >90 % of the gradient
+    grad = hook.guidance(x_t, t, out, ctx)
+    assert (grad != 0).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("sampler_name,clip_x0", [("ddpm", True), ("ddim", True)])
 def test_guidance_changes_output_and_is_deterministic(clip, unet, diffusion, sampler_name, clip_x0):
     model, _, _, text = clip
     sampler = make_sampler(sampler_name, diffusion, 6)
@@ -84,9 +99,9 @@ def test_guidance_raises_clip_score(clip, unet, diffusion):
     model, normalize, _, text = clip
     sampler = make_sampler("ddim", diffusion, 6)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    plain = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), generator=g(), clip_x0=False)
+    plain = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), generator=g())
     hook = CLIPGuidanceHook(model, text, scale=5000.0, cutouts=1, augment=False)
-    guided = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), hooks=[hook], generator=g(), clip_x0=False)
+    guided = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), hooks=[hook], generator=g())
     s_plain, s_guided = clip_score(model, plain, text, normalize), clip_score(model, guided, text)
     assert s_plain.shape == (2,) and bool(((s_plain >= -1) & (s_plain <= 1)).all())
     assert float(s_guided.mean()) > float(s_plain.mean())

@@ -142,6 +142,17 @@ def test_bad_input_raises_image_error_naming_file(tmp_path, case):
     assert word in str(info.value)
 
 
+@pytest.mark.parametrize("case", ["truncated_png", "truncated_jpg"])
+def test_truncated_is_an_error_even_if_pillow_is_told_to_load_truncated(tmp_path, monkeypatch, case):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as some libraries set it globally
+    path, _ = bad_inputs(tmp_path)[case]
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(path)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
+
+
 def test_directory_is_not_an_image(tmp_path):
     (tmp_path / "d.png").mkdir()
     with pytest.raises(ImageError, match="not a file"):

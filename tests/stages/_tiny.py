@@ -6,6 +6,8 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -47,3 +49,13 @@ def project(root: Path, image: str = "img", **sections: dict) -> Path:
     """A tmp project: ``params.yaml`` + ``data/images/<image>.png``; returns the params file."""
     make_image(Path(root) / "data" / "images" / f"{image}.png")
     return write_params(root, **sections)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny convolutions on a shared 2-core machine: several intra-op threads only spin-wait
+    (measured 50x slower under load). Import this fixture into a test module to use it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

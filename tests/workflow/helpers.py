@@ -27,7 +27,7 @@ TINY_PARAMS: dict = {
     "data": {"images_dir": "data/images", "images": [], "results_dir": "results"},
     "preprocess": {"max_size": 48},
     "model": {"preset": "custom", "base_channels": 8, "channel_mult": [1, 2], "encoder_blocks": 1,
-              "decoder_blocks": 1, "groups": 4, "dropout": 0.0, "grad_checkpointing": False},
+              "decoder_blocks": 2, "groups": 4, "dropout": 0.0, "grad_checkpointing": False},
     "diffusion": {"timesteps": 100, "schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
                   "variance": "fixed_large"},
     "train": {"steps": 15, "batch_size": 2, "lr": 0.001, "ema_decay": 0.9, "crop_size": None,
@@ -68,7 +68,7 @@ def make_project(root: Path, images: dict[str, tuple[int, int]] | None = None, p
     root.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
     shutil.copytree(REPO_ROOT / "workflow", root / "workflow", ignore=ignore)
-    for name in ("dvc.yaml", "environment.yml"):
+    for name in ("dvc.yaml", ".dvcignore", "environment.yml"):
         shutil.copy2(REPO_ROOT / name, root / name)
     if with_src:
         shutil.copytree(REPO_ROOT / "src" / "sindiffusion", root / "src" / "sindiffusion", ignore=ignore)

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from .known_region import ANCHORS
 
-__all__ = ["COMMON_KEYS", "EditSpec", "KIND_KEYS", "KINDS", "ManipulateConfig", "ManipulateError",
+__all__ = ["COMMON_KEYS", "EditSpec", "KIND_KEYS", "KINDS", "ManipulateConfig", "ManipulateError", "edit_input_files",
            "parse_edit", "parse_image_edits", "validate_all_edits"]
 
 
@@ -345,3 +345,21 @@ def validate_all_edits(cfg: ManipulateConfig, source: str = "params.yaml") -> di
     if not isinstance(cfg.edits, Mapping):
         raise ManipulateError(f"{source}: manipulate.edits: expected a mapping of image name -> list of edits")
     return {str(image): parse_image_edits(cfg, str(image), source) for image in cfg.edits}
+
+
+def edit_input_files(section: Any, image: str) -> list[str]:
+    """The files (``input``, ``mask``) the edits of ``image`` read, from the *raw* ``manipulate`` section.
+
+    For workflow managers (Snakemake inputs): tolerant of malformed entries, which the stage
+    itself reports with a clear error.
+    """
+    edits = (section or {}).get("edits") if isinstance(section, Mapping) else None
+    items = edits.get(image) if isinstance(edits, Mapping) else None
+    files: list[str] = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping):
+            for key in ("input", "mask"):
+                value = item.get(key)
+                if isinstance(value, str) and value.strip() and value not in files:
+                    files.append(value)
+    return files

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -465,6 +464,3 @@ def log_edit(tracker: Any, prep: PreparedEdit, result: EditResult, prefix: str =
 def warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
-
-def now() -> float:
-    return time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 
 class ImageError(ValueError):
@@ -36,8 +36,9 @@ def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            old_limit = Image.MAX_IMAGE_PIXELS
+            old_limit, old_truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
             Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clearer message
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, whatever a library set
             try:
                 img = Image.open(path)
                 w, h = img.size
@@ -49,7 +50,7 @@ def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.
                     )
                 img.load()
             finally:
-                Image.MAX_IMAGE_PIXELS = old_limit
+                Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_limit, old_truncated
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image file Pillow can read") from err
     except (OSError, SyntaxError, ValueError) as err:

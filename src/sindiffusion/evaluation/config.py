@@ -15,6 +15,8 @@ class EvaluateConfig:
 
     Deep metrics (SIFID, LPIPS diversity) need pretrained torchvision weights; when they are
     missing the metric is written as null with the reason, never computed from random weights.
+    Checkpoints are always checked against the SHA-256 prefix in their torchvision file name, so a
+    file with the right name but other contents (e.g. random values) is treated as missing.
     """
 
     sifid_layers: tuple[str, ...] = ("pool1",)
@@ -24,8 +26,6 @@ class EvaluateConfig:
     """Compute SIFID and LPIPS diversity when their weights are on disk."""
     weights_dir: Optional[str] = None
     """Where the pretrained checkpoints are; null = the torch hub cache ($TORCH_HOME/hub/checkpoints)."""
-    verify_weights: bool = True
-    """Check each checkpoint's SHA-256 against the prefix in its torchvision file name before use."""
     device: str = "auto"
     """``auto`` = CUDA when available, else CPU."""
     patch_size: int = 7

@@ -69,7 +69,7 @@ def load_models(params: Params, weights_dir: str | Path | None = None,
         return {}, {}
     device = device or resolve_device(cfg.device)
     wdir = weights_dir if weights_dir is not None else cfg.weights_dir
-    return load_deep_models(cfg.sifid_layers, weights_dir=wdir, device=device, verify=cfg.verify_weights)
+    return load_deep_models(cfg.sifid_layers, weights_dir=wdir, device=device, verify=True)
 
 
 def compute(params: Params, real: torch.Tensor, fakes: torch.Tensor | list[torch.Tensor], *,

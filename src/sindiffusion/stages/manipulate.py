@@ -52,12 +52,15 @@ def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.
     return None, None
 
 
-def _progress_bar(preps: list[PreparedEdit], enabled: bool) -> tqdm:
+def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> tqdm:
+    from ..diffusion import make_sampler
+
     total = 0
     for p in preps:
         s = p.settings
         n_batches = -(-s.num // s.batch_size)
-        total += n_batches * s.steps
+        timesteps = make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).timesteps
+        total += n_batches * len([t for t in timesteps if p.t_start is None or t <= p.t_start])
     return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
@@ -72,7 +75,7 @@ def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     results = []
     try:
-        bar = _progress_bar(preps, progress)
+        bar = _progress_bar(preps, bundle, progress)
         entries = []
         for prep in preps:
             bar.set_postfix_str(prep.spec.name)
@@ -120,6 +123,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        summary["out"] = str(out)
         return summary
     device = resolve_device(cfg.device)
     bundle = _load(ckpt_path, device, cfg.use_ema)
@@ -132,6 +136,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     note = f"The results are still written to {out}."
     with tracked("manipulate", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         _run_all(preps, bundle, out, tracker, progress, summary)
+    summary["out"] = str(out)
     return summary
 
 

@@ -84,8 +84,11 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
         save_checkpoint(paths.resume, state)
+        final_loss = summary["final_loss"]
+        if final_loss != final_loss and rows:  # resumed at the target step: no step ran, keep the last logged loss
+            final_loss = float(rows[-1]["loss"])
         metrics = {
-            "final_loss": summary["final_loss"], "steps": int(summary["steps"]),
+            "final_loss": final_loss, "steps": int(summary["steps"]),
             "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
             "resumed_from_step": resumed_from, "device": str(device),
         }

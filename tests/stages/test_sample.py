@@ -1,0 +1,137 @@
+"""The sample stage: N PNGs of any size, a grid and samples.json; seeded; atomic output folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sindiffusion.cli import main
+from sindiffusion.stages import sample as sample_stage
+from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        project(root, train={"steps": 4})
+        assert main(["preprocess", "--image", "img"]) == 0
+        assert main(["train", "--image", "img", "--no-progress"]) == 0
+    return root
+
+
+@pytest.fixture
+def proj(trained, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of the trained project, as the working directory."""
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _sample(*argv: str) -> int:
+    return main(["sample", "--image", "img", "--no-progress", *argv])
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_default_output(proj, capsys):
+    assert _sample() == 0
+    out = proj / "results/img/samples"
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "sample_000.png", "sample_001.png", "samples.json"]
+    for name in ("sample_000.png", "sample_001.png"):
+        img = Image.open(out / name)
+        assert img.mode == "RGB" and img.size == (48, 40)  # training size: scale 1 x 1
+    grid = Image.open(out / "grid.png")
+    assert grid.size[0] >= 48 and grid.size[1] >= 40 and grid.size != (48, 40)
+    meta = json.loads((out / "samples.json").read_text())
+    assert meta["files"] == ["sample_000.png", "sample_001.png"] and meta["size"] == [40, 48]
+    assert meta["checkpoint_step"] == 4 and meta["checkpoint"] == "results/img/train/model.pt"
+    assert (meta["sampler"], meta["steps"], meta["seed"], meta["num_samples"]) == ("ddim", 5, 0, 2)
+    assert meta["sample_seconds"] > 0 and meta["seconds_per_step"] > 0
+    a, b = _pixels(out / "sample_000.png"), _pixels(out / "sample_001.png")
+    assert not np.array_equal(a, b)  # two different samples
+    assert a.std() > 1  # not a flat image
+    assert "2 samples of 40x48" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (41, 29), (16, 90)])
+def test_any_output_size(proj, height, width):
+    assert _sample("--height", str(height), "--width", str(width), "--out", "odd") == 0
+    meta = json.loads((proj / "odd/samples.json").read_text())
+    assert meta["size"] == [height, width]
+    for name in meta["files"]:
+        assert Image.open(proj / "odd" / name).size == (width, height)
+
+
+def test_scale_factors_and_more_samples_than_a_batch(proj):
+    assert _sample("--set", "sample.scale_w=1.5", "--set", "sample.scale_h=0.9", "--num", "3") == 0
+    meta = json.loads((proj / "results/img/samples/samples.json").read_text())
+    assert meta["size"] == [36, 72]  # round(40 * 0.9), round(48 * 1.5)
+    assert meta["files"] == ["sample_000.png", "sample_001.png", "sample_002.png"]
+    assert Image.open(proj / "results/img/samples/sample_002.png").size == (72, 36)
+
+
+def test_seed_controls_the_samples(proj):
+    assert _sample("--out", "a", "--seed", "3") == 0
+    assert _sample("--out", "b", "--seed", "3") == 0
+    assert _sample("--out", "c", "--seed", "4") == 0
+    for name in ("sample_000.png", "sample_001.png", "grid.png"):
+        assert np.array_equal(_pixels(proj / "a" / name), _pixels(proj / "b" / name))
+        assert not np.array_equal(_pixels(proj / "a" / name), _pixels(proj / "c" / name))
+
+
+def test_ddpm_sampler_and_explicit_checkpoint(proj):
+    ckpt = proj / "elsewhere.pt"
+    shutil.copy(proj / "results/img/train/model.pt", ckpt)
+    assert _sample("--sampler", "ddpm", "--steps", "4", "--checkpoint", str(ckpt), "--out", "ddpm") == 0
+    meta = json.loads((proj / "ddpm/samples.json").read_text())
+    assert meta["sampler"] == "ddpm" and meta["steps"] == 4 and meta["checkpoint"] == str(ckpt)
+    assert len(meta["files"]) == 2
+
+
+def test_failure_keeps_previous_samples(proj, monkeypatch, capsys):
+    assert _sample() == 0
+    out = proj / "results/img/samples"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_generate(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sample_stage, "generate", broken_generate)
+    assert _sample("--seed", "9") == 1
+    assert "out of memory" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["preprocess", "samples", "train"]
+
+
+def test_failure_while_writing_keeps_previous_samples(proj, monkeypatch, capsys):
+    assert _sample() == 0
+    out = proj / "results/img/samples"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_grid(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sample_stage, "save_grid", broken_grid)
+    assert _sample("--seed", "9", "--num", "3") == 1
+    assert "disk full" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no sample_002.png, old files intact
+    assert sorted(p.name for p in out.parent.iterdir()) == ["preprocess", "samples", "train"]  # no temp folder
+
+
+def test_bad_requests(proj, capsys):
+    assert _sample("--height", "4", "--width", "40") == 2
+    assert "too small" in capsys.readouterr().err
+    assert _sample("--set", "sample.sampler=euler") == 2
+    assert "euler" in capsys.readouterr().err
+    assert _sample("--checkpoint", "results/img/preprocess/image.png") == 2
+    assert "image.png: not a readable checkpoint" in capsys.readouterr().err
+    assert not (proj / "results/img/samples").exists()

@@ -1,0 +1,140 @@
+"""MLflow tracking: nested runs per image, params and metrics; never kills a stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sindiffusion import tracking
+from sindiffusion.cli import main
+from sindiffusion.tracking import SafeTracker, Tracker, flatten, open_tracker, resolve_uri
+from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+
+
+def test_flatten():
+    flat = flatten({"train": {"lr": 1e-4, "steps": 3}, "model": {"channel_mult": (1, 2), "x": {"y": None}}, "a": "b"})
+    assert flat == {"train.lr": "0.0001", "train.steps": "3", "model.channel_mult": "[1, 2]", "model.x.y": "None",
+                    "a": "b"}
+
+
+def test_resolve_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None) == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_uri(None) == "http://env:5000"
+    assert resolve_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("env,enabled", [("off", True), ("0", True), ("false", True), ("on", False)])
+def test_disabled_gives_a_null_tracker(monkeypatch, env, enabled):
+    monkeypatch.setenv("SINDIFFUSION_TRACKING", env)
+    tracker = open_tracker("train", "img", enabled=enabled, experiment="e", uri="http://127.0.0.1:9", local_note="")
+    # either switch turns tracking off (env "on" is not an off value; there the config's enabled=False wins)
+    assert type(tracker) is Tracker and not tracker.enabled and tracker.run_id is None
+
+
+def test_safe_tracker_warns_once_and_stops(capsys):
+    calls = []
+
+    class Flaky(Tracker):
+        enabled = True
+
+        def log_metrics(self, metrics, step=None):
+            calls.append(metrics)
+            raise ConnectionError("server went away")
+
+    safe = SafeTracker(Flaky(), "Metrics are in loss.csv.")
+    with pytest.warns(RuntimeWarning, match="server went away"):
+        safe.log_metrics({"loss": 1.0})
+    safe.log_metrics({"loss": 2.0})
+    safe.finish()
+    assert calls == [{"loss": 1.0}] and not safe.enabled
+    err = capsys.readouterr().err
+    assert err.count("WARNING") == 1 and "Metrics are in loss.csv." in err
+
+
+def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = "http://127.0.0.1:9"
+    project(tmp_path, tracking={"enabled": True, "tracking_uri": uri}, train={"steps": 2})
+    with pytest.warns(RuntimeWarning):
+        assert main(["preprocess", "--image", "img"]) == 0
+        capsys.readouterr()
+        assert main(["train", "--image", "img", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and uri in err and "unreachable" in err
+    assert "results/img/train/loss.csv" in err  # says where the metrics went
+    rows = (tmp_path / "results/img/train/loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,it_per_s" and len(rows) == 3
+    assert json.loads((tmp_path / "results/img/train/metrics.json").read_text())["steps"] == 2
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.fixture
+def sqlite_project(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    project(tmp_path, tracking={"enabled": True, "tracking_uri": uri, "experiment": "exp-test"}, train={"steps": 3})
+    return uri
+
+
+def test_sqlite_runs_are_nested_per_image(sqlite_project, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    assert main(["preprocess", "--image", "img"]) == 0
+    assert main(["train", "--image", "img", "--no-progress"]) == 0
+    assert main(["sample", "--image", "img", "--no-progress"]) == 0
+    assert main(["sample", "--image", "img", "--no-progress", "--set", "sample.sampler=nope"]) == 2
+    assert "WARNING" not in capsys.readouterr().err
+
+    client = MlflowClient(tracking_uri=sqlite_project)
+    exp = client.get_experiment_by_name("exp-test")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "image"]
+    stages = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "stage"]
+    assert len(parents) == 1 and len(runs) == 5
+    parent = parents[0]
+    assert parent.info.run_name == "img" and parent.data.tags[tracking.IMAGE_TAG] == "img"
+    assert all(r.data.tags[MLFLOW_PARENT_RUN_ID] == parent.info.run_id for r in stages)
+    by_stage: dict[str, list] = {}
+    for r in stages:
+        by_stage.setdefault(r.data.tags["sindiffusion.stage"], []).append(r)
+    assert sorted((k, len(v)) for k, v in by_stage.items()) == [("preprocess", 1), ("sample", 2), ("train", 1)]
+    assert sorted(r.info.status for r in by_stage["sample"]) == ["FAILED", "FINISHED"]
+
+    train = by_stage["train"][0]
+    assert train.info.status == "FINISHED" and train.info.run_name == "img/train"
+    p = train.data.params
+    assert p["train.steps"] == "3" and p["train.lr"] == "0.002" and p["model.base_channels"] == "8"
+    assert p["model.channel_mult"] == "[1, 2]" and p["diffusion.timesteps"] == "100"
+    assert "sample.steps" not in p  # the train stage logs only its own sections
+    assert p["git_commit"] and p["device"].startswith("cpu") and p["image"] == "img"
+    assert p["resumed_from_step"] == "0"
+    m = train.data.metrics
+    metrics = json.loads((tmp_path / "results/img/train/metrics.json").read_text())
+    assert m["final_loss"] == pytest.approx(metrics["final_loss"]) and m["steps"] == 3
+    history = client.get_metric_history(train.info.run_id, "loss")
+    assert sorted(h.step for h in history) == [1, 2, 3]
+    assert train.data.tags["checkpoint.sha256"]
+
+    pre = by_stage["preprocess"][0].data
+    assert pre.params["preprocess.max_size"] == "48" and "device" not in pre.params
+    assert pre.metrics["height"] == 40 and pre.metrics["width"] == 48
+
+    ok = [r for r in by_stage["sample"] if r.info.status == "FINISHED"][0]
+    assert ok.data.params["sample.num_samples"] == "2" and "seconds_per_step" in ok.data.metrics
+    artifacts = [a.path for a in client.list_artifacts(ok.info.run_id)]
+    assert "grid.png" in artifacts
+
+    # a second train run (resumed) lands under the same parent
+    assert main(["train", "--image", "img", "--no-progress", "--set", "train.steps=4"]) == 0
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`sindiffusion.stage` = 'train'")
+    assert len(runs) == 2 and {r.data.tags[MLFLOW_PARENT_RUN_ID] for r in runs} == {parent.info.run_id}
+    assert sorted(r.data.params["resumed_from_step"] for r in runs) == ["0", "3"]

@@ -1,0 +1,104 @@
+"""MLflow tracking of the pipeline against a real `mlflow server`, checked through the REST API
+and in the UI (headless Chromium); and a stage that survives an unreachable server."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.support.browser import mlflow_run_url, png_is_blank, screenshot
+
+from .helpers import PROFILES, TINY_IMAGES, clean_env, make_project, run, snakemake
+
+EXPERIMENT = "workflow-tiny"
+STAGES = ("preprocess", "train", "sample")
+
+
+def _many_colors(png, minimum: int = 2000) -> bool:
+    """The UI alone has a few hundred colours; rendered samples bring thousands."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 24) or []
+    return len(colors) >= minimum
+
+
+@pytest.mark.slow
+def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifacts_dir, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    root = make_project(tmp_path, params={"tracking": {"experiment": EXPERIMENT}})
+    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server, SINDIFFUSION_TRACKING=None)
+    res = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", env=env, timeout=900,
+                    log_name="snakemake.log")
+    assert res.returncode == 0, res.stdout[-5000:]
+    assert f"MLflow runs: open {mlflow_server}" in res.stdout
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = {r.data.tags["sindiffusion.image"]: r for r in runs if r.data.tags.get("sindiffusion.kind") == "image"}
+    assert sorted(parents) == sorted(TINY_IMAGES)
+    sample_runs = {}
+    for image, parent in parents.items():
+        assert parent.info.run_name == image
+        children = {r.data.tags["sindiffusion.stage"]: r for r in runs
+                    if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+        assert sorted(children) == sorted(STAGES), image
+        for stage, r in children.items():
+            assert r.info.status == "FINISHED", (image, stage)
+            assert r.info.run_name == f"{image}/{stage}"
+            assert "git_commit" in r.data.params and r.data.params["image"] == image
+        # params: the sections the stage reads, flattened
+        assert children["preprocess"].data.params["preprocess.max_size"] == "48"
+        assert children["preprocess"].data.params["model.base_channels"] == "8"
+        train = children["train"]
+        assert train.data.params["train.steps"] == "15" and train.data.params["diffusion.timesteps"] == "100"
+        assert train.data.params["device"].startswith("cpu")
+        loss = client.get_metric_history(train.info.run_id, "loss")
+        assert sorted(m.step for m in loss) == [5, 10, 15]
+        assert train.data.metrics["it_per_s"] > 0
+        assert train.data.tags["checkpoint.path"] == f"results/{image}/train/model.pt"
+        assert len(train.data.tags["checkpoint.sha256"]) == 64
+        sample = children["sample"]
+        assert sample.data.params["sample.num_samples"] == "2"
+        for key in ("sample_seconds", "seconds_per_sample", "seconds_per_step"):
+            assert sample.data.metrics[key] > 0
+        images = [a.path for a in client.list_artifacts(sample.info.run_id, "images")]
+        assert any("samples_grid" in p for p in images), images
+        assert any(a.path == "grid.png" for a in client.list_artifacts(sample.info.run_id))
+        pre_images = [a.path for a in client.list_artifacts(children["preprocess"].info.run_id, "images")]
+        assert any("input" in p for p in pre_images), pre_images
+        sample_runs[image] = sample
+    (artifacts_dir / "runs.json").write_text(json.dumps(
+        {img: {"run_id": r.info.run_id, "metrics": r.data.metrics} for img, r in sample_runs.items()}, indent=2))
+
+    # the UI: the sample run's "Model metrics" tab shows the logged sample grid
+    run_ = sample_runs["tiny_a"]
+    url = mlflow_run_url(mlflow_server, exp.experiment_id, run_.info.run_id, "model-metrics")
+    shot = screenshot(url, artifacts_dir / "mlflow-sample-run-model-metrics.png", ready=_many_colors)
+    print(f"screenshot: {shot} ({url})")
+    assert shot.stat().st_size > 10_000 and not png_is_blank(shot)
+    assert _many_colors(shot), f"the sample images do not show in {shot}"
+    shot2 = screenshot(mlflow_run_url(mlflow_server, exp.experiment_id, run_.info.run_id, "artifacts/grid.png"),
+                       artifacts_dir / "mlflow-sample-run-artifact-grid.png", ready=_many_colors)
+    assert not png_is_blank(shot2)
+
+
+def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):
+    root = make_project(tmp_path, images={"tiny_a": (40, 48)})
+    env = clean_env(MLFLOW_TRACKING_URI="http://127.0.0.1:9", SINDIFFUSION_TRACKING=None)
+    for stage in ("preprocess", "train"):
+        res = run([sys.executable, "-m", "sindiffusion", stage, "--image", "tiny_a", "--params", "params.yaml",
+                   "--no-progress"], root, env, timeout=300)
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert "WARNING: MLflow tracking unavailable" in res.stdout and "127.0.0.1:9" in res.stdout, res.stdout
+    assert "still written to results/tiny_a/train/loss.csv" in res.stdout
+    rows = (root / "results/tiny_a/train/loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss") and len(rows) == 4
+    assert json.loads((root / "results/tiny_a/train/metrics.json").read_text())["steps"] == 15
+    assert not (root / "mlflow.db").exists()

@@ -1,0 +1,65 @@
+"""`snakemake --profile slurm all` on a real one-node Slurm cluster (tests/support/slurm.py):
+the tiny pipeline for two images goes through sbatch; a failing job makes snakemake fail."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .helpers import PROFILES, TINY_IMAGES, make_project, snakemake
+
+pytestmark = pytest.mark.slow
+
+# First status poll 5 s after submission (default 40 s); the test cluster's MinJobAge=600 keeps
+# squeue as the status command (the profile's `slurm-status-command: squeue`).
+FAST_POLL = ("--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs")
+
+
+def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
+    root = make_project(tmp_path / "project")
+    env = slurm_cluster.env
+    env.pop("SNAKEMAKE_PROFILE", None)
+    env["SINDIFFUSION_TRACKING"] = "off"
+    profile = str(PROFILES / "slurm")
+
+    t0 = time.monotonic()
+    res = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=900,
+                    log_name="snakemake-slurm.log")
+    print(f"snakemake --profile slurm all (2 images x 3 stages): {time.monotonic() - t0:.1f} s")
+    assert res.returncode == 0, res.stdout[-6000:]
+
+    # six jobs (2 images x preprocess/train/sample), each submitted with sbatch
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(\w+)/\d+\.log",
+                           res.stdout)
+    assert sorted((rule, image) for _, rule, image in submitted) == sorted(
+        (rule, image) for rule in ("preprocess", "train", "sample") for image in TINY_IMAGES), res.stdout[-6000:]
+    ids = [jid for jid, _, _ in submitted]
+    for jid, rule, _ in submitted:
+        info = slurm_cluster.run("scontrol", "show", "job", jid)
+        assert "JobState=COMPLETED" in info, info
+        assert "Partition=debug" in info, info
+        if rule in ("train", "sample"):  # resources from workflow/rules/common.smk
+            assert re.search(r"TresPerJob=gres[:/]gpu[:=]1", info), info
+            assert "NumCPUs=2" in info, info
+    logs = list((root / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in logs} >= set(ids), logs
+
+    for image in TINY_IMAGES:
+        for rel in ("preprocess/image.png", "train/model.pt", "train/loss.csv", "train/metrics.json",
+                    "samples/grid.png", "samples/sample_001.png"):
+            assert (root / "results" / image / rel).is_file(), rel
+        for stage in ("preprocess", "train", "sample"):
+            assert (root / "logs" / image / f"{stage}.log").is_file()
+
+    # a corrupt image: its preprocess job fails inside Slurm, and so does snakemake
+    (root / "data" / "images" / "broken.png").write_bytes(b"this is not a PNG file")
+    t1 = time.monotonic()
+    bad = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=600,
+                    log_name="snakemake-slurm-fail.log")
+    print(f"snakemake --profile slurm all (failing job): {time.monotonic() - t1:.1f} s")
+    assert bad.returncode != 0, bad.stdout[-5000:]
+    assert re.search(r"SLURM-job '\d+' failed", bad.stdout), bad.stdout[-5000:]
+    assert "sindiffusion preprocess: error" in (root / "logs" / "broken" / "preprocess.log").read_text()
+    assert not (root / "results" / "broken" / "preprocess" / "image.png").exists()
