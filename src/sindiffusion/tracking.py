@@ -60,7 +60,7 @@ class Tracker:
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-    def log_image(self, image: Any, key: str, step: int = 0) -> None: ...
+    def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
@@ -141,8 +141,11 @@ class MlflowTracker(Tracker):
         if items:
             self.client.log_batch(self.run_id, metrics=items)
 
-    def log_image(self, image: Any, key: str, step: int = 0) -> None:
-        self.client.log_image(self.run_id, image, key=key, step=step)
+    def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
+        """Log to the stage run, or with ``parent=True`` to the image's parent run: its Model
+        metrics tab then shows input and samples side by side (a stage run's image cards list
+        all its params above the image, which pushes the image out of view)."""
+        self.client.log_image(self.parent_run_id if parent else self.run_id, image, key=key, step=step)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -207,7 +210,11 @@ class SafeTracker(Tracker):
 
     def log_params(self, params: dict[str, Any]) -> None: self._call("log_params", params)
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: self._call("log_metrics", metrics, step)
-    def log_image(self, image: Any, key: str, step: int = 0) -> None: self._call("log_image", image, key, step)
+    def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
+        if parent:
+            self._call("log_image", image, key, step, parent=True)
+        else:
+            self._call("log_image", image, key, step)
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: self._call("log_artifact", path, artifact_path)
     def set_tags(self, tags: dict[str, str]) -> None: self._call("set_tags", tags)
     def finish(self, status: str = "FINISHED") -> None: self._call("finish", status)

@@ -16,13 +16,17 @@ EXPERIMENT = "workflow-tiny"
 STAGES = ("preprocess", "train", "sample")
 
 
-def _many_colors(png, minimum: int = 2000) -> bool:
-    """The UI alone has a few hundred colours; rendered samples bring thousands."""
+def _shows_colour_image(png) -> bool:
+    """The MLflow UI is grey/white/blue (+ a pink assistant icon); the logged samples bring
+    saturated yellows, greens and cyans: at least 3 of those 30-degree hue bins must be present."""
+    import numpy as np
     from PIL import Image
 
     with Image.open(png) as im:
-        colors = im.convert("RGB").getcolors(maxcolors=1 << 24) or []
-    return len(colors) >= minimum
+        hsv = np.asarray(im.convert("HSV")).astype(int)
+    hue, sat, val = hsv[..., 0] * 360 // 255, hsv[..., 1], hsv[..., 2]
+    hist = np.histogram(hue[(sat > 100) & (val > 60)], bins=12, range=(0, 360))[0]
+    return int((hist[1:6] > 100).sum()) >= 3
 
 
 @pytest.mark.slow
@@ -77,16 +81,27 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     (artifacts_dir / "runs.json").write_text(json.dumps(
         {img: {"run_id": r.info.run_id, "metrics": r.data.metrics} for img, r in sample_runs.items()}, indent=2))
 
-    # the UI: the sample run's "Model metrics" tab shows the logged sample grid
-    run_ = sample_runs["tiny_a"]
-    url = mlflow_run_url(mlflow_server, exp.experiment_id, run_.info.run_id, "model-metrics")
-    shot = screenshot(url, artifacts_dir / "mlflow-sample-run-model-metrics.png", ready=_many_colors)
-    print(f"screenshot: {shot} ({url})")
-    assert shot.stat().st_size > 10_000 and not png_is_blank(shot)
-    assert _many_colors(shot), f"the sample images do not show in {shot}"
-    shot2 = screenshot(mlflow_run_url(mlflow_server, exp.experiment_id, run_.info.run_id, "artifacts/grid.png"),
-                       artifacts_dir / "mlflow-sample-run-artifact-grid.png", ready=_many_colors)
-    assert not png_is_blank(shot2)
+    # the UI. The image's parent run shows input + sample grid in its "Model metrics" tab (a
+    # stage run's image cards list all its params above the image, hiding it); the sample run's
+    # artifact browser previews grid.png.
+    parent = parents["tiny_a"]
+    parent_images = [a.path for a in client.list_artifacts(parent.info.run_id, "images")]
+    assert any("samples_grid" in p for p in parent_images) and any("input" in p for p in parent_images)
+    shots = {
+        "mlflow-image-run-model-metrics.png": mlflow_run_url(mlflow_server, exp.experiment_id,
+                                                             parent.info.run_id, "model-metrics"),
+        "mlflow-sample-run-artifact-grid.png": mlflow_run_url(mlflow_server, exp.experiment_id,
+                                                              sample_runs["tiny_a"].info.run_id, "artifacts/grid.png"),
+        "mlflow-sample-run-model-metrics.png": mlflow_run_url(mlflow_server, exp.experiment_id,
+                                                              sample_runs["tiny_a"].info.run_id, "model-metrics"),
+    }
+    for name, url in shots.items():
+        check = None if name == "mlflow-sample-run-model-metrics.png" else _shows_colour_image
+        shot = screenshot(url, artifacts_dir / name, ready=check)
+        print(f"screenshot: {shot} ({url})")
+        assert shot.stat().st_size > 10_000 and not png_is_blank(shot), shot
+    for name in ("mlflow-image-run-model-metrics.png", "mlflow-sample-run-artifact-grid.png"):
+        assert _shows_colour_image(artifacts_dir / name), f"no sample grid visible in {artifacts_dir / name}"
 
 
 def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):

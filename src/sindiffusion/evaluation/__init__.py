@@ -22,6 +22,8 @@ Example::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 # Lazy attributes (PEP 562): `sindiffusion.config` imports `.config` from this package, and the
@@ -115,3 +117,15 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _LazyPackage(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The import system binds each submodule as an attribute of this package. `sifid` names
+        # both a submodule and a function: keep the function, as `from .sifid import sifid` would.
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _LazyPackage

@@ -31,4 +31,5 @@ def run(params: Params, image: str, source: str | Path | None = None) -> dict:
             "receptive_field_fraction": result.receptive_field_fraction,
         })
         tracker.log_image(img, key="input")
+        tracker.log_image(img, key="input", parent=True)
     return meta

@@ -62,7 +62,9 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         tracker.log_metrics(timings)
-        tracker.log_image(tensor_to_image(make_grid(samples)), key="samples_grid")
+        grid = tensor_to_image(make_grid(samples))
+        tracker.log_image(grid, key="samples_grid")
+        tracker.log_image(grid, key="samples_grid", step=meta["checkpoint_step"], parent=True)
         for i, x in enumerate(samples[:16]):
             tracker.log_image(tensor_to_image(x), key="sample", step=i)
         tracker.log_artifact(out / "grid.png")
