@@ -35,6 +35,9 @@ TINY_PARAMS: dict = {
     "sample": {"num_samples": 2, "batch_size": 2, "sampler": "ddim", "steps": 10, "eta": 1.0,
                "scale_w": 1.0, "seed": 0, "device": "cpu"},
     "tracking": {"enabled": True, "experiment": "sindiffusion", "tracking_uri": None, "log_checkpoint": False},
+    "evaluate": {"sifid_layers": ["pool1"], "deep": True, "device": "cpu", "copy_stride": 4},
+    "manipulate": {"sampler": "ddim", "steps": 5, "eta": 1.0, "seed": 0, "device": "cpu",
+                   "edits": {"tiny_a": [{"name": "wide", "kind": "outpaint", "right": 8}]}},
 }
 
 #: name -> (height, width) of the synthetic test images

@@ -13,7 +13,7 @@ from tests.support.browser import mlflow_run_url, png_is_blank, screenshot
 from .helpers import PROFILES, TINY_IMAGES, clean_env, make_project, run, snakemake
 
 EXPERIMENT = "workflow-tiny"
-STAGES = ("preprocess", "train", "sample")
+STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
 
 
 def _shows_colour_image(png) -> bool:

@@ -11,7 +11,7 @@ from sindiffusion.paths import TEMPLATES
 
 from .helpers import PROFILES, REPO_ROOT, TINY_IMAGES, dry_run_jobs, make_project, snakemake
 
-STAGES = ("preprocess", "train", "sample")
+STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
 
 
 def test_lint_is_clean(tmp_path):
@@ -43,7 +43,8 @@ def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
         assert f"> logs/{image}/{job['rule']}.log 2>&1" in job["shell"]
     outputs = {o for j in jobs for o in j["output"]}
     for name in names:
-        for key in ("processed", "processed_meta", "checkpoint", "loss", "train_metrics", "samples"):
+        for key in ("processed", "processed_meta", "checkpoint", "loss", "train_metrics", "samples", "eval_metrics",
+                    "manipulate"):
             assert TEMPLATES[key].format(results="results", image=name) in outputs
         assert TEMPLATES["resume"].format(results="results", image=name) not in outputs
 
@@ -114,9 +115,10 @@ def test_local_profile_runs_the_tiny_pipeline(tmp_path):
     # nothing to do the second time
     again = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
-    # a changed sample section reruns only `sample` (params rerun trigger, like DVC's params)
+    # a changed sample section reruns `sample` and what reads its output (params rerun trigger, like DVC params)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["sample"]["seed"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     dry = snakemake(root, "-n", "--cores", "1", "all")
-    assert sorted(j["rule"] for j in dry_run_jobs(dry.stdout)) == ["all", "sample"], dry.stdout[-3000:]
+    # the changed section reruns its stage and what depends on its output (evaluate)
+    assert sorted(j["rule"] for j in dry_run_jobs(dry.stdout)) == ["all", "evaluate", "sample"], dry.stdout[-3000:]

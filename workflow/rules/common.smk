@@ -53,9 +53,29 @@ def stage_settings(stage):
     return json.dumps({s: config.get(s) for s in STAGE_SECTIONS[stage]}, sort_keys=True)
 
 
+def manipulate_inputs(wildcards):
+    """Files the image's edits read (masks, paintings, composites): a change reruns the stage."""
+    from sindiffusion.applications.config import edit_input_files
+
+    return edit_input_files(config.get("manipulate"), wildcards.image)
+
+
+def manipulate_settings(wildcards):
+    """The manipulate section with only this image's edits (other images' edits do not rerun it)."""
+    section = dict(config.get("manipulate") or {})
+    section["edits"] = (section.get("edits") or {}).get(wildcards.image)
+    return json.dumps(section, sort_keys=True)
+
+
 def source_image(wildcards):
     """The raw file data.images_dir/<image>.* (a clear error if missing or ambiguous)."""
-    return str(find_source_image(IMAGES_DIR, wildcards.image))
+    try:
+        return str(find_source_image(IMAGES_DIR, wildcards.image))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err}. Copy the image there (`sindiffusion demo-image` installs hubble.jpg), "
+            "or edit data.images in params.yaml."
+        ) from None
 
 
 # ---- EDIT HERE: resources of every rule, in one place ------------------------------------
@@ -67,6 +87,8 @@ RESOURCES = {
     "preprocess": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0},
     "train": {"threads": 2, "mem_mb": 4000, "runtime": 720, "gpu": 1},
     "sample": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 1},
+    "evaluate": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 0},
+    "manipulate": {"threads": 2, "mem_mb": 4000, "runtime": 120, "gpu": 1},
 }
 
 
@@ -103,5 +125,5 @@ def print_summary():
         else:
             lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000")
         lines.append(f"  (experiment '{tracking.get('experiment', 'sindiffusion')}': one run per image, "
-                     "its preprocess/train/sample runs nested under it; samples in the sample run's Model metrics tab)")
+                     "stage runs nested under it; the image run's Model metrics tab shows input and samples)")
     print("\n".join(lines))
