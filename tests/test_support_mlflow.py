@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-try:  # repo root importable (python -m pytest, pythonpath=["."], tests/__init__.py)
-    from tests.support.browser import (
-        colors_present,
-        mlflow_run_url,
-        png_is_blank,
-        screenshot,
-    )
-    from tests.support.fixtures import artifacts_dir, mlflow_server, require_chromium  # noqa: F401
-except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
-    from support.browser import colors_present, mlflow_run_url, png_is_blank, screenshot
-    from support.fixtures import artifacts_dir, mlflow_server, require_chromium  # noqa: F401
+# Fixtures (mlflow_server, artifacts_dir, require_chromium) come from tests/conftest.py.
+from tests.support.browser import colors_present, mlflow_run_url, png_is_blank, screenshot
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-try:  # repo root importable (python -m pytest, pythonpath=["."], tests/__init__.py)
-    from tests.support.fixtures import REPO_ROOT, slurm_cluster  # noqa: F401
-except ModuleNotFoundError:  # plain `pytest`: tests/ itself is on sys.path
-    from support.fixtures import REPO_ROOT, slurm_cluster  # noqa: F401
+# The slurm_cluster fixture comes from tests/conftest.py (pytest_plugins): importing it here
+# would create a second session-scoped cluster.
+from tests.support.fixtures import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

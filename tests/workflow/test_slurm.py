@@ -17,6 +17,9 @@ pytestmark = pytest.mark.slow
 FAST_POLL = ("--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs")
 
 
+STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
+
+
 def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     root = make_project(tmp_path / "project")
     env = slurm_cluster.env
@@ -27,20 +30,20 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     t0 = time.monotonic()
     res = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=900,
                     log_name="snakemake-slurm.log")
-    print(f"snakemake --profile slurm all (2 images x 3 stages): {time.monotonic() - t0:.1f} s")
+    print(f"snakemake --profile slurm all (2 images x 5 stages): {time.monotonic() - t0:.1f} s")
     assert res.returncode == 0, res.stdout[-6000:]
 
-    # six jobs (2 images x preprocess/train/sample), each submitted with sbatch
+    # ten jobs (2 images x preprocess/train/sample/evaluate/manipulate), each submitted with sbatch
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(\w+)/\d+\.log",
                            res.stdout)
     assert sorted((rule, image) for _, rule, image in submitted) == sorted(
-        (rule, image) for rule in ("preprocess", "train", "sample") for image in TINY_IMAGES), res.stdout[-6000:]
+        (rule, image) for rule in STAGES for image in TINY_IMAGES), res.stdout[-6000:]
     ids = [jid for jid, _, _ in submitted]
     for jid, rule, _ in submitted:
         info = slurm_cluster.run("scontrol", "show", "job", jid)
         assert "JobState=COMPLETED" in info, info
         assert "Partition=debug" in info, info
-        if rule in ("train", "sample"):  # resources from workflow/rules/common.smk
+        if rule in ("train", "sample", "manipulate"):  # resources from workflow/rules/common.smk
             assert re.search(r"TresPerJob=gres[:/]gpu[:=]1", info), info
             assert "NumCPUs=2" in info, info
     logs = list((root / ".snakemake" / "slurm_logs").rglob("*.log"))
@@ -48,9 +51,10 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
 
     for image in TINY_IMAGES:
         for rel in ("preprocess/image.png", "train/model.pt", "train/loss.csv", "train/metrics.json",
-                    "samples/grid.png", "samples/sample_001.png"):
+                    "samples/grid.png", "samples/sample_001.png", "evaluate/metrics.json",
+                    "manipulate/manipulate.json"):
             assert (root / "results" / image / rel).is_file(), rel
-        for stage in ("preprocess", "train", "sample"):
+        for stage in STAGES:
             assert (root / "logs" / image / f"{stage}.log").is_file()
 
     # a corrupt image: its preprocess job fails inside Slurm, and so does snakemake

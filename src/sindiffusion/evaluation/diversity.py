@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ._images import ImageBatch, as_image_list
+from ._frozen import FrozenNet
 from .weights import find_weights
 
 __all__ = ["LPIPSAlex", "lpips_diversity", "pairwise_lpips"]
@@ -47,7 +48,7 @@ def _alexnet_features_to_lpips(state: dict[str, torch.Tensor]) -> dict[str, torc
     return out
 
 
-class LPIPSAlex(torch.nn.Module):
+class LPIPSAlex(FrozenNet):
     """LPIPS with an AlexNet backbone, loaded without any download.
 
     Args:
@@ -87,13 +88,6 @@ class LPIPSAlex(torch.nn.Module):
         self.eval()
         self.to(device)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def train(self, mode: bool = True) -> LPIPSAlex:
-        """Always stays in eval mode (no dropout at evaluation)."""
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ from scipy import linalg
 from torch import nn
 
 from ._images import ImageBatch, as_image, as_image_list
+from ._frozen import FrozenNet
 from .weights import find_weights
 
 __all__ = [
@@ -69,7 +70,7 @@ def _check_layer(layer: str) -> None:
         raise ValueError(f"unknown SIFID layer {layer!r}; choose one of {sorted(SIFID_LAYERS)}")
 
 
-class InceptionFeatures(nn.Module):
+class InceptionFeatures(FrozenNet):
     """Inception-v3 truncated before its first or second max-pool.
 
     Args:
@@ -119,13 +120,6 @@ class InceptionFeatures(nn.Module):
         self.eval()
         self.to(device)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def train(self, mode: bool = True) -> InceptionFeatures:
-        """Always stays in eval mode (BatchNorm must use its running statistics)."""
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
