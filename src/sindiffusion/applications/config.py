@@ -52,6 +52,8 @@ class ManipulateConfig:
     num: int = 1
     """Samples per edit; ``result.png`` is the first, all are in ``samples/`` when > 1."""
     batch_size: int = 4
+    clip_x0: bool = True
+    """Clamp the predicted x0 to [-1, 1] at every step (official); see params.yaml's sample.clip_x0."""
     use_ema: bool = True
     device: str = "auto"
     clip_model: str = "ViT-B-32"

@@ -55,6 +55,7 @@ class Settings:
     seed: int
     num: int
     batch_size: int
+    clip_x0: bool
 
     @classmethod
     def resolve(cls, spec: EditSpec, cfg: ManipulateConfig) -> "Settings":
@@ -377,7 +378,7 @@ def run_edit(prep: PreparedEdit, bundle: ModelBundle,
     samples, timings = generate(
         bundle, s.num, prep.size, sampler=s.sampler, steps=s.steps, eta=s.eta, seed=s.seed,
         batch_size=s.batch_size, hooks_for=lambda start, end: _hooks(prep, T), t_start=prep.t_start,
-        clip_x0=True, progress=progress)
+        clip_x0=s.clip_x0, progress=progress)
     metrics: dict[str, float] = {"sample_seconds": timings["sample_seconds"],
                                  "seconds_per_sample": timings["seconds_per_sample"]}
     per_sample: dict[str, list[float]] = {}
