@@ -83,7 +83,7 @@ def generate(bundle: ModelBundle, num: int, size: tuple[int, int], *, sampler: s
         hooks = list(hooks_for(start, end)) if hooks_for else []
         x = sample_loop(bundle.eps, bundle.diffusion, smp, (end - start, 3, *size), hooks=hooks, generator=gen,
                         device=bundle.device, t_start=t_start, clip_x0=clip_x0, progress=progress)
-        n_steps += len([t for t in smp.timesteps if t_start is None or t <= t_start])
+        n_steps += len(smp.visited(t_start))
         outs.append(x.float().cpu())
     if bundle.device.type == "cuda":
         torch.cuda.synchronize()

@@ -211,10 +211,7 @@ class SafeTracker(Tracker):
     def log_params(self, params: dict[str, Any]) -> None: self._call("log_params", params)
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: self._call("log_metrics", metrics, step)
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
-        if parent:
-            self._call("log_image", image, key, step, parent=True)
-        else:
-            self._call("log_image", image, key, step)
+        self._call("log_image", image, key, step, parent)
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: self._call("log_artifact", path, artifact_path)
     def set_tags(self, tags: dict[str, str]) -> None: self._call("set_tags", tags)
     def finish(self, status: str = "FINISHED") -> None: self._call("finish", status)

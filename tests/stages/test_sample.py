@@ -97,33 +97,22 @@ def test_ddpm_sampler_and_explicit_checkpoint(proj):
     assert len(meta["files"]) == 2
 
 
-def test_failure_keeps_previous_samples(proj, monkeypatch, capsys):
+@pytest.mark.parametrize("attr, error, extra", [
+    ("generate", RuntimeError("out of memory"), ()),  # fails while sampling
+    ("save_grid", OSError("disk full"), ("--num", "3")),  # fails while writing (after sample_000..002.png)
+])
+def test_failure_keeps_previous_samples(proj, monkeypatch, capsys, attr, error, extra):
     assert _sample() == 0
     out = proj / "results/img/samples"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def broken_generate(*args, **kwargs):
-        raise RuntimeError("out of memory")
+    def broken(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(sample_stage, "generate", broken_generate)
-    assert _sample("--seed", "9") == 1
-    assert "out of memory" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in out.parent.iterdir()) == ["preprocess", "samples", "train"]
-
-
-def test_failure_while_writing_keeps_previous_samples(proj, monkeypatch, capsys):
-    assert _sample() == 0
-    out = proj / "results/img/samples"
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-
-    def broken_grid(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(sample_stage, "save_grid", broken_grid)
-    assert _sample("--seed", "9", "--num", "3") == 1
-    assert "disk full" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no sample_002.png, old files intact
+    monkeypatch.setattr(sample_stage, attr, broken)
+    assert _sample("--seed", "9", *extra) == 1
+    assert str(error) in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old files intact, no sample_002.png
     assert sorted(p.name for p in out.parent.iterdir()) == ["preprocess", "samples", "train"]  # no temp folder
 
 

@@ -96,7 +96,7 @@ def sample_loop(
     """
     device = torch.device(device)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    timesteps = [t for t in sampler.timesteps if t_start is None or t <= t_start]
+    timesteps = sampler.visited(t_start)
     if not timesteps:
         raise ValueError(f"t_start={t_start} leaves no sampling steps")
     ctx = SamplingContext(diffusion, sampler, generator, device, tuple(shape))

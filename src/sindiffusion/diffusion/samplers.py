@@ -37,6 +37,10 @@ class Sampler(ABC):
         self.diffusion = diffusion
         self.timesteps = spaced_timesteps(diffusion.num_timesteps, steps)
 
+    def visited(self, t_start: int | None = None) -> list[int]:
+        """The steps a loop starting at ``t_start`` (None = T-1) runs: :attr:`timesteps` <= ``t_start``."""
+        return [t for t in self.timesteps if t_start is None or t <= t_start]
+
     def prev_timestep(self, t: int) -> int:
         """The step after ``t`` in :attr:`timesteps`, or -1 after the last one."""
         i = self.timesteps.index(t)

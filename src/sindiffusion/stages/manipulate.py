@@ -59,8 +59,7 @@ def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool)
     for p in preps:
         s = p.settings
         n_batches = -(-s.num // s.batch_size)
-        timesteps = make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).timesteps
-        total += n_batches * len([t for t in timesteps if p.t_start is None or t <= p.t_start])
+        total += n_batches * len(make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).visited(p.t_start))
     return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
