@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from ..config import Params
-from ..data.io import atomic_write, image_to_tensor, load_image
+from ..data.io import atomic_write, image_to_tensor, load_image, remove_stale_temps
+from ..runtime import Preempted
 from ..training.trainer import Trainer, resolve_device
 from .common import image_paths, tracked, write_json
 
@@ -31,8 +32,19 @@ def _write_loss_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
+def _history(rows: list[dict]) -> list[dict[str, str]]:
+    """loss.csv's rows as strings (as read back from the CSV), kept in the resume checkpoint."""
+    return [{k: str(v) for k, v in row.items()} for row in rows]
+
+
 def run(params: Params, image: str, progress: bool = True) -> dict:
-    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json."""
+    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json.
+
+    The resume checkpoint carries the loss history, so ``loss.csv`` is complete after a resume
+    even when a workflow manager deleted it with the failed job's outputs. On SIGTERM/SIGUSR1/
+    SIGINT the resume checkpoint is written at the current step and
+    :class:`~sindiffusion.runtime.Preempted` is raised (the MLflow run ends KILLED).
+    """
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
     unet = model_cfg.unet()
@@ -47,7 +59,10 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     device = resolve_device(train_cfg.device)
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
 
+    for path in (paths.checkpoint, paths.resume, paths.loss, paths.train_metrics):
+        remove_stale_temps(path)  # left by a process killed while writing
     resumed_from = 0
+    ckpt = None
     if paths.resume.is_file():
         try:
             ckpt = load_checkpoint(paths.resume)
@@ -67,7 +82,10 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             else:
                 print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
                       "starting from scratch", file=sys.stderr)
-    rows = _read_loss_rows(paths.loss, resumed_from)
+    if resumed_from and "loss_history" in ckpt:
+        rows = [row for row in ckpt["loss_history"] if int(row["step"]) <= resumed_from]
+    else:  # a checkpoint written before the history was kept in it
+        rows = _read_loss_rows(paths.loss, resumed_from)
     _write_loss_rows(paths.loss, rows)
 
     note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
@@ -78,12 +96,18 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             tracker.log_metrics({"loss": loss, "it_per_s": its}, step=step)
 
         def on_save(t: Trainer) -> None:
-            save_checkpoint(paths.resume, t.state_dict())
+            save_checkpoint(paths.resume, {**t.state_dict(), "loss_history": _history(rows)})
 
-        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+        try:
+            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+        except Preempted as stop:
+            stop.checkpoint = str(paths.resume)
+            tracker.set_tags({"sindiffusion.stopped_at_step": stop.step, "sindiffusion.resumable": "true",
+                              "sindiffusion.resume_checkpoint": str(paths.resume)})
+            raise
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
-        save_checkpoint(paths.resume, state)
+        save_checkpoint(paths.resume, {**state, "loss_history": _history(rows)})
         final_loss = summary["final_loss"]
         if final_loss != final_loss and rows:  # resumed at the target step: no step ran, keep the last logged loss
             final_loss = float(rows[-1]["loss"])

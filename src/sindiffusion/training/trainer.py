@@ -12,6 +12,7 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
+from ..runtime import Preempted, StopSignals
 from .augment import random_crops, random_rescale
 from .ema import EMA
 
@@ -136,6 +137,11 @@ class Trainer:
 
         ``on_log(step, mean_loss, it_per_s)`` every ``train.log_every`` steps (and at the end);
         ``on_save(trainer)`` every ``train.save_every`` steps. Returns summary metrics.
+
+        On SIGTERM/SIGUSR1/SIGINT (:class:`~sindiffusion.runtime.StopSignals`) the current step
+        is finished, the losses since the last log are logged (at the current step), ``on_save``
+        writes the resume state and :class:`~sindiffusion.runtime.Preempted` is raised: a resumed
+        run loses no step.
         """
         cfg = self.train_cfg
         from tqdm.auto import tqdm
@@ -145,24 +151,36 @@ class Trainer:
         t0 = time.perf_counter()
         t_window, start_step = t0, self.step
         last_loss = float("nan")
-        while self.step < until:
-            loss = self.train_step()
-            if loss != loss:  # NaN
-                raise FloatingPointError(f"training loss became NaN at step {self.step}; lower train.lr")
-            window.append(loss)
-            last_loss = loss
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == until:
-                now = time.perf_counter()
-                its = len(window) / max(now - t_window, 1e-9)
-                mean = sum(window) / len(window)
-                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-                if on_log:
-                    on_log(self.step, mean, its)
-                window, t_window = [], now
-            if on_save and (self.step % cfg.save_every == 0) and self.step < until:
-                on_save(self)
-        bar.close()
+
+        def flush() -> None:
+            nonlocal window, t_window
+            now = time.perf_counter()
+            its = len(window) / max(now - t_window, 1e-9)
+            mean = sum(window) / len(window)
+            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            if on_log:
+                on_log(self.step, mean, its)
+            window, t_window = [], now
+
+        with StopSignals() as stop:
+            while self.step < until and not stop.requested:
+                loss = self.train_step()
+                if loss != loss:  # NaN
+                    raise FloatingPointError(f"training loss became NaN at step {self.step}; lower train.lr")
+                window.append(loss)
+                last_loss = loss
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == until:
+                    flush()
+                if on_save and (self.step % cfg.save_every == 0) and self.step < until:
+                    on_save(self)
+            bar.close()
+            if stop.requested and self.step < until:
+                if window:
+                    flush()
+                if on_save:
+                    on_save(self)
+                raise Preempted(stop.signum or 0, self.step)
         elapsed = time.perf_counter() - t0
         steps_done = self.step - start_step
         return {
