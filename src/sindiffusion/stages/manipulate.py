@@ -15,6 +15,7 @@ Every input is checked before the first sample is drawn (:func:`prepare_edit`).
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ..applications.manipulate import (
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
+from ..precision import describe
 from ..training.trainer import resolve_device
 from .common import image_paths, tracked, write_json
 from .sample import replace_dir
@@ -63,8 +65,9 @@ def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool)
     return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
-def _load(ckpt_path: Path, device: torch.device, use_ema: bool) -> ModelBundle:
-    return load_bundle(ckpt_path, device, use_ema=use_ema)
+def _load(ckpt_path: Path, device: torch.device, use_ema: bool, precision: str) -> ModelBundle:
+    print(f"manipulate: {describe(precision, device)}", file=sys.stderr, flush=True)
+    return load_bundle(ckpt_path, device, use_ema=use_ema, precision=precision)
 
 
 def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker: Any, progress: bool,
@@ -125,7 +128,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
         summary["out"] = str(out)
         return summary
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
     train_image, train_path = _training_image(bundle, [paths.processed])
     clip_cache: dict = {}
@@ -158,7 +161,7 @@ def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: s
     ckpt_path = Path(checkpoint)
     out = Path(out_dir)
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     candidates: list[Path] = []
     if image is not None:
         processed = image_paths(params, image).processed
