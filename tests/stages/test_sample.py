@@ -12,26 +12,13 @@ from PIL import Image
 
 from sindiffusion.cli import main
 from sindiffusion.stages import sample as sample_stage
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        project(root, train={"steps": 4})
-        assert main(["preprocess", "--image", "img"]) == 0
-        assert main(["train", "--image", "img", "--no-progress"]) == 0
-    return root
+from tests.stages._tiny import one_torch_thread  # noqa: F401
 
 
 @pytest.fixture
-def proj(trained, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the trained project, as the working directory."""
-    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def proj(trained_project) -> Path:
+    """A fresh copy of the trained project (tests/conftest.py, 4 steps), as the working directory."""
+    return trained_project
 
 
 def _sample(*argv: str) -> int:
@@ -45,7 +32,8 @@ def _pixels(path: Path) -> np.ndarray:
 def test_default_output(proj, capsys):
     assert _sample() == 0
     out = proj / "results/img/samples"
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "sample_000.png", "sample_001.png", "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".sindiffusion-output", "grid.png", "sample_000.png",
+                                                     "sample_001.png", "samples.json"]
     for name in ("sample_000.png", "sample_001.png"):
         img = Image.open(out / name)
         assert img.mode == "RGB" and img.size == (48, 40)  # training size: scale 1 x 1
