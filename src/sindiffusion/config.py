@@ -133,6 +133,14 @@ class TrainConfig:
     """Linear learning-rate warm-up over this many steps (0 = none)."""
     lr_schedule: str = "constant"
     """``constant`` or ``cosine`` (decay from ``lr`` to 0 at ``steps``, after the warm-up)."""
+    max_minutes: Optional[float] = None
+    """Wall-clock budget: stop after this many minutes of training even before ``steps`` (null = none).
+    The LR schedule and ``ema_decay: auto`` still plan for ``steps``: set it to about what fits."""
+    snapshot_minutes: tuple[float, ...] = ()
+    """Save an EMA sampling checkpoint at each of these wall-clock minutes of training
+    (``results/<image>/train/snapshots/min_XX.pt``); empty = none."""
+    compile: bool = False
+    """Run the training forward pass through ``torch.compile`` (CUDA; needs a C++ compiler on CPU)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.ema_decay, str):
@@ -145,6 +153,12 @@ class TrainConfig:
         check_range("min_snr_gamma", self.min_snr_gamma, 0.0, low_open=True)
         check_range("lr_warmup", self.lr_warmup, 0)
         check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        if self.max_minutes is not None:
+            check_range("max_minutes", self.max_minutes, 0.0, low_open=True)
+        for m in self.snapshot_minutes:
+            check_range("snapshot_minutes", m, 0.0, low_open=True)
+        if len(set(self.snapshot_minutes)) != len(self.snapshot_minutes):
+            raise FieldError("snapshot_minutes", f"repeated values in {list(self.snapshot_minutes)}")
 
 
 @dataclass(frozen=True)

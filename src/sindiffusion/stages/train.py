@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from ..config import Params
 from ..data.io import atomic_write, image_to_tensor, load_image
+from ..paths import snapshot_name
 from ..training.trainer import Trainer, resolve_device
 from .common import image_paths, tracked, write_json
 
@@ -68,6 +70,8 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             else:
                 print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
                       "starting from scratch", file=sys.stderr)
+    if resumed_from == 0 and paths.snapshots.is_dir():
+        shutil.rmtree(paths.snapshots)  # a fresh training: snapshots of an earlier run would be stale
     rows = _read_loss_rows(paths.loss, resumed_from)
     _write_loss_rows(paths.loss, rows)
 
@@ -81,7 +85,13 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         def on_save(t: Trainer) -> None:
             save_checkpoint(paths.resume, t.state_dict())
 
-        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+        def on_snapshot(t: Trainer, minutes: float) -> None:
+            path = save_checkpoint(paths.snapshots / snapshot_name(minutes), t.snapshot_state(minutes))
+            print(f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
+                  file=sys.stderr, flush=True)
+
+        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
+                              on_snapshot=on_snapshot)
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
         save_checkpoint(paths.resume, state)
@@ -92,6 +102,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             "final_loss": final_loss, "steps": int(summary["steps"]),
             "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
             "resumed_from_step": resumed_from, "device": str(device), "precision": trainer.precision_note,
+            "train_seconds_total": summary["train_seconds_total"], "stopped_by_time": bool(summary["stopped_by_time"]),
         }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -104,5 +115,6 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
 
 def _comparable(config: dict) -> dict:
     """Config keys that must match to resume: everything except the target step count and logging."""
-    train = {k: v for k, v in config["train"].items() if k not in ("steps", "log_every", "save_every", "device")}
+    train = {k: v for k, v in config["train"].items()
+             if k not in ("steps", "log_every", "save_every", "device", "max_minutes", "snapshot_minutes")}
     return {"model": config["model"], "diffusion": config["diffusion"], "train": train}
