@@ -267,3 +267,46 @@ def test_section_dict_is_plain(tmp_path):
 def test_build_section_where_prefix():
     with pytest.raises(ConfigError, match=r"^X: train\.steps: expected an integer"):
         build_section(config_mod.TrainConfig, {"steps": "a"}, "X: train")
+
+
+# ------------------------------------------------------------------ recipe options (issue 10)
+@pytest.mark.parametrize("value", [True, False, "dynamic", "low_noise"])
+def test_clip_x0_modes_are_accepted(tmp_path, value):
+    path = _write(tmp_path, {"sample": {"clip_x0": value}})
+    assert load_params(path).section("sample").clip_x0 == value
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("sample", "clip_x0", "always", r"sample\.clip_x0: expected one of false, true, dynamic, low_noise; got 'always'"),
+    ("sample", "clip_x0_percentile", 1.5, r"sample\.clip_x0_percentile: must be in \(0.0, 1.0\]"),
+    ("sample", "clip_x0_low_noise", 0, r"sample\.clip_x0_low_noise: must be in"),
+    ("sample", "precision", "fp16", r"sample\.precision: expected one of auto, fp32, bf16"),
+    ("train", "precision", "fp16", r"train\.precision: expected one of"),
+    ("train", "loss_weighting", "snr", r"train\.loss_weighting: expected one of none, min_snr"),
+    ("train", "min_snr_gamma", 0, r"train\.min_snr_gamma: must be in \(0.0, inf\)"),
+    ("train", "lr_warmup", -1, r"train\.lr_warmup: must be in \[0, inf\)"),
+    ("train", "lr_schedule", "linear", r"train\.lr_schedule: expected one of constant, cosine"),
+    ("train", "ema_decay", "fast", r"train\.ema_decay: expected one of auto"),
+    ("train", "ema_decay", 1.5, r"train\.ema_decay: must be in \[0.0, 1.0\]"),
+    ("train", "ema_half_life", 0, r"train\.ema_half_life: must be in"),
+    ("diffusion", "parameterization", "x0", r"diffusion\.parameterization: expected one of eps, v"),
+    ("train", "max_minutes", 0, r"train\.max_minutes: must be in \(0.0, inf\)"),
+    ("train", "snapshot_minutes", [1, -2], r"train\.snapshot_minutes: must be in \(0.0, inf\); got -2"),
+    ("train", "snapshot_minutes", [1, 1], r"train\.snapshot_minutes: repeated values"),
+    ("train", "snapshot_minutes", 5, r"train\.snapshot_minutes: expected a list"),
+])
+def test_recipe_options_are_checked_at_load_time(tmp_path, section, key, value, expected):
+    path = _write(tmp_path, {section: {key: value}})
+    with pytest.raises(ConfigError, match=rf"{path}: {expected}"):
+        load_params(path).section(section)
+
+
+def test_manipulate_clip_x0_is_checked(tmp_path):
+    from sindiffusion import cli
+
+    cli._load_extensions()
+    path = _write(tmp_path, {"manipulate": {"clip_x0": "dynamic", "clip_x0_percentile": 0.9}})
+    assert load_params(path).section("manipulate").clip_x0 == "dynamic"
+    bad = _write(tmp_path, {"manipulate": {"clip_x0": "yes"}})
+    with pytest.raises(ConfigError, match=r"manipulate\.clip_x0: expected one of"):
+        load_params(bad).section("manipulate")

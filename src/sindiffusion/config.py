@@ -15,13 +15,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
 from .applications.config import ManipulateConfig
 from .evaluation.config import EvaluateConfig
+from .diffusion.x0 import check_x0_options
 from .models.unet import PRESETS, UNetConfig
+from .validation import FieldError, check_choice, check_range
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,15 @@ class DiffusionConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     variance: str = "fixed_large"
+    parameterization: str = "eps"
+    """What the network predicts: ``eps`` (DDPM, official) or ``v`` (Salimans & Ho 2022); samplers
+    always see eps (converted in ``GaussianDiffusion.eps_from_output``). Old checkpoints: eps."""
+
+    def __post_init__(self) -> None:
+        check_choice("parameterization", self.parameterization, ("eps", "v"))
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,10 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 5e-4
     weight_decay: float = 0.0
-    ema_decay: float = 0.9999
+    ema_decay: Union[float, str] = 0.9999
+    """A number in [0, 1], or ``auto``: the decay whose half-life is ``ema_half_life`` of ``steps``."""
+    ema_half_life: float = 0.1
+    """With ``ema_decay: auto``: the EMA half-life as a fraction of ``steps`` (0.1 -> 10 %)."""
     ema_warmup: bool = False
     """If true, the EMA decay ramps as min(decay, (1 + step) / (10 + step)) (nanoGPT/diffusers style)."""
     grad_clip: float = 1.0
@@ -108,9 +122,43 @@ class TrainConfig:
     save_every: int = 1000
     device: str = "auto"
     precision: str = "auto"
-    """``auto`` = bf16 autocast on CUDA, fp32 on CPU; or ``fp32`` / ``bf16``."""
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16 / AMX), else fp32;
+    or ``fp32`` / ``bf16``. The loss is always computed in fp32."""
     channels_last: str = "auto"
     """``auto`` = channels_last memory format on CUDA only; or ``on`` / ``off``."""
+    loss_weighting: str = "none"
+    """``none`` (DDPM's simple loss) or ``min_snr`` (Hang et al. 2023: weight min(SNR, gamma)/SNR for eps)."""
+    min_snr_gamma: float = 5.0
+    lr_warmup: int = 0
+    """Linear learning-rate warm-up over this many steps (0 = none)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``cosine`` (decay from ``lr`` to 0 at ``steps``, after the warm-up)."""
+    max_minutes: Optional[float] = None
+    """Wall-clock budget: stop after this many minutes of training even before ``steps`` (null = none).
+    The LR schedule and ``ema_decay: auto`` still plan for ``steps``: set it to about what fits."""
+    snapshot_minutes: tuple[float, ...] = ()
+    """Save an EMA sampling checkpoint at each of these wall-clock minutes of training
+    (``results/<image>/train/snapshots/min_XX.pt``); empty = none."""
+    compile: bool = False
+    """Run the training forward pass through ``torch.compile`` (CUDA; needs a C++ compiler on CPU)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ema_decay, str):
+            check_choice("ema_decay", self.ema_decay, ("auto",))
+        else:
+            check_range("ema_decay", self.ema_decay, 0.0, 1.0)
+        check_range("ema_half_life", self.ema_half_life, 0.0, 1.0, low_open=True)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("loss_weighting", self.loss_weighting, ("none", "min_snr"))
+        check_range("min_snr_gamma", self.min_snr_gamma, 0.0, low_open=True)
+        check_range("lr_warmup", self.lr_warmup, 0)
+        check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        if self.max_minutes is not None:
+            check_range("max_minutes", self.max_minutes, 0.0, low_open=True)
+        for m in self.snapshot_minutes:
+            check_range("snapshot_minutes", m, 0.0, low_open=True)
+        if len(set(self.snapshot_minutes)) != len(self.snapshot_minutes):
+            raise FieldError("snapshot_minutes", f"repeated values in {list(self.snapshot_minutes)}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +176,20 @@ class SampleConfig:
     seed: int = 0
     use_ema: bool = True
     device: str = "auto"
-    clip_x0: bool = True
+    clip_x0: Union[bool, str] = True
+    """What each step does to the predicted x0: ``false`` (nothing), ``true`` (clamp to [-1, 1],
+    official), ``dynamic`` (Imagen's dynamic thresholding) or ``low_noise`` (clamp only at t <
+    ``clip_x0_low_noise`` * T); see :mod:`sindiffusion.diffusion.x0`."""
+    clip_x0_percentile: float = 0.995
+    """``dynamic``: the quantile of |x0| that sets the threshold."""
+    clip_x0_low_noise: float = 0.2
+    """``low_noise``: clamp only below this fraction of the timesteps."""
+    precision: str = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
+
+    def __post_init__(self) -> None:
+        check_x0_options(self)
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -183,7 +244,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for tp_i in inner:  # e.g. Union[bool, str]: the first member that accepts the value
+            try:
+                return _coerce(value, tp_i, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in inner)}, "
+                          f"got {type(value).__name__} {value!r}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
@@ -234,6 +303,8 @@ def build_section(cls: type, raw: Any, where: str) -> Any:
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
+    except FieldError as err:  # a __post_init__ check: name the key
+        raise ConfigError(f"{where}.{err.key}: {err}") from err
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from err
 

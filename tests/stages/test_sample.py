@@ -112,3 +112,17 @@ def test_bad_requests(proj, capsys):
     assert _sample("--checkpoint", "results/img/preprocess/image.png") == 2
     assert "image.png: not a readable checkpoint" in capsys.readouterr().err
     assert not (proj / "results/img/samples").exists()
+
+
+@pytest.mark.parametrize("clip", ["dynamic", "low_noise", "false"])
+def test_x0_modes_and_bf16_sample(proj, capsys, clip):
+    assert _sample("--set", f"sample.clip_x0={clip}", "--set", "sample.precision=bf16") == 0
+    meta = json.loads((proj / "results/img/samples/samples.json").read_text())
+    assert str(meta["clip_x0"]).lower() == clip and meta["precision"] == "bf16"
+    assert "sample: bf16 autocast (precision=bf16)" in capsys.readouterr().err
+
+
+def test_bad_x0_mode_is_exit_2_naming_the_key(proj, capsys):
+    assert _sample("--set", "sample.clip_x0=sometimes") == 2
+    assert "sample.clip_x0: expected one of false, true, dynamic, low_noise" in capsys.readouterr().err
+    assert not (proj / "results/img/samples").exists()

@@ -29,8 +29,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
+from ..diffusion.x0 import check_x0_options
+from ..validation import check_choice
 from .known_region import ANCHORS
 
 __all__ = ["COMMON_KEYS", "EditSpec", "KIND_KEYS", "KINDS", "ManipulateConfig", "ManipulateError", "edit_input_files",
@@ -52,8 +54,13 @@ class ManipulateConfig:
     num: int = 1
     """Samples per edit; ``result.png`` is the first, all are in ``samples/`` when > 1."""
     batch_size: int = 4
-    clip_x0: bool = True
-    """Clamp the predicted x0 to [-1, 1] at every step (official); see params.yaml's sample.clip_x0."""
+    clip_x0: Union[bool, str] = True
+    """What each step does to the predicted x0 (``false``, ``true`` = clamp, official, ``dynamic``,
+    ``low_noise``); as params.yaml's sample.clip_x0."""
+    clip_x0_percentile: float = 0.995
+    clip_x0_low_noise: float = 0.2
+    precision: str = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
     use_ema: bool = True
     device: str = "auto"
     clip_model: str = "ViT-B-32"
@@ -63,6 +70,10 @@ class ManipulateConfig:
     """Where tags are downloaded / looked up ("" = the Hugging Face hub cache)."""
     edits: dict = field(default_factory=dict)
     """``{image name: [ {name, kind, ...}, ... ]}``."""
+
+    def __post_init__(self) -> None:
+        check_x0_options(self)
+        check_choice("precision", self.precision, ("auto", "fp32", "bf16"))
 
 
 KINDS = ("text", "outpaint", "inpaint", "paint", "harmonize", "edit", "super_resolution", "resize")

@@ -14,11 +14,11 @@ Every input is checked before the first sample is drawn (:func:`prepare_edit`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..applications.config import EditSpec, ManipulateError, parse_edit, validate_all_edits
 from ..applications.manipulate import (
@@ -33,6 +33,8 @@ from ..applications.manipulate import (
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
+from ..precision import describe
+from ..progress import make_progress
 from ..training.trainer import resolve_device
 from ..outdir import check_out_dir, writing_dir
 from .common import image_paths, tracked, write_json
@@ -50,7 +52,7 @@ def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.
     return None, None
 
 
-def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> tqdm:
+def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> Any:
     from ..diffusion import make_sampler
 
     total = 0
@@ -58,11 +60,12 @@ def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool)
         s = p.settings
         n_batches = -(-s.num // s.batch_size)
         total += n_batches * len(make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).visited(p.t_start))
-    return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
+    return make_progress("manipulate", total, enabled, unit="step")
 
 
-def _load(ckpt_path: Path, device: torch.device, use_ema: bool) -> ModelBundle:
-    return load_bundle(ckpt_path, device, use_ema=use_ema)
+def _load(ckpt_path: Path, device: torch.device, use_ema: bool, precision: str) -> ModelBundle:
+    print(f"manipulate: {describe(precision, device)}", file=sys.stderr, flush=True)
+    return load_bundle(ckpt_path, device, use_ema=use_ema, precision=precision)
 
 
 def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker: Any, progress: bool,
@@ -115,7 +118,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
         summary["out"] = str(out)
         return summary
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
     train_image, train_path = _training_image(bundle, [paths.processed])
     clip_cache: dict = {}
@@ -148,7 +151,7 @@ def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: s
     ckpt_path = Path(checkpoint)
     out = check_out_dir(out_dir, force)
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     candidates: list[Path] = []
     if image is not None:
         processed = image_paths(params, image).processed

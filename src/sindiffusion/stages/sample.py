@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
+from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
+from ..precision import describe
+from ..progress import make_progress
 from ..training.trainer import resolve_device
 from ..outdir import check_out_dir, writing_dir
 from .common import image_paths, tracked, write_json
@@ -29,14 +31,15 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     force = force or out_dir is None
     check_out_dir(out, force)
     device = resolve_device(cfg.device)
-    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema)
+    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         n_batches = -(-cfg.num_samples // cfg.batch_size)
-        bar = tqdm(total=n_batches * cfg.steps, desc="sample", unit="step", disable=not progress, dynamic_ncols=True)
+        bar = make_progress("sample", n_batches * cfg.steps, progress, unit="step")
         samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
-                                    seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=cfg.clip_x0,
+                                    seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=x0_clip_of(cfg),
                                     progress=lambda i, n: bar.update(1))
         bar.close()
         with writing_dir(out, force) as tmp:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from ..config import Params
 from ..data.io import atomic_write, image_to_tensor, load_image, remove_stale_temps
+from ..paths import snapshot_name
 from ..runtime import Preempted
 from ..training.trainer import Trainer, resolve_device
 from .common import image_paths, tracked, write_json
@@ -58,6 +60,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     info = {"name": image, "sha256": sha256_file(paths.processed), "size": list(x.shape[1:]), "path": str(paths.processed)}
     device = resolve_device(train_cfg.device)
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
+    print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
     for path in (paths.checkpoint, paths.resume, paths.loss, paths.train_metrics):
         remove_stale_temps(path)  # left by a process killed while writing
@@ -82,6 +85,8 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             else:
                 print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
                       "starting from scratch", file=sys.stderr)
+    if resumed_from == 0 and paths.snapshots.is_dir():
+        shutil.rmtree(paths.snapshots)  # a fresh training: snapshots of an earlier run would be stale
     if resumed_from and "loss_history" in ckpt:
         rows = [row for row in ckpt["loss_history"] if int(row["step"]) <= resumed_from]
     else:  # a checkpoint written before the history was kept in it
@@ -98,8 +103,14 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         def on_save(t: Trainer) -> None:
             save_checkpoint(paths.resume, {**t.state_dict(), "loss_history": _history(rows)})
 
+        def on_snapshot(t: Trainer, minutes: float) -> None:
+            path = save_checkpoint(paths.snapshots / snapshot_name(minutes), t.snapshot_state(minutes))
+            print(f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
+                  file=sys.stderr, flush=True)
+
         try:
-            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
+                                  on_snapshot=on_snapshot)
         except Preempted as stop:
             stop.checkpoint = str(paths.resume)
             tracker.set_tags({"sindiffusion.stopped_at_step": stop.step, "sindiffusion.resumable": "true",
@@ -114,7 +125,8 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         metrics = {
             "final_loss": final_loss, "steps": int(summary["steps"]),
             "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
-            "resumed_from_step": resumed_from, "device": str(device),
+            "resumed_from_step": resumed_from, "device": str(device), "precision": trainer.precision_note,
+            "train_seconds_total": summary["train_seconds_total"], "stopped_by_time": bool(summary["stopped_by_time"]),
         }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -127,5 +139,6 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
 
 def _comparable(config: dict) -> dict:
     """Config keys that must match to resume: everything except the target step count and logging."""
-    train = {k: v for k, v in config["train"].items() if k not in ("steps", "log_every", "save_every", "device")}
+    train = {k: v for k, v in config["train"].items()
+             if k not in ("steps", "log_every", "save_every", "device", "max_minutes", "snapshot_minutes")}
     return {"model": config["model"], "diffusion": config["diffusion"], "train": train}
