@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+#: What an image name may be: letters, digits, ``._-``; no path separator, not empty, not ``.``/``..``.
+IMAGE_NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]+$"
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 #: Templates with ``{results}`` and ``{image}``; used verbatim by the workflow and dvc.yaml.
