@@ -314,3 +314,42 @@ def test_section_dict_is_plain(tmp_path):
 def test_build_section_where_prefix():
     with pytest.raises(ConfigError, match=r"^X: train\.steps: expected an integer"):
         build_section(config_mod.TrainConfig, {"steps": "a"}, "X: train")
+
+
+# ------------------------------------------------------------------ recipe options (issue 10)
+@pytest.mark.parametrize("value", [True, False, "dynamic", "low_noise"])
+def test_clip_x0_modes_are_accepted(tmp_path, value):
+    path = _write(tmp_path, {"sample": {"clip_x0": value}})
+    assert load_params(path).section("sample").clip_x0 == value
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("sample", "clip_x0", "always", r"sample\.clip_x0: expected true/false, got str 'always'; allowed: true/false or dynamic or low_noise"),
+    ("sample", "clip_x0_percentile", 1.5, r"sample\.clip_x0_percentile: must be <= 1, got 1.5"),
+    ("sample", "clip_x0_low_noise", 0, r"sample\.clip_x0_low_noise: must be > 0, got 0"),
+    ("sample", "precision", "fp16", r"sample\.precision: 'fp16' is not allowed.*choose one of auto, fp32, bf16"),
+    ("train", "precision", "fp16", r"train\.precision: 'fp16' is not allowed.*choose one of"),
+    ("train", "loss_weighting", "snr", r"train\.loss_weighting: 'snr' is not allowed.*choose one of none, min_snr"),
+    ("train", "min_snr_gamma", 0, r"train\.min_snr_gamma: must be > 0, got 0"),
+    ("train", "lr_warmup", -1, r"train\.lr_warmup: must be >= 0, got -1"),
+    ("train", "lr_schedule", "linear", r"train\.lr_schedule: 'linear' is not allowed; choose one of constant, cosine"),
+    ("train", "ema_decay", "fast", r"train\.ema_decay: expected a number, got str 'fast'; allowed: a number >= 0 and <= 1 or auto"),
+    ("train", "ema_decay", 1.5, r"train\.ema_decay: must be <= 1, got 1.5"),
+    ("train", "ema_half_life", 0, r"train\.ema_half_life: must be > 0, got 0"),
+    ("diffusion", "parameterization", "x0", r"diffusion\.parameterization: 'x0' is not allowed; choose one of eps, v"),
+])
+def test_recipe_options_are_checked_at_load_time(tmp_path, section, key, value, expected):
+    path = _write(tmp_path, {section: {key: value}})
+    with pytest.raises(ConfigError, match=rf"{path}: {expected}"):
+        load_params(path).section(section)
+
+
+def test_manipulate_clip_x0_is_checked(tmp_path):
+    from sindiffusion import cli
+
+    cli._load_extensions()
+    path = _write(tmp_path, {"manipulate": {"clip_x0": "dynamic", "clip_x0_percentile": 0.9}})
+    assert load_params(path).section("manipulate").clip_x0 == "dynamic"
+    bad = _write(tmp_path, {"manipulate": {"clip_x0": "yes"}})
+    with pytest.raises(ConfigError, match=r"manipulate\.clip_x0: expected true/false, got str .yes.; allowed"):
+        load_params(bad).section("manipulate")

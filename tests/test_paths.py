@@ -27,8 +27,8 @@ def test_image_paths():
     assert p.loss == Path("results/cows/train/loss.csv")
     assert p.samples == Path("results/cows/samples") and p.grid == p.samples / "grid.png"
     assert p.samples_meta == p.samples / "samples.json"
-    q = ImagePaths(image="a b", results=Path("/tmp/r"))
-    assert q.train_metrics == Path("/tmp/r/a b/train/metrics.json")
+    q = ImagePaths(image="a_b", results=Path("/tmp/r"))
+    assert q.train_metrics == Path("/tmp/r/a_b/train/metrics.json")
     for key in TEMPLATES:
         assert isinstance(getattr(q, key), Path)
     with pytest.raises(AttributeError):

@@ -79,4 +79,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> UNet:
 
 def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:
     d = ckpt["config"]["diffusion"]
-    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"])
+    # checkpoints written before v-prediction existed predict eps
+    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"],
+                                         d.get("parameterization", "eps"))

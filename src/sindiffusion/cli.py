@@ -18,13 +18,30 @@ from typing import Callable, Sequence
 from .diffusion.samplers import SAMPLERS
 
 
+def image_name(value: str) -> str:
+    """argparse ``type`` of ``--image``: :func:`sindiffusion.paths.check_image_name` (argparse exits 2)."""
+    from .paths import check_image_name
+
+    try:
+        return check_image_name(value, where="")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one params value (repeatable), e.g. --set train.steps=100")
     if image:
-        p.add_argument("--image", required=True, help="image name: the stem of a file in data.images_dir")
+        p.add_argument("--image", required=True, type=image_name,
+                       help="image name: the stem of a file in data.images_dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    """``--force``: let ``--out`` replace a non-empty folder that sindiffusion did not write."""
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is a non-empty folder sindiffusion did not write (deletes it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/samples)")
+    add_force(p)
     p.add_argument("--num", type=int, help="shortcut for --set sample.num_samples=N")
     p.add_argument("--height", type=int, help="shortcut for --set sample.height=H")
     p.add_argument("--width", type=int, help="shortcut for --set sample.width=W")
@@ -115,7 +133,8 @@ def _sample(args: argparse.Namespace) -> None:
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress)
+    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
+                      force=args.force)
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
           f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
 

@@ -33,8 +33,10 @@ import yaml
 
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import SCHEDULES
+from .diffusion.x0 import MODES as X0_MODES
 from .models.unet import PRESETS, UNetConfig
-from .paths import IMAGE_NAME_PATTERN
+from .paths import check_image_name
+from .validation import FieldError
 
 
 class ConfigError(ValueError):
@@ -44,6 +46,9 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------- field rules
 Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
+#: Network precision (:mod:`sindiffusion.precision`).
+Precision = Literal["auto", "fp32", "bf16"]
+
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
@@ -51,12 +56,13 @@ DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 def opt(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
         le: float | None = None, lt: float | None = None, choices: Choices | None = None,
         pattern: str | None = None, min_len: int = 0, item: dict[str, Any] | None = None,
-        help: str = "") -> Any:
+        also: Sequence[str] = (), help: str = "") -> Any:
     """A dataclass field with its rule: bounds (``ge``/``gt``/``le``/``lt``), ``choices`` (names, or
     a callable returning them, e.g. a registry's ``names``), a regex ``pattern``, a minimum length
-    (strings, lists) and ``item`` (the same keywords for the items of a list)."""
+    (strings, lists), ``item`` (the same keywords for the items of a list) and ``also`` (words accepted
+    besides values of the type, for a ``Union[number or bool, str]``)."""
     meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "pattern": pattern, "min_len": min_len,
-            "item": item, "help": help}
+            "item": item, "also": tuple(also), "help": help}
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata={"rule": meta})
     return field(default=default, metadata={"rule": meta})
@@ -82,6 +88,8 @@ class Rule:
     pattern: str | None = None
     min_len: int = 0
     item: Optional["Rule"] = None
+    also: tuple[str, ...] = ()
+    """Words accepted besides values of ``type`` (``Union[float, Literal["auto"]]``: ``auto``)."""
     help: str = ""
 
     @property
@@ -107,6 +115,7 @@ class Rule:
                 text += f" matching {self.pattern}"
             elif self.min_len and self.type is str:
                 text = "a non-empty string"
+        text += "".join(f" or {word}" for word in self.also)
         return text + (" or null" if self.optional else "")
 
     def check(self, value: Any, where: str, error: type[Exception] = ConfigError) -> Any:
@@ -115,6 +124,8 @@ class Rule:
             if self.optional:
                 return None
             raise error(f"{where}: a value is required ({self.allowed()}), got null")
+        if isinstance(value, str) and value in self.also:
+            return value
         tp = self.type
         ok = (isinstance(value, bool) if tp is bool else
               isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
@@ -122,7 +133,7 @@ class Rule:
               isinstance(value, (list, tuple)) if tp is tuple else isinstance(value, tp))
         if not ok:
             raise error(f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}"
-                        + (f"; allowed: {self.allowed()}" if self.choices is not None else ""))
+                        + (f"; allowed: {self.allowed()}" if self.choices is not None or self.also else ""))
         if tp is float:
             value = float(value)
         if tp is tuple:
@@ -138,7 +149,7 @@ class Rule:
             raise error(f"{where}: {value!r} is not allowed{hint}; choose one of {', '.join(choices)}")
         if tp is str and len(value) < self.min_len:
             raise error(f"{where}: is empty; allowed: {self.allowed()}")
-        if tp is str and self.pattern and not re.match(self.pattern, value):
+        if tp is str and self.pattern and not re.fullmatch(self.pattern, value):
             raise error(f"{where}: {value!r} is not allowed; expected {self.allowed()}")
         for bound, bad, word in ((self.ge, lambda v, b: v < b, ">="), (self.gt, lambda v, b: v <= b, ">"),
                                  (self.le, lambda v, b: v > b, "<="), (self.lt, lambda v, b: v >= b, "<")):
@@ -148,11 +159,17 @@ class Rule:
 
 
 def _rule(tp: Any, meta: Mapping[str, Any]) -> Rule:
-    optional = False
+    optional, also = False, ()
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional, tp, origin = True, args[0], typing.get_origin(args[0])
+        args = typing.get_args(tp)
+        optional = type(None) in args
+        words = [a for a in args if typing.get_origin(a) is Literal]
+        also = tuple(w for a in words for w in typing.get_args(a))
+        also += tuple(meta.get("also") or ())
+        types_ = [a for a in args if a is not type(None) and a not in words]
+        tp = next((a for a in types_ if a is not str), types_[0]) if len(types_) > 1 else types_[0]
+        origin = typing.get_origin(tp)
     choices = meta.get("choices")
     if origin is Literal:
         choices, tp = tuple(typing.get_args(tp)), str
@@ -166,7 +183,7 @@ def _rule(tp: Any, meta: Mapping[str, Any]) -> Rule:
         raise TypeError(f"unsupported config type {tp!r}")
     return Rule(type=tp, optional=optional, choices_from=choices, ge=meta.get("ge"), gt=meta.get("gt"),
                 le=meta.get("le"), lt=meta.get("lt"), pattern=meta.get("pattern"), min_len=meta.get("min_len") or 0,
-                item=item, help=meta.get("help") or "")
+                item=item, also=also, help=meta.get("help") or "")
 
 
 @functools.cache
@@ -203,6 +220,8 @@ def build_section(cls: type, raw: Any, where: str, *, key_where: Callable[[str],
         raise error(f"{key_where(missing[0])}: required ({rules[missing[0]].allowed()})")
     try:
         return cls(**kwargs)
+    except FieldError as err:  # a check in __post_init__ that names its key
+        raise error(f"{key_where(err.key)}: {err}") from err
     except (TypeError, ValueError) as err:
         if isinstance(err, error):
             raise
@@ -259,9 +278,15 @@ class DataConfig:
     """
 
     images_dir: str = opt("data/images", min_len=1, help="every image file here is one pipeline image")
-    images: tuple[str, ...] = opt((), item={"pattern": IMAGE_NAME_PATTERN},
-                                  help="image names (file stems); empty = every image in images_dir")
+    images: tuple[str, ...] = opt((), help="image names (file stems); empty = every image in images_dir")
     results_dir: str = opt("results", min_len=1)
+
+    def __post_init__(self) -> None:
+        for i, name in enumerate(self.images):  # the one image-name check (commands, Snakefile, here)
+            try:
+                check_image_name(name, where="")
+            except ValueError as err:
+                raise FieldError(f"images[{i}]", str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -314,6 +339,9 @@ class DiffusionConfig:
     beta_end: float = opt(0.02, gt=0, lt=1)
     """For T = 1000; rescaled by 1000 / T for other T (improved-diffusion), so beta_end * 1000 / T must be < 1."""
     variance: Literal["fixed_large", "fixed_small"] = "fixed_large"
+    parameterization: Literal["eps", "v"] = "eps"
+    """What the network predicts: ``eps`` (DDPM, official) or ``v`` (Salimans & Ho 2022); samplers
+    always see eps (converted in ``GaussianDiffusion.eps_from_output``). Old checkpoints: eps."""
 
     def __post_init__(self) -> None:
         if self.beta_start > self.beta_end:
@@ -330,7 +358,10 @@ class TrainConfig:
     batch_size: int = opt(16, ge=1)
     lr: float = opt(5e-4, gt=0)
     weight_decay: float = opt(0.0, ge=0)
-    ema_decay: float = opt(0.9999, ge=0, le=1)
+    ema_decay: Union[float, Literal["auto"]] = opt(0.9999, ge=0, le=1)
+    """A number in [0, 1], or ``auto``: the decay whose half-life is ``ema_half_life`` of ``steps``."""
+    ema_half_life: float = opt(0.1, gt=0, le=1)
+    """With ``ema_decay: auto``: the EMA half-life as a fraction of ``steps`` (0.1 -> 10 %)."""
     ema_warmup: bool = False
     """If true, the EMA decay ramps as min(decay, (1 + step) / (10 + step)) (nanoGPT/diffusers style)."""
     grad_clip: float = opt(1.0, ge=0)
@@ -344,10 +375,18 @@ class TrainConfig:
     log_every: int = opt(10, ge=1)
     save_every: int = opt(1000, ge=1)
     device: str = opt("auto", pattern=DEVICE_PATTERN)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """``auto`` = bf16 autocast on CUDA, fp32 on CPU; or ``fp32`` / ``bf16``."""
+    precision: Precision = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16 / AMX), else fp32;
+    or ``fp32`` / ``bf16``. The loss is always computed in fp32."""
     channels_last: Literal["auto", "on", "off"] = "auto"
     """``auto`` = channels_last memory format on CUDA only; or ``on`` / ``off``."""
+    loss_weighting: Literal["none", "min_snr"] = "none"
+    """``none`` (DDPM's simple loss) or ``min_snr`` (Hang et al. 2023: weight min(SNR, gamma)/SNR for eps)."""
+    min_snr_gamma: float = opt(5.0, gt=0)
+    lr_warmup: int = opt(0, ge=0)
+    """Linear learning-rate warm-up over this many steps (0 = none)."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``constant`` or ``cosine`` (decay from ``lr`` to 0 at ``steps``, after the warm-up)."""
 
     def __post_init__(self) -> None:
         if self.scale_min > self.scale_max:
@@ -365,8 +404,16 @@ class SamplingSettings:
     """DDIM stochasticity (0 = deterministic, 1 = DDPM-like)."""
     seed: int = opt(0, ge=0)
     batch_size: int = opt(10, ge=1)
-    clip_x0: bool = True
-    """Clamp the predicted x0 to [-1, 1] at every step (official sampler)."""
+    clip_x0: Union[bool, str] = opt(True, also=tuple(m for m in X0_MODES if isinstance(m, str)))
+    """What each step does to the predicted x0: ``false`` (nothing), ``true`` (clamp to [-1, 1],
+    official), ``dynamic`` (Imagen's dynamic thresholding) or ``low_noise`` (clamp only at t <
+    ``clip_x0_low_noise`` * T); see :mod:`sindiffusion.diffusion.x0`."""
+    clip_x0_percentile: float = opt(0.995, gt=0, le=1)
+    """``dynamic``: the quantile of |x0| that sets the threshold."""
+    clip_x0_low_noise: float = opt(0.2, gt=0, le=1)
+    """``low_noise``: clamp only below this fraction of the timesteps."""
+    precision: Precision = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
     use_ema: bool = True
     device: str = opt("auto", pattern=DEVICE_PATTERN)
 
@@ -487,6 +534,10 @@ def _build(name: str, raw: Any, where: str) -> Any:
 
 # ---------------------------------------------------------------------------- JSON schema
 def _schema(rule: Rule) -> dict[str, Any]:
+    if rule.also:
+        words = {"enum": list(rule.also)}
+        return {"anyOf": [_schema(dataclasses.replace(rule, also=(), help="")), words],
+                **({"description": rule.help} if rule.help else {})}
     names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", tuple: "array"}
     out: dict[str, Any] = {"type": [names[rule.type], "null"] if rule.optional else names[rule.type]}
     if rule.choices is not None:

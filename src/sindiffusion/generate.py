@@ -11,7 +11,9 @@ import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
 from .diffusion import GaussianDiffusion, SamplingHook, make_sampler, sample_loop
+from .diffusion.x0 import X0ClipLike
 from .models.unet import UNet
+from .precision import autocast, autocast_dtype
 
 
 @dataclass
@@ -22,6 +24,8 @@ class ModelBundle:
     diffusion: GaussianDiffusion
     checkpoint: dict[str, Any]
     device: torch.device
+    precision: str = "auto"
+    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.precision`)."""
 
     @property
     def train_size(self) -> tuple[int, int]:
@@ -33,14 +37,19 @@ class ModelBundle:
         return str(self.checkpoint["image"]["name"])
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The denoiser in inference mode: ``[B, 3, H, W]``, ``[B]`` -> ``[B, 3, H, W]`` float32."""
+        """The denoiser as an eps-model: ``[B, 3, H, W]``, ``[B]`` -> predicted eps ``[B, 3, H, W]`` float32.
+
+        Runs the network in :attr:`precision` and converts a v-prediction to eps
+        (:meth:`GaussianDiffusion.eps_from_output`), so samplers never see the parameterisation.
+        """
         if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self.model(x.contiguous(memory_format=torch.channels_last), t).float()
-        return self.model(x, t)
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, autocast_dtype(self.precision, self.device)):
+            out = self.model(x, t)
+        return self.diffusion.eps_from_output(out.float(), x.float(), t)
 
 
-def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True) -> ModelBundle:
+def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True, precision: str = "auto") -> ModelBundle:
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, use_ema=use_ema).to(device)
     if device.type == "cuda":
@@ -49,7 +58,7 @@ def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True) ->
         p.requires_grad_(False)
     # Free the optimiser state: sampling needs none of it.
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "ema", "rng")}
-    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device)
+    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision)
 
 
 def output_size(train_size: tuple[int, int], height: int | None, width: int | None,
@@ -64,7 +73,7 @@ def output_size(train_size: tuple[int, int], height: int | None, width: int | No
 
 def generate(bundle: ModelBundle, num: int, size: tuple[int, int], *, sampler: str = "ddpm", steps: int = 1000,
              eta: float = 0.0, seed: int = 0, batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
-             t_start: int | None = None, clip_x0: bool = True,
+             t_start: int | None = None, clip_x0: X0ClipLike = True,
              progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Draw ``num`` samples of ``size = (H, W)`` in batches; returns ``([num, 3, H, W] in [-1, 1], timings)``.
 

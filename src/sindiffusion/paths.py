@@ -16,11 +16,9 @@ in step), and every stage of the command line derives its inputs and outputs fro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-
-#: What an image name may be: letters, digits, ``._-``; no path separator, not empty, not ``.``/``..``.
-IMAGE_NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]+$"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -42,12 +40,37 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+#: What an image name may contain (it becomes a folder name under results/): no path separators.
+IMAGE_NAME_PATTERN = r"[A-Za-z0-9._-]+"
+
+
+class ImageNameError(ValueError):
+    """An image name that is not a plain folder name; the message names it and says what is allowed."""
+
+
+def check_image_name(name: str, where: str = "--image") -> str:
+    """Return ``name`` if it is a plain name (letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``).
+
+    The one check of image names: every command (through :class:`ImagePaths`) and the Snakefile
+    use it, so no name can write outside ``results/<image>/``. ``where`` (a flag, a params key, a
+    file) prefixes the error message.
+    """
+    if not isinstance(name, str) or not re.fullmatch(IMAGE_NAME_PATTERN, name) or name in (".", ".."):
+        message = (f"image name {name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
+                   "(no path separators, not empty, not '.' or '..')")
+        raise ImageNameError(f"{where}: {message}" if where else message)
+    return name
+
+
 @dataclass(frozen=True)
 class ImagePaths:
-    """Artifact paths of one training image."""
+    """Artifact paths of one training image (the name is checked by :func:`check_image_name`)."""
 
     image: str
     results: Path = Path("results")
+
+    def __post_init__(self) -> None:
+        check_image_name(self.image)
 
     def __getattr__(self, key: str) -> Path:
         if key in TEMPLATES:

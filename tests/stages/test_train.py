@@ -54,7 +54,7 @@ def straight(tmp_path_factory) -> Path:
 def test_outputs_and_metrics(straight):
     root = straight
     metrics = json.loads((root / "results/img/train/metrics.json").read_text())
-    assert set(metrics) == {"final_loss", "steps", "it_per_s", "train_seconds", "resumed_from_step", "device"}
+    assert set(metrics) == {"final_loss", "steps", "it_per_s", "train_seconds", "resumed_from_step", "device", "precision"}
     assert metrics["steps"] == N and metrics["resumed_from_step"] == 0 and metrics["device"] == "cpu"
     assert metrics["it_per_s"] > 0 and metrics["train_seconds"] > 0
     rows = _loss_rows(root)

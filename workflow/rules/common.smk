@@ -7,13 +7,17 @@ import re
 from pathlib import Path
 
 from sindiffusion.config import STAGE_SECTIONS
-from sindiffusion.paths import TEMPLATES, find_source_image, list_images
+from sindiffusion.paths import IMAGE_NAME_PATTERN, TEMPLATES, check_image_name, find_source_image, list_images
 
 # The params file passed to every `sindiffusion` call (the file the Snakefile's configfile reads).
 PARAMS_FILE = "params.yaml"
 IMAGES_DIR = config["data"].get("images_dir", "data/images")
 RESULTS = config["data"].get("results_dir", "results")
 IMAGES = list(config["data"].get("images") or list_images(IMAGES_DIR))
+# The names become folders under results/: the CLI's one check (no path separators, no '..').
+for _name in IMAGES:
+    check_image_name(_name, where=f"{PARAMS_FILE}: data.images" if config["data"].get("images")
+                     else f"{IMAGES_DIR}/{_name}.*")
 if not IMAGES:
     logger.warning(
         f"No images: {IMAGES_DIR}/ holds no image file and params.yaml's data.images is empty. "
@@ -29,7 +33,7 @@ STAGE_RULE_FILES = sorted(
 )
 
 wildcard_constraints:
-    image="|".join(map(re.escape, IMAGES)) if IMAGES else "[^/]+",
+    image="|".join(map(re.escape, IMAGES)) if IMAGES else IMAGE_NAME_PATTERN,
 
 
 def path(key, image="{image}"):

@@ -73,18 +73,22 @@ def _add_edit_flags(p: argparse.ArgumentParser, kind: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -> None:
+    from ..cli import add_force, image_name
+
     p = sub.add_parser("manipulate", help="run the edits params.yaml lists for an image (manipulate.edits)")
     add_common(p)
     p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/manipulate)")
+    add_force(p)
     p.set_defaults(func=_manipulate)
 
     for command, kind in COMMANDS.items():
         p = sub.add_parser(command, help=HELP[kind], description=HELP[kind])
         add_common(p, image=False)
         p.add_argument("--checkpoint", help="trained model.pt (default with --image: results/IMAGE/train/model.pt)")
-        p.add_argument("--out", required=True, help="output folder (replaced atomically)")
-        p.add_argument("--image", default=None,
+        p.add_argument("--out", required=True, help="output folder (a folder sindiffusion wrote is replaced atomically)")
+        add_force(p)
+        p.add_argument("--image", default=None, type=image_name,
                        help="training image name: the checkpoint must be this image's (checked)")
         keys = _add_edit_flags(p, kind)
         p.set_defaults(func=_one_off, kind=kind, edit_keys=keys)
@@ -94,7 +98,8 @@ def _manipulate(args: argparse.Namespace) -> None:
     from ..cli import load
     from ..stages import manipulate
 
-    summary = manipulate.run(load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress)
+    summary = manipulate.run(load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress,
+                             force=args.force)
     out = summary.get("out", args.out)
     for e in summary["edits"]:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")
@@ -108,7 +113,7 @@ def _one_off(args: argparse.Namespace) -> None:
 
     options: dict[str, Any] = {k: getattr(args, k) for k in args.edit_keys}
     summary = manipulate.run_single(load(args), args.kind, options, args.checkpoint, args.out, image=args.image,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, force=args.force)
     e = summary["edits"][0]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")
     print(f"{e['kind']} ({e['size'][0]}x{e['size'][1]}): {metrics} -> {args.out}/result.png")

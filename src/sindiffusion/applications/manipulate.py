@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..checkpoint import sha256_file
 from ..data.io import image_to_tensor, load_image, make_grid, save_image
 from ..diffusion import make_sampler
+from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate
 from .config import EditSpec, ManipulateConfig, ManipulateError
 from .ilvr import ILVRHook, LowPass, sdedit_timestep
@@ -55,7 +56,9 @@ class Settings:
     seed: int
     num: int
     batch_size: int
-    clip_x0: bool
+    clip_x0: bool | str
+    clip_x0_percentile: float
+    clip_x0_low_noise: float
 
     @classmethod
     def resolve(cls, spec: EditSpec, cfg: ManipulateConfig) -> "Settings":
@@ -378,7 +381,7 @@ def run_edit(prep: PreparedEdit, bundle: ModelBundle,
     samples, timings = generate(
         bundle, s.num, prep.size, sampler=s.sampler, steps=s.steps, eta=s.eta, seed=s.seed,
         batch_size=s.batch_size, hooks_for=lambda start, end: _hooks(prep, T), t_start=prep.t_start,
-        clip_x0=s.clip_x0, progress=progress)
+        clip_x0=x0_clip_of(s), progress=progress)
     metrics: dict[str, float] = {"sample_seconds": timings["sample_seconds"],
                                  "seconds_per_sample": timings["seconds_per_sample"]}
     per_sample: dict[str, list[float]] = {}

@@ -16,6 +16,7 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion import GaussianDiffusion
 from ..models.unet import PRESETS, UNet, count_parameters
+from ..precision import autocast, autocast_dtype, describe
 from ..training.trainer import Trainer, resolve_device
 
 
@@ -48,16 +49,14 @@ def bench_step(preset: str, h: int, w: int, batch: int, iters: int, device: torc
     model = UNet(PRESETS[preset]).to(device).eval()
     diffusion = GaussianDiffusion.from_config("linear", 1000, 1e-4, 0.02)
     x = torch.randn(batch, 3, h, w, device=device)
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    dtype = autocast_dtype(precision, device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
     def eps(xx: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-        if use_bf16:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return model(xx, tt).float()
-        return model(xx, tt)
+        with autocast(device, dtype):
+            return model(xx, tt).float()
 
     diffusion.p_output(eps, x, 500)
     _sync(device)
@@ -72,7 +71,8 @@ def main(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     result: dict = {"device": str(device), "preset": args.preset, "parameters": count_parameters(UNet(PRESETS[args.preset])),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision}
+                    "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
+                    "precision_used": describe(args.precision, device)}
     result.update(bench_train(args.preset, args.width, args.height, args.train_batch, args.iters, device, args.precision))
     print(f"train  {args.preset} {args.width}x{args.height} batch {args.train_batch}: "
           f"{result['train_seconds_per_iter']:.3f} s/it ({result['train_it_per_s']:.3f} it/s)", flush=True)

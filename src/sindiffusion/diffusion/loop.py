@@ -25,6 +25,7 @@ import torch
 
 from .gaussian import EpsModel, GaussianDiffusion, ModelOutput
 from .samplers import Sampler
+from .x0 import X0ClipLike
 
 
 @dataclass
@@ -83,7 +84,7 @@ def sample_loop(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     t_start: int | None = None,
-    clip_x0: bool = True,
+    clip_x0: X0ClipLike = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Draw samples of ``shape = (B, C, H, W)``; returns a tensor in [-1, 1].
@@ -92,6 +93,8 @@ def sample_loop(
         t_start: begin at this step instead of T-1 (only visited steps <= t_start are run);
             hooks' :meth:`SamplingHook.start` typically noises a reference image to it (SDEdit).
         generator: CPU generator for all noise, so results do not depend on the device.
+        clip_x0: what each step does to the predicted x0 (``True`` = clamp, ``False`` = nothing,
+            or an :class:`~sindiffusion.diffusion.x0.X0Clip`).
         progress: called as ``progress(i, n)`` after each visited step.
     """
     device = torch.device(device)

@@ -46,6 +46,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     info = {"name": image, "sha256": sha256_file(paths.processed), "size": list(x.shape[1:]), "path": str(paths.processed)}
     device = resolve_device(train_cfg.device)
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
+    print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
     resumed_from = 0
     if paths.resume.is_file():
@@ -90,7 +91,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         metrics = {
             "final_loss": final_loss, "steps": int(summary["steps"]),
             "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
-            "resumed_from_step": resumed_from, "device": str(device),
+            "resumed_from_step": resumed_from, "device": str(device), "precision": trainer.precision_note,
         }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

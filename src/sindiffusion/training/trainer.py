@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from typing import Any, Callable
@@ -12,8 +11,10 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
+from ..precision import autocast, autocast_dtype, describe
 from .augment import random_crops, random_rescale
-from .ema import EMA
+from .ema import EMA, auto_decay
+from .lr import lr_factor
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,15 +52,19 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.generator = torch.Generator().manual_seed(train.seed)
         self.model = UNet(unet).to(self.device)
-        self.ema = EMA(self.model, train.ema_decay, train.ema_warmup)
+        self.ema_decay = (auto_decay(train.steps, train.ema_half_life) if train.ema_decay == "auto"
+                          else float(train.ema_decay))
+        self.ema = EMA(self.model, self.ema_decay, train.ema_warmup)
         self.diffusion = GaussianDiffusion.from_config(
-            diffusion.schedule, diffusion.timesteps, diffusion.beta_start, diffusion.beta_end, diffusion.variance
+            diffusion.schedule, diffusion.timesteps, diffusion.beta_start, diffusion.beta_end, diffusion.variance,
+            diffusion.parameterization,
         )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.image = image.unsqueeze(0).float()  # [1, 3, H, W] on CPU; augmentation runs on CPU
         self.step = 0
         cuda = self.device.type == "cuda"
-        self.autocast_dtype = {"auto": torch.bfloat16 if cuda else None, "fp32": None, "bf16": torch.bfloat16}[train.precision]
+        self.autocast_dtype = autocast_dtype(train.precision, self.device)
+        self.precision_note = describe(train.precision, self.device)
         self.channels_last = {"auto": cuda, "on": True, "off": False}[train.channels_last]
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -117,10 +122,17 @@ class Trainer:
             x0 = x0.contiguous(memory_format=torch.channels_last)
             noise = noise.contiguous(memory_format=torch.channels_last)
         self.model.train()
-        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
-               if self.autocast_dtype is not None else contextlib.nullcontext())
-        with ctx:
-            loss = self.diffusion.training_loss(self.model, x0, t, noise)
+        cfg = self.train_cfg
+
+        def net(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            # only the network runs under autocast; training_loss computes the error in fp32
+            with autocast(self.device, self.autocast_dtype):
+                return self.model(x_t, tt)
+
+        loss = self.diffusion.training_loss(net, x0, t, noise, cfg.loss_weighting, cfg.min_snr_gamma)
+        lr = cfg.lr * lr_factor(self.step, cfg.steps, cfg.lr_warmup, cfg.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.train_cfg.grad_clip > 0:
