@@ -337,6 +337,10 @@ def test_clip_x0_modes_are_accepted(tmp_path, value):
     ("train", "ema_decay", 1.5, r"train\.ema_decay: must be <= 1, got 1.5"),
     ("train", "ema_half_life", 0, r"train\.ema_half_life: must be > 0, got 0"),
     ("diffusion", "parameterization", "x0", r"diffusion\.parameterization: 'x0' is not allowed; choose one of eps, v"),
+    ("train", "max_minutes", 0, r"train\.max_minutes: must be > 0, got 0"),
+    ("train", "snapshot_minutes", [1, -2], r"train\.snapshot_minutes\[1\]: must be > 0, got -2"),
+    ("train", "snapshot_minutes", [1, 1], r"train\.snapshot_minutes: repeated values"),
+    ("train", "snapshot_minutes", 5, r"train\.snapshot_minutes: expected a list"),
 ])
 def test_recipe_options_are_checked_at_load_time(tmp_path, section, key, value, expected):
     path = _write(tmp_path, {section: {key: value}})

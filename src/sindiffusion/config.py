@@ -387,8 +387,18 @@ class TrainConfig:
     """Linear learning-rate warm-up over this many steps (0 = none)."""
     lr_schedule: Literal["constant", "cosine"] = "constant"
     """``constant`` or ``cosine`` (decay from ``lr`` to 0 at ``steps``, after the warm-up)."""
+    max_minutes: Optional[float] = opt(None, gt=0)
+    """Wall-clock budget: stop after this many minutes of training even before ``steps`` (null = none).
+    The LR schedule and ``ema_decay: auto`` still plan for ``steps``: set it to about what fits."""
+    snapshot_minutes: tuple[float, ...] = opt((), item={"gt": 0})
+    """Save an EMA sampling checkpoint at each of these wall-clock minutes of training
+    (``results/<image>/train/snapshots/min_XX.pt``); empty = none."""
+    compile: bool = False
+    """Run the training forward pass through ``torch.compile`` (CUDA; needs a C++ compiler on CPU)."""
 
     def __post_init__(self) -> None:
+        if len(set(self.snapshot_minutes)) != len(self.snapshot_minutes):
+            raise FieldError("snapshot_minutes", f"repeated values in {list(self.snapshot_minutes)}")
         if self.scale_min > self.scale_max:
             raise ValueError(f"train.scale_min ({self.scale_min:g}) must be <= train.scale_max ({self.scale_max:g})")
 

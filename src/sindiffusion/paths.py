@@ -7,6 +7,7 @@ in step), and every stage of the command line derives its inputs and outputs fro
     results/<image>/preprocess/image.json    sizes + receptive field
     results/<image>/train/model.pt           final checkpoint (self-describing)
     results/<image>/train/resume/latest.pt   periodic checkpoint used to resume (not a declared output)
+    results/<image>/train/snapshots/         min_XX.pt: EMA checkpoints at train.snapshot_minutes (optional)
     results/<image>/train/loss.csv           step,loss,lr,it_per_s (DVC plot)
     results/<image>/train/metrics.json       final training metrics (DVC metrics)
     results/<image>/samples/                 sample_000.png ... + grid.png + samples.json
@@ -28,6 +29,7 @@ TEMPLATES: dict[str, str] = {
     "processed_meta": "{results}/{image}/preprocess/image.json",
     "checkpoint": "{results}/{image}/train/model.pt",
     "resume": "{results}/{image}/train/resume/latest.pt",
+    "snapshots": "{results}/{image}/train/snapshots",
     "loss": "{results}/{image}/train/loss.csv",
     "train_metrics": "{results}/{image}/train/metrics.json",
     "samples": "{results}/{image}/samples",
@@ -76,6 +78,11 @@ class ImagePaths:
         if key in TEMPLATES:
             return Path(TEMPLATES[key].format(results=self.results, image=self.image))
         raise AttributeError(key)
+
+
+def snapshot_name(minutes: float) -> str:
+    """``min_05.pt`` for whole minutes, ``min_0.5.pt`` otherwise (sorts by name for marks < 100)."""
+    return f"min_{int(minutes):02d}.pt" if float(minutes).is_integer() else f"min_{minutes:g}.pt"
 
 
 def find_source_image(images_dir: str | Path, name: str) -> Path:

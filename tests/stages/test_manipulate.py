@@ -126,7 +126,11 @@ def test_stage_runs_every_kind(in_project: Path, capsys):
     for e in summary["edits"]:
         if "known_region_max_abs_diff" in e["metrics"]:
             assert e["metrics"]["known_region_max_abs_diff"] == 0.0
-    assert "img/wide (outpaint, 36x44)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "img/wide (outpaint, 36x44)" in captured.out
+    # --no-progress: plain progress lines in the log (stderr), the last one at 100 %
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("manipulate: ") and "%)" in ln]
+    assert len(lines) >= 10 and "(100%)" in lines[-1] and "step/s" in lines[-1] and "ETA" in lines[-1]
     assert not list(out.parent.glob(".manipulate.tmp-*"))
 
 

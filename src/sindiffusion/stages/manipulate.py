@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..applications.config import EditSpec, ManipulateError, parse_edit, validate_all_edits
 from ..applications.manipulate import (
@@ -35,6 +34,7 @@ from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
 from ..precision import describe
+from ..progress import make_progress
 from ..training.trainer import resolve_device
 from ..outdir import check_out_dir, writing_dir
 from .common import image_paths, tracked, write_json
@@ -52,7 +52,7 @@ def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.
     return None, None
 
 
-def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> tqdm:
+def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> Any:
     from ..diffusion import make_sampler
 
     total = 0
@@ -60,7 +60,7 @@ def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool)
         s = p.settings
         n_batches = -(-s.num // s.batch_size)
         total += n_batches * len(make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).visited(p.t_start))
-    return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
+    return make_progress("manipulate", total, enabled, unit="step")
 
 
 def _load(ckpt_path: Path, device: torch.device, use_ema: bool, precision: str) -> ModelBundle:

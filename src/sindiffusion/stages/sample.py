@@ -6,13 +6,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
 from ..precision import describe
+from ..progress import make_progress
 from ..training.trainer import resolve_device
 from ..outdir import check_out_dir, writing_dir
 from .common import image_paths, tracked, write_json
@@ -38,7 +37,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         n_batches = -(-cfg.num_samples // cfg.batch_size)
-        bar = tqdm(total=n_batches * cfg.steps, desc="sample", unit="step", disable=not progress, dynamic_ncols=True)
+        bar = make_progress("sample", n_batches * cfg.steps, progress, unit="step")
         samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
                                     seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=x0_clip_of(cfg),
                                     progress=lambda i, n: bar.update(1))
