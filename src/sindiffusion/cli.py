@@ -194,12 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.io import ImageError
+    from .runtime import Preempted
 
     try:
         args.func(args)
     except (ConfigError, ImageError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Preempted as stop:  # a signal (Slurm preemption / time limit, kill, Ctrl-C): state saved
+        print(f"sindiffusion {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
         print(f"sindiffusion {args.command}: interrupted", file=sys.stderr)
         return 130
