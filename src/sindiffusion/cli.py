@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=_benchmark_speed)
 
+    p = sub.add_parser("time-curve", help="quality vs minutes of training: snapshots of one training per image, "
+                       "weight-free metrics, CSV + plot + MLflow")
+    _common(p, image=False)
+    p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
+    p.add_argument("--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, "
+                   "e.g. 1,2,3 or 1-3")
+    p.add_argument("--minutes", default="1,2,5,10,20", help="wall-clock snapshot marks in minutes (default: 1,2,5,10,20)")
+    p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
+    p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
+    p.set_defaults(func=_time_curve)
+
     for hook in _EXTENSIONS:
         hook(sub, _common)
     return parser
@@ -157,6 +168,19 @@ def _benchmark_speed(args: argparse.Namespace) -> None:
     from .benchmark import speed
 
     speed.main(args)
+
+
+def _time_curve(args: argparse.Namespace) -> None:
+    from .benchmark import time_curve
+
+    if args.num is not None and args.num < 1:
+        raise ValueError(f"--num {args.num}: must be >= 1")
+    result = time_curve.run_time_curve(args.images_dir, images=args.images,
+                                       minutes=time_curve.parse_minutes(args.minutes), out=args.out,
+                                       params_path=args.params, overrides=args.overrides, num=args.num,
+                                       progress=not args.no_progress)
+    print(f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
+          f"{result['files']['csv']}, {result['files']['plot']}")
 
 
 def _load_extensions() -> None:
