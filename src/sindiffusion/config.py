@@ -631,15 +631,13 @@ class Params:
 
     raw: dict
     path: str
-    sections: dict[str, Any] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
-        """The typed, validated section ``name``."""
+        """The typed, validated section ``name`` (built from :attr:`raw` on each call, so a caller
+        that edits ``raw`` gets its edit checked)."""
         if name not in SECTIONS:
             raise ConfigError(f"{self.path}: unknown section {name!r}")
-        if name not in self.sections:
-            self.sections[name] = _build(name, self.raw.get(name), f"{self.path}: {name}")
-        return self.sections[name]
+        return _build(name, self.raw.get(name), f"{self.path}: {name}")
 
     def section_dict(self, name: str) -> dict:
         """The validated section as a plain dict (all keys, defaults filled in)."""
