@@ -15,6 +15,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .diffusion.samplers import SAMPLERS
+
 
 def image_name(value: str) -> str:
     """argparse ``type`` of ``--image``: :func:`sindiffusion.paths.check_image_name` (argparse exits 2)."""
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, help="shortcut for --set sample.num_samples=N")
     p.add_argument("--height", type=int, help="shortcut for --set sample.height=H")
     p.add_argument("--width", type=int, help="shortcut for --set sample.width=W")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], help="shortcut for --set sample.sampler=...")
+    p.add_argument("--sampler", choices=SAMPLERS.names(), help="shortcut for --set sample.sampler=...")
     p.add_argument("--steps", type=int, help="shortcut for --set sample.steps=N")
     p.add_argument("--seed", type=int, help="shortcut for --set sample.seed=N")
     p.set_defaults(func=_sample)
@@ -88,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=_benchmark_speed)
 
+    p = sub.add_parser("time-curve", help="quality vs minutes of training: snapshots of one training per image, "
+                       "weight-free metrics, CSV + plot + MLflow")
+    _common(p, image=False)
+    p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
+    p.add_argument("--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, "
+                   "e.g. 1,2,3 or 1-3")
+    p.add_argument("--minutes", default="1,2,5,10,20", help="wall-clock snapshot marks in minutes (default: 1,2,5,10,20)")
+    p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
+    p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
+    p.set_defaults(func=_time_curve)
+
     for hook in _EXTENSIONS:
         hook(sub, _common)
     return parser
@@ -97,16 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction, Callable], None]] = []
 
 
-def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
+def load(args: argparse.Namespace, extra: Sequence[str] = ()):
+    """The params of ``--params`` and ``--set``, every section and every edit checked (exit 2 on a bad value)."""
+    from .applications.config import validate_all_edits
     from .config import load_params
 
-    return load_params(args.params, list(args.overrides) + list(extra))
+    params = load_params(args.params, list(args.overrides) + list(extra))
+    if "manipulate" in params.raw:
+        validate_all_edits(params.section("manipulate"), params.path)
+    return params
+
 
 
 def _preprocess(args: argparse.Namespace) -> None:
     from .stages import preprocess
 
-    meta = preprocess.run(_load(args), args.image, args.source)
+    meta = preprocess.run(load(args), args.image, args.source)
     print(f"{args.image}: {meta['original_size']} -> {meta['processed_size']}, receptive field "
           f"{meta['receptive_field_px']} px ({meta['receptive_field_fraction']:.2f} of the image)")
 
@@ -114,7 +133,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .stages import train
 
-    metrics = train.run(_load(args), args.image, progress=not args.no_progress)
+    metrics = train.run(load(args), args.image, progress=not args.no_progress)
     print(f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
           f"{metrics['it_per_s']:.2f} it/s")
 
@@ -125,7 +144,7 @@ def _sample(args: argparse.Namespace) -> None:
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(_load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
+    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
                       force=args.force)
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
           f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
@@ -134,7 +153,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _images(args: argparse.Namespace) -> None:
     from .paths import list_images
 
-    data = _load(args).section("data")
+    data = load(args).section("data")
     for name in data.images or list_images(data.images_dir):
         print(name)
 
@@ -142,13 +161,26 @@ def _images(args: argparse.Namespace) -> None:
 def _demo_image(args: argparse.Namespace) -> None:
     from .demo import install_demo_image
 
-    print(install_demo_image(_load(args).section("data").images_dir))
+    print(install_demo_image(load(args).section("data").images_dir))
 
 
 def _benchmark_speed(args: argparse.Namespace) -> None:
     from .benchmark import speed
 
     speed.main(args)
+
+
+def _time_curve(args: argparse.Namespace) -> None:
+    from .benchmark import time_curve
+
+    if args.num is not None and args.num < 1:
+        raise ValueError(f"--num {args.num}: must be >= 1")
+    result = time_curve.run_time_curve(args.images_dir, images=args.images,
+                                       minutes=time_curve.parse_minutes(args.minutes), out=args.out,
+                                       params_path=args.params, overrides=args.overrides, num=args.num,
+                                       progress=not args.no_progress)
+    print(f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
+          f"{result['files']['csv']}, {result['files']['plot']}")
 
 
 def _load_extensions() -> None:
@@ -170,12 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.io import ImageError
+    from .runtime import Preempted
 
     try:
         args.func(args)
     except (ConfigError, ImageError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Preempted as stop:  # a signal (Slurm preemption / time limit, kill, Ctrl-C): state saved
+        print(f"sindiffusion {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
         print(f"sindiffusion {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
+from .runtime import Preempted
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 IMAGE_TAG = "sindiffusion.image"
 KIND_TAG = "sindiffusion.kind"
@@ -287,10 +289,14 @@ def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri:
 @contextlib.contextmanager
 def stage_run(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
               local_note: str) -> Iterator[Tracker]:
-    """Context manager: the run ends FINISHED, or FAILED if the stage raises."""
+    """Context manager: the run ends FINISHED, KILLED if a signal or Ctrl-C stopped the stage
+    (training then has a resume checkpoint, tagged ``sindiffusion.resumable``), or FAILED."""
     tracker = open_tracker(stage, image, enabled=enabled, experiment=experiment, uri=uri, local_note=local_note)
     try:
         yield tracker
+    except (Preempted, KeyboardInterrupt):
+        tracker.finish("KILLED")
+        raise
     except BaseException:
         tracker.finish("FAILED")
         raise

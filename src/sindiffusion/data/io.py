@@ -102,11 +102,17 @@ def _umask() -> int:
     return mask
 
 
+def _temp_affixes(path: Path) -> tuple[str, str]:
+    """Prefix and suffix of :func:`atomic_write`'s temporary files for ``path``."""
+    return f".{path.name}.", ".tmp" + path.suffix
+
+
 def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    prefix, suffix = _temp_affixes(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -116,6 +122,23 @@ def atomic_write(path: str | Path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` of ``path`` left when its process was
+    killed mid-write (``.<name>.XXXXXXXX.tmp<suffix>`` beside it; nothing else); returns them.
+
+    Call it only where no other process writes ``path`` at the same time.
+    """
+    path = Path(path)
+    prefix, suffix = _temp_affixes(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix)
+             and len(p.name) == len(prefix) + 8 + len(suffix)]  # mkstemp's 8 random characters
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_image(img: Image.Image | torch.Tensor, path: str | Path) -> Path:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from ..config import Params
-from ..data.io import atomic_write, image_to_tensor, load_image
+from ..data.io import atomic_write, image_to_tensor, load_image, remove_stale_temps
 from ..paths import snapshot_name
+from ..runtime import Preempted
 from ..training.trainer import Trainer, resolve_device
 from .common import image_paths, tracked, write_json
 
@@ -33,8 +34,19 @@ def _write_loss_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
+def _history(rows: list[dict]) -> list[dict[str, str]]:
+    """loss.csv's rows as strings (as read back from the CSV), kept in the resume checkpoint."""
+    return [{k: str(v) for k, v in row.items()} for row in rows]
+
+
 def run(params: Params, image: str, progress: bool = True) -> dict:
-    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json."""
+    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json.
+
+    The resume checkpoint carries the loss history, so ``loss.csv`` is complete after a resume
+    even when a workflow manager deleted it with the failed job's outputs. On SIGTERM/SIGUSR1/
+    SIGINT the resume checkpoint is written at the current step and
+    :class:`~sindiffusion.runtime.Preempted` is raised (the MLflow run ends KILLED).
+    """
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
     unet = model_cfg.unet()
@@ -50,7 +62,10 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
     print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
+    for path in (paths.checkpoint, paths.resume, paths.loss, paths.train_metrics):
+        remove_stale_temps(path)  # left by a process killed while writing
     resumed_from = 0
+    ckpt = None
     if paths.resume.is_file():
         try:
             ckpt = load_checkpoint(paths.resume)
@@ -72,7 +87,10 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
                       "starting from scratch", file=sys.stderr)
     if resumed_from == 0 and paths.snapshots.is_dir():
         shutil.rmtree(paths.snapshots)  # a fresh training: snapshots of an earlier run would be stale
-    rows = _read_loss_rows(paths.loss, resumed_from)
+    if resumed_from and "loss_history" in ckpt:
+        rows = [row for row in ckpt["loss_history"] if int(row["step"]) <= resumed_from]
+    else:  # a checkpoint written before the history was kept in it
+        rows = _read_loss_rows(paths.loss, resumed_from)
     _write_loss_rows(paths.loss, rows)
 
     note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
@@ -87,18 +105,24 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             tracker.log_metrics({"loss": loss, "it_per_s": its}, step=step)
 
         def on_save(t: Trainer) -> None:
-            save_checkpoint(paths.resume, t.state_dict())
+            save_checkpoint(paths.resume, {**t.state_dict(), "loss_history": _history(rows)})
 
         def on_snapshot(t: Trainer, minutes: float) -> None:
             path = save_checkpoint(paths.snapshots / snapshot_name(minutes), t.snapshot_state(minutes))
             print(f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
                   file=sys.stderr, flush=True)
 
-        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
-                              on_snapshot=on_snapshot)
+        try:
+            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
+                                  on_snapshot=on_snapshot)
+        except Preempted as stop:
+            stop.checkpoint = str(paths.resume)
+            tracker.set_tags({"sindiffusion.stopped_at_step": stop.step, "sindiffusion.resumable": "true",
+                              "sindiffusion.resume_checkpoint": str(paths.resume)})
+            raise
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
-        save_checkpoint(paths.resume, state)
+        save_checkpoint(paths.resume, {**state, "loss_history": _history(rows)})
         final_loss = summary["final_loss"]
         if final_loss != final_loss and rows:  # resumed at the target step: no step ran, keep the last logged loss
             final_loss = float(rows[-1]["loss"])

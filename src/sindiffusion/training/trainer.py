@@ -13,6 +13,7 @@ from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
 from ..precision import autocast, autocast_dtype, describe
 from ..progress import make_progress
+from ..runtime import Preempted, StopSignals
 from .augment import random_crops, random_rescale
 from .ema import EMA, auto_decay
 from .lr import lr_factor
@@ -160,6 +161,11 @@ class Trainer:
         which counts every run of a resumed training and not the time spent in ``on_snapshot``).
         Progress: a tqdm bar, or with ``progress=False`` a plain line every ~5 % on stderr.
         Returns summary metrics (``stopped_by``: 1.0 = the time budget, 0.0 = the step count).
+
+        On SIGTERM/SIGUSR1/SIGINT (:class:`~sindiffusion.runtime.StopSignals`) the current step
+        is finished, the losses since the last log are logged (at the current step), ``on_save``
+        writes the resume state and :class:`~sindiffusion.runtime.Preempted` is raised: a resumed
+        run loses no step.
         """
         cfg = self.train_cfg
         bar = make_progress("train", until, progress, initial=self.step)
@@ -169,30 +175,43 @@ class Trainer:
         t0 = time.perf_counter()
         t_window, start_step, base, paused = t0, self.step, self.seconds, 0.0
         last_loss = float("nan")
-        while self.step < until and self.seconds < budget:
-            loss = self.train_step()
-            if loss != loss:  # NaN
-                raise FloatingPointError(f"training loss became NaN at step {self.step}; lower train.lr")
-            window.append(loss)
-            last_loss = loss
-            bar.update(1)
-            self.seconds = base + time.perf_counter() - t0 - paused
-            done = self.step == until or self.seconds >= budget
-            if self.step % cfg.log_every == 0 or done:
-                now = time.perf_counter()
-                its = len(window) / max(now - t_window, 1e-9)
-                mean = sum(window) / len(window)
-                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-                if on_log:
-                    on_log(self.step, mean, its)
-                window, t_window = [], now
-            while marks and self.seconds >= marks[0] * 60.0:
-                t_snap = time.perf_counter()
-                on_snapshot(self, marks.pop(0))  # type: ignore[misc]
-                paused += time.perf_counter() - t_snap  # saving is measurement, not training time
-            if on_save and (self.step % cfg.save_every == 0) and not done:
-                on_save(self)
-        bar.close()
+        done = False
+
+        def flush() -> None:
+            nonlocal window, t_window
+            now = time.perf_counter()
+            its = len(window) / max(now - t_window, 1e-9)
+            mean = sum(window) / len(window)
+            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            if on_log:
+                on_log(self.step, mean, its)
+            window, t_window = [], now
+
+        with StopSignals() as stop:
+            while self.step < until and self.seconds < budget and not stop.requested:
+                loss = self.train_step()
+                if loss != loss:  # NaN
+                    raise FloatingPointError(f"training loss became NaN at step {self.step}; lower train.lr")
+                window.append(loss)
+                last_loss = loss
+                bar.update(1)
+                self.seconds = base + time.perf_counter() - t0 - paused
+                done = self.step == until or self.seconds >= budget
+                if self.step % cfg.log_every == 0 or done:
+                    flush()
+                while marks and self.seconds >= marks[0] * 60.0:
+                    t_snap = time.perf_counter()
+                    on_snapshot(self, marks.pop(0))  # type: ignore[misc]
+                    paused += time.perf_counter() - t_snap  # saving is measurement, not training time
+                if on_save and (self.step % cfg.save_every == 0) and not done:
+                    on_save(self)
+            bar.close()
+            if stop.requested and not done:
+                if window:
+                    flush()
+                if on_save:
+                    on_save(self)
+                raise Preempted(stop.signum or 0, self.step)
         elapsed = time.perf_counter() - t0
         steps_done = self.step - start_step
         return {
