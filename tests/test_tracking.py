@@ -47,13 +47,12 @@ def test_safe_tracker_warns_once_and_stops(capsys):
             raise ConnectionError("server went away")
 
     safe = SafeTracker(Flaky(), "Metrics are in loss.csv.")
-    with pytest.warns(RuntimeWarning, match="server went away"):
-        safe.log_metrics({"loss": 1.0})
+    safe.log_metrics({"loss": 1.0})
     safe.log_metrics({"loss": 2.0})
     safe.finish()
     assert calls == [{"loss": 1.0}] and not safe.enabled
     err = capsys.readouterr().err
-    assert err.count("WARNING") == 1 and "Metrics are in loss.csv." in err
+    assert err.count("WARNING") == 1 and "server went away" in err and "Metrics are in loss.csv." in err
 
 
 def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys):
@@ -61,10 +60,9 @@ def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     uri = "http://127.0.0.1:9"
     project(tmp_path, tracking={"enabled": True, "tracking_uri": uri}, train={"steps": 2})
-    with pytest.warns(RuntimeWarning):
-        assert main(["preprocess", "--image", "img"]) == 0
-        capsys.readouterr()
-        assert main(["train", "--image", "img", "--no-progress"]) == 0
+    assert main(["preprocess", "--image", "img"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--image", "img", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err and uri in err and "unreachable" in err
     assert "results/img/train/loss.csv" in err  # says where the metrics went

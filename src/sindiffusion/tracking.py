@@ -19,7 +19,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -102,8 +101,12 @@ class MlflowTracker(Tracker):
 
         self._mlflow = mlflow
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
         with _store_lock(uri):
+            # Building the client opens the store, and opening a fresh SQLite file creates and
+            # migrates its schema: done by several processes at once, that corrupts the file
+            # for good ("table _alembic_tmp_... already exists"). Under the lock, the first
+            # process creates the schema and the others find it complete.
+            self.client = MlflowClient(tracking_uri=uri)
             exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
             parent_id = self._parent_run_id(exp_id, image)
@@ -266,8 +269,8 @@ class SafeTracker(Tracker):
 
 
 def _warn(message: str) -> None:
+    """One line on stderr (not also :func:`warnings.warn`, which printed the same outage twice)."""
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
@@ -276,8 +279,10 @@ def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri:
     if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
         return Tracker()
     uri = resolve_uri(uri)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # Every HTTP call is bounded (5 s, no retry): the first failure switches tracking off for the
+    # stage, so a server that hangs adds at most ~5 s to a stage (MLflow's defaults: 120 s x 7 tries).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     try:
         _check_server(uri)
         return SafeTracker(MlflowTracker(uri, experiment, image, stage), local_note)
