@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
