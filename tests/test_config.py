@@ -179,7 +179,7 @@ def test_nested_override_into_a_scalar_is_a_config_error(tmp_path):
 
 
 # ------------------------------------------------------------------ the shipped configurations
-@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml"])
 def test_shipped_configs_validate(name):
     path = REPO / name
     if not path.is_file():

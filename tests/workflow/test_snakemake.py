@@ -85,7 +85,7 @@ def test_schema_mirrors_the_config_dataclasses():
         assert keys == {f.name for f in dataclasses.fields(cls)}, name
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml"])
 def test_shipped_params_files_pass_the_schema(params_file):
     from snakemake.utils import validate
 
