@@ -15,6 +15,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .diffusion.samplers import SAMPLERS
+
 
 def image_name(value: str) -> str:
     """argparse ``type`` of ``--image``: :func:`sindiffusion.paths.check_image_name` (argparse exits 2)."""
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, help="shortcut for --set sample.num_samples=N")
     p.add_argument("--height", type=int, help="shortcut for --set sample.height=H")
     p.add_argument("--width", type=int, help="shortcut for --set sample.width=W")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], help="shortcut for --set sample.sampler=...")
+    p.add_argument("--sampler", choices=SAMPLERS.names(), help="shortcut for --set sample.sampler=...")
     p.add_argument("--steps", type=int, help="shortcut for --set sample.steps=N")
     p.add_argument("--seed", type=int, help="shortcut for --set sample.seed=N")
     p.set_defaults(func=_sample)
@@ -115,16 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction, Callable], None]] = []
 
 
-def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
+def load(args: argparse.Namespace, extra: Sequence[str] = ()):
+    """The params of ``--params`` and ``--set``, every section and every edit checked (exit 2 on a bad value)."""
+    from .applications.config import validate_all_edits
     from .config import load_params
 
-    return load_params(args.params, list(args.overrides) + list(extra))
+    params = load_params(args.params, list(args.overrides) + list(extra))
+    if "manipulate" in params.raw:
+        validate_all_edits(params.section("manipulate"), params.path)
+    return params
+
 
 
 def _preprocess(args: argparse.Namespace) -> None:
     from .stages import preprocess
 
-    meta = preprocess.run(_load(args), args.image, args.source)
+    meta = preprocess.run(load(args), args.image, args.source)
     print(f"{args.image}: {meta['original_size']} -> {meta['processed_size']}, receptive field "
           f"{meta['receptive_field_px']} px ({meta['receptive_field_fraction']:.2f} of the image)")
 
@@ -132,7 +140,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .stages import train
 
-    metrics = train.run(_load(args), args.image, progress=not args.no_progress)
+    metrics = train.run(load(args), args.image, progress=not args.no_progress)
     print(f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
           f"{metrics['it_per_s']:.2f} it/s")
 
@@ -143,7 +151,7 @@ def _sample(args: argparse.Namespace) -> None:
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(_load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
+    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
                       force=args.force)
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
           f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
@@ -152,7 +160,7 @@ def _sample(args: argparse.Namespace) -> None:
 def _images(args: argparse.Namespace) -> None:
     from .paths import list_images
 
-    data = _load(args).section("data")
+    data = load(args).section("data")
     for name in data.images or list_images(data.images_dir):
         print(name)
 
@@ -160,7 +168,7 @@ def _images(args: argparse.Namespace) -> None:
 def _demo_image(args: argparse.Namespace) -> None:
     from .demo import install_demo_image
 
-    print(install_demo_image(_load(args).section("data").images_dir))
+    print(install_demo_image(load(args).section("data").images_dir))
 
 
 def _benchmark_speed(args: argparse.Namespace) -> None:

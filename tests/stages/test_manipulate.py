@@ -284,7 +284,7 @@ def test_one_off_flag_errors(in_project: Path, tmp_path: Path, capsys):
     cases = [
         (["inpaint", "--mask", "inputs/mask_wrong_size.png"], "--mask: mask size 40x48"),
         (["text", "--prompt", ""], "--prompt: the prompt is empty"),
-        (["super-resolve", "--scale", "1"], "--scale: the super-resolution scale must be an integer >= 2"),
+        (["super-resolve", "--scale", "1"], "--scale: must be >= 2, got 1"),
         (["paint", "--reference", "inputs/paint.png", "--factor", "40"], "--factor: low-pass factor N=40"),
         (["outpaint"], "--right: outpainting needs"),
     ]

@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from .config import KIND_KEYS, KINDS
+import dataclasses
+
+from ..config import SAMPLERS, field_rules
+from .config import EDIT_KINDS, KINDS, kind_options
 
 #: One-off command name -> edit kind.
 COMMANDS: dict[str, str] = {
@@ -43,22 +46,26 @@ _FLAG_TYPES = {int: int, float: float, str: str}
 
 def _add_edit_flags(p: argparse.ArgumentParser, kind: str) -> list[str]:
     """Flags for the keys of ``kind`` plus the sampling ones; returns the option keys added."""
+    cls = EDIT_KINDS.kinds[kind]
+    rules, defaults = field_rules(cls), {f.name: f.default for f in dataclasses.fields(cls)}
     keys = []
-    for key, spec in KIND_KEYS[kind].items():
+    for key in kind_options(cls):
+        rule, default = rules[key], defaults[key]
         flag = "--" + key.replace("_", "-")
-        if spec.type is bool:
-            p.add_argument(flag, dest=key, action="store_true", default=None, help=spec.help)
+        required = default is dataclasses.MISSING
+        if rule.type is bool:
+            p.add_argument(flag, dest=key, action="store_true", default=None, help=rule.help)
         else:
-            default = "" if spec.default is None else f" (default: {spec.default})"
-            p.add_argument(flag, dest=key, type=_FLAG_TYPES[spec.type], default=None,
-                           required=False, help=spec.help + default + (" [required]" if spec.required else ""))
+            shown = "" if required or default is None else f" (default: {default})"
+            p.add_argument(flag, dest=key, type=_FLAG_TYPES[rule.type], default=None,
+                           required=False, help=rule.help + shown + (" [required]" if required else ""))
         keys.append(key)
     if kind in ("paint", "harmonize", "edit"):
         p.add_argument("--reference", dest="input", type=str, default=None, help="alias of --input")
     p.add_argument("--name", default=None, help="edit name recorded in the outputs (default: the command)")
     p.add_argument("--num", type=int, default=None, help="samples to draw (default: manipulate.num)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: manipulate.seed)")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default=None, help="default: manipulate.sampler")
+    p.add_argument("--sampler", choices=SAMPLERS.names(), default=None, help="default: manipulate.sampler")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: manipulate.steps)")
     p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: manipulate.eta)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="samples per batch")
@@ -88,10 +95,10 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -
 
 
 def _manipulate(args: argparse.Namespace) -> None:
-    from ..cli import _load
+    from ..cli import load
     from ..stages import manipulate
 
-    summary = manipulate.run(_load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress,
+    summary = manipulate.run(load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress,
                              force=args.force)
     out = summary.get("out", args.out)
     for e in summary["edits"]:
@@ -101,11 +108,11 @@ def _manipulate(args: argparse.Namespace) -> None:
 
 
 def _one_off(args: argparse.Namespace) -> None:
-    from ..cli import _load
+    from ..cli import load
     from ..stages import manipulate
 
     options: dict[str, Any] = {k: getattr(args, k) for k in args.edit_keys}
-    summary = manipulate.run_single(_load(args), args.kind, options, args.checkpoint, args.out, image=args.image,
+    summary = manipulate.run_single(load(args), args.kind, options, args.checkpoint, args.out, image=args.image,
                                     progress=not args.no_progress, force=args.force)
     e = summary["edits"][0]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")

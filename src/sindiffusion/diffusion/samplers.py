@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from ..registry import Registry
 from .gaussian import GaussianDiffusion, ModelOutput
 
 
@@ -55,6 +56,11 @@ class Sampler(ABC):
         """Shift the output by a guidance gradient ``grad = d log p(y | x_t) / d x_t``."""
 
 
+#: Sampler name -> class; ``params.yaml``'s ``sample.sampler`` / ``manipulate.sampler`` choose from it.
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+
+
+@SAMPLERS.register("ddpm")
 class DDPMSampler(Sampler):
     """Ancestral sampling (Ho et al. eq. 11): x_{t-1} = mu + sigma z, z = 0 at the last step.
 
@@ -73,6 +79,7 @@ class DDPMSampler(Sampler):
         return out.replace(mean=out.mean + out.variance * grad)
 
 
+@SAMPLERS.register("ddim")
 class DDIMSampler(Sampler):
     """DDIM (Song et al. 2021, eq. 12) with stochasticity ``eta`` (0 = deterministic)."""
 
@@ -102,9 +109,8 @@ class DDIMSampler(Sampler):
 
 
 def make_sampler(name: str, diffusion: GaussianDiffusion, steps: int, eta: float = 0.0) -> Sampler:
-    """``"ddpm"`` or ``"ddim"``; a clear ``ValueError`` otherwise."""
-    if name == "ddpm":
-        return DDPMSampler(diffusion, steps)
-    if name == "ddim":
-        return DDIMSampler(diffusion, steps, eta)
-    raise ValueError(f"unknown sampler {name!r}; choose 'ddpm' or 'ddim'")
+    """The registered sampler ``name``; a clear ``ValueError`` naming the choices otherwise."""
+    if name not in SAMPLERS:
+        raise ValueError(SAMPLERS.unknown(name))
+    cls = SAMPLERS.get(name)
+    return cls(diffusion, steps, eta) if cls is DDIMSampler else cls(diffusion, steps)

@@ -82,11 +82,10 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from ..config import load_params
+    from ..cli import load
     from ..stages import evaluate
 
-    params = load_params(args.params, args.overrides)
-    evaluate.run(params, args.image, weights_dir=args.weights_dir, samples_dir=args.samples, out=args.out)
+    evaluate.run(load(args), args.image, weights_dir=args.weights_dir, samples_dir=args.samples, out=args.out)
 
 
 def _weights_status(args: argparse.Namespace) -> None:
