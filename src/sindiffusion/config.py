@@ -19,7 +19,6 @@ registries it takes choices from (samplers, schedules, model presets).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import functools
@@ -632,19 +631,13 @@ class Params:
 
     raw: dict
     path: str
-    sections: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    """Cache ``{name: (copy of raw[name], built section)}``: rebuilt when ``raw`` was edited since
-    (the benchmark commands point ``data``/``tracking``/``train`` at their own folders after loading)."""
 
     def section(self, name: str) -> Any:
-        """The typed, validated section ``name``."""
+        """The typed, validated section ``name`` (built from :attr:`raw` on each call, so a caller
+        that edits ``raw`` gets its edit checked)."""
         if name not in SECTIONS:
             raise ConfigError(f"{self.path}: unknown section {name!r}")
-        raw = self.raw.get(name)
-        cached = self.sections.get(name)
-        if cached is None or cached[0] != raw:
-            self.sections[name] = (copy.deepcopy(raw), _build(name, raw, f"{self.path}: {name}"))
-        return self.sections[name][1]
+        return _build(name, self.raw.get(name), f"{self.path}: {name}")
 
     def section_dict(self, name: str) -> dict:
         """The validated section as a plain dict (all keys, defaults filled in)."""

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
-from .diffusion import GaussianDiffusion, SamplingHook, make_sampler, sample_loop
+from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
 from .diffusion.x0 import X0ClipLike
 from .models.unet import UNet
 from .precision import autocast, autocast_dtype
@@ -71,18 +71,19 @@ def output_size(train_size: tuple[int, int], height: int | None, width: int | No
     return int(h), int(w)
 
 
-def generate(bundle: ModelBundle, num: int, size: tuple[int, int], *, sampler: str = "ddpm", steps: int = 1000,
-             eta: float = 0.0, seed: int = 0, batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
+def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Sampler, *, seed: int = 0,
+             batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
              t_start: int | None = None, clip_x0: X0ClipLike = True,
              progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Draw ``num`` samples of ``size = (H, W)`` in batches; returns ``([num, 3, H, W] in [-1, 1], timings)``.
 
     Sample ``i`` depends only on ``(seed, batch_size)``: batches use generators seeded ``seed + batch index``.
+    ``sampler`` is built once per run (:func:`sindiffusion.diffusion.build_sampler`, its timesteps set).
     ``hooks_for(start, end)`` builds the hooks for samples ``start:end`` (applications).
     """
     if num < 1 or batch_size < 1:
         raise ValueError("the number of samples and the batch size must be >= 1")
-    smp = make_sampler(sampler, bundle.diffusion, steps, eta)
+    smp = sampler
     outs = []
     t0 = time.perf_counter()
     n_steps = 0

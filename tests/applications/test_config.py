@@ -53,7 +53,7 @@ def test_every_kind_parses_with_defaults(kind):
     ({"name": "x", "kind": "resize"}, "width", "height/width"),
     ({"name": "x", "kind": "resize", "width": 4}, "width", ">= 8"),
     ({"name": "x", "kind": "resize", "width": 64, "strength": 0.5}, "strength", "only used with factor"),
-    ({"name": "x", "kind": "resize", "width": 64, "sampler": "euler"}, "sampler", "choose one of ddpm, ddim"),
+    ({"name": "x", "kind": "resize", "width": 64, "sampler": "euler"}, "sampler", "'euler' is not allowed; choose one of ddim, ddpm, euler_ancestral"),
     ({"name": "../x", "kind": "resize", "width": 64}, "name", "'../x' is not allowed"),
     ({"name": "x", "kind": "inpaint", "mask": ""}, "mask", "empty"),
 ])

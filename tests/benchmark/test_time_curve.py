@@ -76,5 +76,5 @@ def test_bad_input_exits_2(tmp_path, capsys):
                "--minutes", "0", "--out", tmp_path / "o") == 2
     assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params,
                "--set", "train.max_minutes=-1", "--out", tmp_path / "o") == 2
-    assert "params.yaml: train.max_minutes: must be" in capsys.readouterr().err
+    assert "train.max_minutes: must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

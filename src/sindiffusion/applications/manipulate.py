@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import sha256_file
 from ..data.io import image_to_tensor, load_image, make_grid, save_image
-from ..diffusion import make_sampler
+from ..diffusion import Sampler, build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate
 from .config import EditSpec, ManipulateConfig, ManipulateError
@@ -80,6 +80,8 @@ class PreparedEdit:
 
     spec: EditSpec
     settings: Settings
+    sampler: Sampler
+    """Built once from ``settings`` (its timesteps set)."""
     size: tuple[int, int]
     """Output ``(H, W)``."""
     input: torch.Tensor | None = None
@@ -206,12 +208,9 @@ def _read_mask(spec: EditSpec, image_path: Path | None, native: tuple[int, int],
     return path, mask
 
 
-def _t_start(spec: EditSpec, settings: Settings, bundle: ModelBundle) -> int | None:
+def _t_start(spec: EditSpec, sampler: Sampler) -> int | None:
     strength = spec.get("strength")
-    if strength is None:
-        return None
-    sampler = make_sampler(settings.sampler, bundle.diffusion, settings.steps, settings.eta)
-    return sdedit_timestep(sampler, strength)
+    return None if strength is None else sdedit_timestep(sampler, strength)
 
 
 def _load_clip(spec: EditSpec, cfg: ManipulateConfig, device: torch.device,
@@ -254,12 +253,12 @@ def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, tra
     """
     settings = Settings.resolve(spec, cfg)
     try:
-        make_sampler(settings.sampler, bundle.diffusion, settings.steps, settings.eta)
+        sampler = build_sampler(settings, bundle.diffusion)
     except ValueError as err:
         raise ManipulateError(f"{spec.where('steps')}: {err}") from err
     train_size = bundle.train_size
     kind, o = spec.kind, spec.options
-    prep = PreparedEdit(spec=spec, settings=settings, size=train_size)
+    prep = PreparedEdit(spec=spec, settings=settings, sampler=sampler, size=train_size)
 
     def default_input() -> tuple[torch.Tensor, Path | None]:
         if o.get("input") is not None:
@@ -323,7 +322,7 @@ def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, tra
             mask_path, mask = _read_mask(spec, path, native, reference)
             prep.files["mask"] = str(mask_path)
             prep.mask = mask
-        prep.t_start = _t_start(spec, settings, bundle)
+        prep.t_start = _t_start(spec, sampler)
     elif kind == "super_resolution":
         image, _ = default_input()
         scale = int(o["scale"])
@@ -347,7 +346,7 @@ def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, tra
             prep.factor = int(o["factor"])
             _check_factor(spec, prep.factor, prep.size)
             prep.reference = F.interpolate(image, size=prep.size, mode="bicubic", align_corners=False).clamp(-1, 1)
-            prep.t_start = _t_start(spec, settings, bundle)
+            prep.t_start = _t_start(spec, sampler)
     elif kind == "text":
         th, tw = train_size
         prep.size = (int(o.get("height") or th), int(o.get("width") or tw))
@@ -379,7 +378,7 @@ def run_edit(prep: PreparedEdit, bundle: ModelBundle,
     s = prep.settings
     T = bundle.diffusion.num_timesteps
     samples, timings = generate(
-        bundle, s.num, prep.size, sampler=s.sampler, steps=s.steps, eta=s.eta, seed=s.seed,
+        bundle, s.num, prep.size, prep.sampler, seed=s.seed,
         batch_size=s.batch_size, hooks_for=lambda start, end: _hooks(prep, T), t_start=prep.t_start,
         clip_x0=x0_clip_of(s), progress=progress)
     metrics: dict[str, float] = {"sample_seconds": timings["sample_seconds"],

@@ -102,6 +102,7 @@ def _points(paths: ImagePaths, minutes: Sequence[float], train_metrics: dict[str
 
 def score_point(params: Params, bundle_path: Path, real: Any, device: Any, progress: bool) -> tuple[dict[str, Any], Any]:
     """Sample one checkpoint with the ``sample`` section and score it -> ``(row fields, samples in [0,1])``."""
+    from ..diffusion import build_sampler
     from ..diffusion.x0 import x0_clip_of
     from ..generate import generate, load_bundle, output_size
     from ..progress import make_progress
@@ -110,10 +111,11 @@ def score_point(params: Params, bundle_path: Path, real: Any, device: Any, progr
     cfg = params.section("sample")
     bundle = load_bundle(bundle_path, device, use_ema=True, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
-    bar = make_progress(f"sample {bundle_path.name}", -(-cfg.num_samples // cfg.batch_size) * cfg.steps, progress,
-                        unit="step")
-    samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
-                                seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=x0_clip_of(cfg),
+    sampler = build_sampler(cfg, bundle.diffusion)
+    bar = make_progress(f"sample {bundle_path.name}", -(-cfg.num_samples // cfg.batch_size) * len(sampler.visited()),
+                        progress, unit="step")
+    samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
+                                clip_x0=x0_clip_of(cfg),
                                 progress=lambda i, n: bar.update(1))
     bar.close()
     fakes = ((samples + 1) / 2).clamp(0, 1)

@@ -9,7 +9,7 @@ Order of operations at each visited step ``t`` (``t_prev`` is the next step, -1 
             out  = diffusion.p_output(model, x, t, t_prev)
             grad = sum(hook.guidance(x, t, out))       # e.g. CLIP gradient
             out  = sampler.guide(out, x, t, t_prev, grad)
-            x'   = sampler.step(out, x, t, t_prev, z)
+            x'   = sampler.step(out, x, t, t_prev, z).prev_sample
             x'   = hook.after_step(x', t_prev, out)    # e.g. known-region replacement, ILVR
             if another repeat: x = q(x_t | x_{t_prev} = x')
         x = x'
@@ -120,7 +120,7 @@ def sample_loop(
             if grads:
                 out = sampler.guide(out, x, t, t_prev, torch.stack(grads).sum(0).detach())
             with torch.no_grad():
-                x_prev = sampler.step(out, x, t, t_prev, ctx.randn_like(x))
+                x_prev = sampler.step(out, x, t, t_prev, ctx.randn_like(x)).prev_sample
                 for hook in hooks:
                     x_prev = hook.after_step(x_prev, t_prev, out, ctx)
                 if r + 1 < repeats:

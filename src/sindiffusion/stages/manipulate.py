@@ -53,13 +53,10 @@ def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.
 
 
 def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> Any:
-    from ..diffusion import make_sampler
-
     total = 0
     for p in preps:
-        s = p.settings
-        n_batches = -(-s.num // s.batch_size)
-        total += n_batches * len(make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).visited(p.t_start))
+        n_batches = -(-p.settings.num // p.settings.batch_size)
+        total += n_batches * len(p.sampler.visited(p.t_start))
     return make_progress("manipulate", total, enabled, unit="step")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
+from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
 from ..precision import describe
@@ -34,13 +35,13 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    sampler = build_sampler(cfg, bundle.diffusion)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         n_batches = -(-cfg.num_samples // cfg.batch_size)
-        bar = make_progress("sample", n_batches * cfg.steps, progress, unit="step")
-        samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
-                                    seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=x0_clip_of(cfg),
-                                    progress=lambda i, n: bar.update(1))
+        bar = make_progress("sample", n_batches * len(sampler.visited()), progress, unit="step")
+        samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    clip_x0=x0_clip_of(cfg), progress=lambda i, n: bar.update(1))
         bar.close()
         with writing_dir(out, force) as tmp:
             files = []
