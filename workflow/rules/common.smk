@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sindiffusion.config import STAGE_SECTIONS
 from sindiffusion.paths import IMAGE_NAME_PATTERN, TEMPLATES, check_image_name, find_source_image, list_images
+from sindiffusion.tracking import ui_url
 
 # The params file passed to every `sindiffusion` call (the file the Snakefile's configfile reads).
 PARAMS_FILE = "params.yaml"
@@ -125,9 +126,10 @@ def print_summary():
     else:
         uri = tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         if uri.startswith(("http://", "https://")):
-            lines.append(f"MLflow runs: open {uri} in a browser (experiment '{tracking.get('experiment', 'sindiffusion')}').")
+            lines.append(f"MLflow runs: open {ui_url(uri)} in a browser (experiment "
+                         f"'{tracking.get('experiment', 'sindiffusion')}').")
         else:
-            lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000")
+            lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open {ui_url('http://127.0.0.1:5000')}")
         lines.append(f"  (experiment '{tracking.get('experiment', 'sindiffusion')}': one run per image, "
                      "stage runs nested under it; the image run's Model metrics tab shows input and samples)")
     print("\n".join(lines))

@@ -95,6 +95,10 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
 
     note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
     with tracked("train", image, params, device, note, {"resumed_from_step": resumed_from}) as tracker:
+        # the runs table's Dataset column: what this model is trained on (shown while it trains)
+        tracker.log_dataset(image, info["sha256"], paths.processed, {"height": info["size"][0],
+                                                                    "width": info["size"][1]})
+
         def on_log(step: int, loss: float, its: float) -> None:
             rows.append({"step": step, "loss": f"{loss:.6f}", "it_per_s": f"{its:.4f}"})
             _write_loss_rows(paths.loss, rows)
