@@ -11,7 +11,8 @@
 #                                             first image in .gpu-data/ -- copy it there yourself, never commit it)
 #   scripts/gpu-check.sh --cpu-smoke [IMAGE]  everything with a tiny model on the CPU in < 60 s (tests use this)
 # Environment: OUT, PYTHON (default python3), GPU_CHECK_TRAIN_MINUTES (default 3 per configuration),
-#   GPU_CHECK_WHEELS (a folder of wheels to install missing dependencies from, offline).
+#   GPU_CHECK_WHEELS (a folder of wheels to install missing dependencies from, offline); a folder .gpu-pylib/
+#   of pure-Python packages (yaml, tqdm) is used for modules the interpreter lacks.
 # Exit: 0 all parts ok or skipped; 1 a part failed or timed out (see the JSON); 2 bad usage / no image /
 #   missing Python dependencies; 3 no CUDA device (without --cpu-smoke). Errors are one line on stderr.
 
@@ -32,8 +33,13 @@ done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-./gpu-check-out}"
-PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null 2>&1 || die "python interpreter '$PY' not found (set PYTHON)"
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then  # the first interpreter that has torch
+  for c in python3 python; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import torch" >/dev/null 2>&1; then PY="$c"; break; fi
+  done
+fi
+[ -n "$PY" ] && command -v "$PY" >/dev/null 2>&1 || die "no python interpreter with torch found (set PYTHON)"
 command -v timeout >/dev/null 2>&1 || die "the 'timeout' command (coreutils) is required"
 
 if [ -z "$IMAGE" ]; then
@@ -45,12 +51,16 @@ IMAGE="$(cd "$(dirname "$IMAGE")" && pwd)/$(basename "$IMAGE")"
 # --- Python environment: the checkout's sources first; no MLflow; dependencies checked, installed if missing.
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 export SINDIFFUSION_TRACKING=off
-MODULES="torch numpy PIL yaml tqdm scipy matplotlib"
+MODULES="torch numpy PIL yaml tqdm"  # what the parts import (matplotlib/mlflow/... are not needed here)
 missing() { "$PY" -c "
 import importlib.util, sys
 names = {'PIL': 'pillow', 'yaml': 'pyyaml'}
 print(' '.join(names.get(m, m) for m in sys.argv[1:] if importlib.util.find_spec(m) is None))" $MODULES; }
 MISSING="$(missing)"
+if [ -n "$MISSING" ] && [ -d "$REPO/.gpu-pylib" ]; then  # pure-Python fallbacks (yaml, tqdm) copied in by the caller
+  export PYTHONPATH="$PYTHONPATH:$REPO/.gpu-pylib"
+  MISSING="$(missing)"
+fi
 if [ -n "$MISSING" ]; then
   echo "gpu-check: installing missing Python packages: $MISSING" >&2
   if [ -n "${GPU_CHECK_WHEELS:-}" ]; then
