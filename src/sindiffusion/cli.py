@@ -97,6 +97,9 @@ def _train(args: argparse.Namespace) -> None:
     from .stages import train
 
     metrics = train.run(_load(args), args.image, progress=not args.no_progress)
+    if metrics.get("model_kind", "unet") != "unet" and not metrics["steps"]:
+        print(f"{args.image}: {metrics['model_kind']} model built in {metrics['train_seconds']:.2f} s (training-free)")
+        return
     print(f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
           f"{metrics['it_per_s']:.2f} it/s")
 

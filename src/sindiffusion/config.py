@@ -21,7 +21,8 @@ import yaml
 
 from .applications.config import ManipulateConfig
 from .evaluation.config import EvaluateConfig
-from .models.unet import PRESETS, UNetConfig
+from .models.kinds import DEFAULT_KIND, MODEL_KINDS, get_kind
+from .models.unet_kind import UNetSection
 
 
 class ConfigError(ValueError):
@@ -50,32 +51,9 @@ class PreprocessConfig:
     allow_large: bool = False
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """``preset`` (``paper``, ``enhanced`` or ``custom``) plus optional per-key overrides."""
-
-    preset: str = "paper"
-    base_channels: Optional[int] = None
-    channel_mult: Optional[tuple[int, ...]] = None
-    encoder_blocks: Optional[int] = None
-    decoder_blocks: Optional[int] = None
-    groups: Optional[int] = None
-    dropout: Optional[float] = None
-    grad_checkpointing: Optional[bool] = None
-
-    def unet(self) -> UNetConfig:
-        """Resolve the preset and overrides into a :class:`UNetConfig`."""
-        if self.preset == "custom":
-            base = UNetConfig()
-        elif self.preset in PRESETS:
-            base = PRESETS[self.preset]
-        else:
-            raise ConfigError(f"model.preset: unknown preset {self.preset!r}; choose one of {sorted(PRESETS) + ['custom']}")
-        overrides = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
-        try:
-            return dataclasses.replace(base, **overrides)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+#: The ``model`` section of ``kind: unet`` (the default); other kinds have their own option classes
+#: in the model-kind registry (:mod:`sindiffusion.models.kinds`).
+ModelConfig = UNetSection
 
 
 @dataclass(frozen=True)
@@ -178,6 +156,11 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats, lists for tuples."""
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(repr, choices))}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -238,6 +221,58 @@ def build_section(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from err
 
 
+def build_model_section(raw: Any, path: str) -> Any:
+    """The ``model`` section of the params file ``path``, for the kind named by ``kind`` (default ``unet``).
+
+    A kind's options may be written flat in the section or nested under the kind's name, so that
+    one file can hold the options of several kinds and ``--set model.kind=patch`` switches::
+
+        model:
+          kind: unet
+          unet:  {preset: custom, base_channels: 32}
+          patch: {patch_size: 7}
+
+    Every nested block is validated (a typo in an unselected kind is still an error); the selected
+    kind's options are then checked by the kind itself (e.g. a patch size must be odd).
+    """
+    where = f"{path}: model"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    flat = dict(raw)
+    kind_name = flat.pop("kind", DEFAULT_KIND)
+    try:
+        kind = get_kind(kind_name, f"{where}.kind")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    nested = {name: flat.pop(name) for name in list(flat) if name in MODEL_KINDS}
+    selected = None
+    for name, block in nested.items():
+        block = {} if block is None else block
+        if not isinstance(block, dict):
+            raise ConfigError(f"{where}.{name}: expected a mapping of {name} options, got {type(block).__name__}")
+        both = sorted(set(block) & set(flat))
+        if name == kind_name and both:
+            raise ConfigError(f"{where}: {', '.join(both)} given both in model and in model.{name}; keep one")
+        options = build_section(MODEL_KINDS[name].options, {**block, "kind": name}, f"{where}.{name}")
+        if name == kind_name:
+            selected = build_section(kind.options, {**block, **flat, "kind": kind_name}, where)
+        else:
+            _check_kind(MODEL_KINDS[name], options, path, f"model.{name}")
+    if selected is None:
+        selected = build_section(kind.options, {**flat, "kind": kind_name}, where)
+    _check_kind(kind, selected, path, "model")
+    return selected
+
+
+def _check_kind(kind: Any, options: Any, path: str, key: str) -> None:
+    try:
+        kind.check(options, key)
+    except ValueError as err:  # messages name the key as "<key>.<option>: ..."
+        raise ConfigError(f"{path}: {err}") from err
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-4"`` -> ``(["train", "lr"], 0.0001)``; the value is read as YAML."""
     if "=" not in text:
@@ -278,6 +313,8 @@ class Params:
         """The typed, validated section ``name``."""
         if name not in SECTIONS:
             raise ConfigError(f"{self.path}: unknown section {name!r}")
+        if name == "model":
+            return build_model_section(self.raw.get(name), self.path)
         return build_section(SECTIONS[name], self.raw.get(name), f"{self.path}: {name}")
 
     def section_dict(self, name: str) -> dict:

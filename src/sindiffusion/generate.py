@@ -11,14 +11,14 @@ import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
 from .diffusion import GaussianDiffusion, SamplingHook, make_sampler, sample_loop
-from .models.unet import UNet
 
 
 @dataclass
 class ModelBundle:
     """A trained model with its diffusion process and the checkpoint's description."""
 
-    model: UNet
+    model: torch.nn.Module
+    """Any registered model kind: ``(x_t [B,3,H,W], t [B]) -> eps``."""
     diffusion: GaussianDiffusion
     checkpoint: dict[str, Any]
     device: torch.device

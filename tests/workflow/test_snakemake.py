@@ -82,6 +82,16 @@ def test_schema_mirrors_the_config_dataclasses():
             continue  # sections registered by other subsystems: permissive in the schema
         assert name in schema["properties"], f"schema lacks section {name}"
         keys = set(schema["properties"][name]["properties"])
+        if name == "model":  # kind + every kind's options, flat or nested under the kind's name
+            from sindiffusion.models.kinds import MODEL_KINDS
+
+            options = {f.name for kind in MODEL_KINDS.values() for f in dataclasses.fields(kind.options)}
+            assert keys == options | set(MODEL_KINDS), name
+            assert set(schema["properties"]["model"]["properties"]["kind"]["enum"]) == set(MODEL_KINDS)
+            for kind_name, kind in MODEL_KINDS.items():
+                nested = schema["$defs"][f"{kind_name}_options"]["properties"]
+                assert set(nested) == {f.name for f in dataclasses.fields(kind.options)} - {"kind"}, kind_name
+            continue
         assert keys == {f.name for f in dataclasses.fields(cls)}, name
 
 
