@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from ..artifacts import sha256_file
+from ..checkpoint import check_checkpoint_image
 from ..data.io import make_grid, save_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
@@ -44,32 +45,8 @@ from .config import EditSpec, ManipulateConfig, ManipulateError
 __all__ = ["EditResult", "PreparedEdit", "Settings", "check_checkpoint_image", "prepare_edit", "run_edit",
            "working_size", "write_edit"]
 
+
 # ---------------------------------------------------------------------------- inputs
-def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, image: str,
-                           processed: Path | None, strict: bool = True) -> list[str]:
-    """Check that a checkpoint was trained on ``image`` (its recorded ``image.name`` and ``image.sha256``).
-
-    A different name is always an error. A different sha256 of the processed image (when the file
-    exists) is an error with ``strict``, else a returned warning.
-    """
-    info = checkpoint.get("image") or {}
-    name, sha = str(info.get("name", "?")), str(info.get("sha256", ""))
-    if name != image:
-        raise ManipulateError(
-            f"{ckpt_path}: this checkpoint was trained on image {name!r} (sha256 {sha[:12]}...), not {image!r}; "
-            f"use the checkpoint of {image!r} (results/{image}/train/model.pt) or drop --image")
-    warnings: list[str] = []
-    if processed is not None and processed.is_file() and sha:
-        actual = sha256_file(processed)
-        if actual != sha:
-            msg = (f"{ckpt_path}: trained on a different version of {processed} (sha256 {sha[:12]}... in the "
-                   f"checkpoint, {actual[:12]}... on disk); re-run `sindiffusion train --image {image}`")
-            if strict:
-                raise ManipulateError(msg)
-            warnings.append(msg)
-    return warnings
-
-
 def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, train_image: torch.Tensor | None,
                  train_image_path: Path | None = None,
                  clip_cache: dict[tuple[str, str], tuple] | None = None) -> PreparedEdit:

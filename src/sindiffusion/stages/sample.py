@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..artifacts import check_out_dir, write_json, writing_dir
+from ..checkpoint import check_checkpoint_image
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import build_sampler
@@ -33,6 +34,8 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     check_out_dir(out, force)
     device = resolve_device(cfg.device)
     bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
