@@ -177,7 +177,7 @@ def test_nested_override_into_a_scalar_is_a_config_error(tmp_path):
 
 
 # ------------------------------------------------------------------ the shipped configurations
-@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml"])
 def test_shipped_configs_validate(name):
     path = REPO / name
     if not path.is_file():
@@ -357,3 +357,15 @@ def test_manipulate_clip_x0_is_checked(tmp_path):
     bad = _write(tmp_path, {"manipulate": {"clip_x0": "yes"}})
     with pytest.raises(ConfigError, match=r"manipulate\.clip_x0: expected true/false, got str .yes.; allowed"):
         load_params(bad).section("manipulate")
+
+
+def test_sections_follow_edits_of_raw_after_loading(tmp_path):
+    """The benchmark commands point data/train at their own folders after load_params."""
+    params = load_params(_write(tmp_path, {"train": {"steps": 5}}))
+    assert params.section("train").steps == 5 and params.section("data").results_dir == "results"
+    params.raw["train"]["steps"] = 7
+    params.raw["data"] = {"results_dir": "elsewhere"}
+    assert params.section("train").steps == 7 and params.section("data").results_dir == "elsewhere"
+    params.raw["train"]["max_minutes"] = -1
+    with pytest.raises(ConfigError, match=r"train\.max_minutes"):
+        params.section("train")

@@ -68,6 +68,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, image: str,
+                           processed: Path | None, strict: bool = True) -> list[str]:
+    """Check that a checkpoint was trained on ``image`` (its recorded ``image.name`` and ``image.sha256``).
+
+    A different name is always an error. A different sha256 of the processed image (when the file
+    exists) is an error with ``strict``, else a returned warning.
+    """
+    info = checkpoint.get("image") or {}
+    name, sha = str(info.get("name", "?")), str(info.get("sha256", ""))
+    if name != image:
+        raise CheckpointError(
+            f"{ckpt_path}: this checkpoint was trained on image {name!r} (sha256 {sha[:12]}...), not {image!r}; "
+            f"use the checkpoint of {image!r} (results/{image}/train/model.pt)")
+    warnings: list[str] = []
+    if processed is not None and processed.is_file() and sha:
+        actual = sha256_file(processed)
+        if actual != sha:
+            msg = (f"{ckpt_path}: trained on a different version of {processed} (sha256 {sha[:12]}... in the "
+                   f"checkpoint, {actual[:12]}... on disk); re-run `sindiffusion train --image {image}`")
+            if strict:
+                raise CheckpointError(msg)
+            warnings.append(msg)
+    return warnings
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> UNet:
     """Rebuild the UNet described by the checkpoint and load its (EMA) weights."""
     cfg = dict(ckpt["config"]["model"])

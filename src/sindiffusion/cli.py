@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
@@ -87,7 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="PRECISION,CHANNELS_LAST,COMPILE",
+                   help="time several settings in one run (repeatable), e.g. --variant bf16,on,off --variant bf16,on,on")
+    p.add_argument("--params", help="take the UNet from this params file's model section instead of --preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="with --params: override a value (repeatable)")
+    p.add_argument("--json", help="also write the results to this JSON file (rewritten after each variant)")
     p.set_defaults(func=_benchmark_speed)
 
     p = sub.add_parser("time-curve", help="quality vs minutes of training: snapshots of one training per image, "
@@ -140,14 +146,16 @@ def _train(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from .stages import sample
+    from .stages.common import image_paths
 
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
-                      force=args.force)
+    params = load(args, extra)
+    meta = sample.run(params, args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force)
+    out = args.out or image_paths(params, args.image).samples
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
-          f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
+          f"{meta['sample_seconds']:.1f} s -> {out}")
 
 
 def _images(args: argparse.Namespace) -> None:
