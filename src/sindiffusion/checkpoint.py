@@ -17,13 +17,12 @@ Writes are atomic (temp file in the same folder + ``os.replace``).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .data.io import atomic_write
+from .artifacts import atomic_write, sha256_file
 from .diffusion.gaussian import GaussianDiffusion
 from .models.unet import UNet, UNetConfig
 
@@ -33,14 +32,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """An unreadable or incompatible checkpoint; the message names the file."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

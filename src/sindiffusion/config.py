@@ -46,7 +46,7 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------- field rules
 Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
-#: Network precision (:mod:`sindiffusion.precision`).
+#: Network precision (:mod:`sindiffusion.runtime`).
 Precision = Literal["auto", "fp32", "bf16"]
 
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.

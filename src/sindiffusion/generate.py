@@ -14,7 +14,7 @@ from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_c
 from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
 from .diffusion.x0 import X0ClipLike
 from .models.unet import UNet
-from .precision import autocast, autocast_dtype
+from .runtime import autocast, autocast_dtype
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ModelBundle:
     checkpoint: dict[str, Any]
     device: torch.device
     precision: str = "auto"
-    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.precision`)."""
+    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.runtime`)."""
 
     @property
     def train_size(self) -> tuple[int, int]:
