@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from sindiffusion import checkpoint as ckpt_mod
-from sindiffusion.checkpoint import (FORMAT, VERSION, CheckpointError, diffusion_from_checkpoint, load_checkpoint,
-                                     model_from_checkpoint, save_checkpoint, sha256_file)
+from sindiffusion.artifacts import sha256_file
+from sindiffusion.checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    diffusion_from_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from sindiffusion.models.unet import UNet, UNetConfig
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 

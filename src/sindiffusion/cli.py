@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
@@ -147,14 +146,16 @@ def _train(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from .stages import sample
+    from .stages.common import image_paths
 
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress,
-                      force=args.force)
+    params = load(args, extra)
+    meta = sample.run(params, args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force)
+    out = args.out or image_paths(params, args.image).samples
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
-          f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
+          f"{meta['sample_seconds']:.1f} s -> {out}")
 
 
 def _images(args: argparse.Namespace) -> None:

@@ -46,7 +46,7 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------- field rules
 Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
-#: Network precision (:mod:`sindiffusion.precision`).
+#: Network precision (:mod:`sindiffusion.runtime`).
 Precision = Literal["auto", "fp32", "bf16"]
 
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
@@ -237,13 +237,14 @@ class KindTable:
     """
 
     what: str
-    kinds: dict[str, type]
+    kinds: Mapping[str, type]
+    """A dict (filled by :meth:`register`) or a read-only view of a registry."""
     default: str | None = None
     key: str = "kind"
 
     def register(self, name: str) -> Callable[[type], type]:
         def add(cls: type) -> type:
-            self.kinds[name] = cls
+            self.kinds[name] = cls  # type: ignore[index]
             return cls
 
         return add

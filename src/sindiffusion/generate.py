@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
 from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
 from .diffusion.x0 import X0ClipLike
 from .models.unet import UNet
-from .precision import autocast, autocast_dtype
+from .runtime import autocast, autocast_dtype
 
 
 @dataclass
@@ -25,7 +26,7 @@ class ModelBundle:
     checkpoint: dict[str, Any]
     device: torch.device
     precision: str = "auto"
-    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.precision`)."""
+    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.runtime`)."""
 
     @property
     def train_size(self) -> tuple[int, int]:
@@ -71,13 +72,21 @@ def output_size(train_size: tuple[int, int], height: int | None, width: int | No
     return int(h), int(w)
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The 64-bit seed of sample ``index`` of run ``seed``: a hash of the pair (numpy's SeedSequence),
+    so that ``(seed, index)`` and ``(seed + 1, index - 1)`` draw unrelated noise."""
+    entropy = [seed % 2**64, index]  # SeedSequence takes non-negative integers
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
 def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Sampler, *, seed: int = 0,
              batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
              t_start: int | None = None, clip_x0: X0ClipLike = True,
              progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Draw ``num`` samples of ``size = (H, W)`` in batches; returns ``([num, 3, H, W] in [-1, 1], timings)``.
 
-    Sample ``i`` depends only on ``(seed, batch_size)``: batches use generators seeded ``seed + batch index``.
+    Sample ``i`` depends only on ``(seed, i)``, not on the batch size: its noise comes from its own
+    generator seeded :func:`sample_seed` ``(seed, i)``, so different seeds never share samples.
     ``sampler`` is built once per run (:func:`sindiffusion.diffusion.build_sampler`, its timesteps set).
     ``hooks_for(start, end)`` builds the hooks for samples ``start:end`` (applications).
     """
@@ -87,9 +96,9 @@ def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Samp
     outs = []
     t0 = time.perf_counter()
     n_steps = 0
-    for b, start in enumerate(range(0, num, batch_size)):
+    for start in range(0, num, batch_size):
         end = min(num, start + batch_size)
-        gen = torch.Generator().manual_seed(seed + b)
+        gen = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in range(start, end)]
         hooks = list(hooks_for(start, end)) if hooks_for else []
         x = sample_loop(bundle.eps, bundle.diffusion, smp, (end - start, 3, *size), hooks=hooks, generator=gen,
                         device=bundle.device, t_start=t_start, clip_x0=clip_x0, progress=progress)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import yaml
 
-from sindiffusion.checkpoint import save_checkpoint, sha256_file
+from sindiffusion.artifacts import sha256_file
+from sindiffusion.checkpoint import save_checkpoint
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.data.io import save_image
 from sindiffusion.models import UNetConfig

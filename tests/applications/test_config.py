@@ -6,7 +6,7 @@ import pytest
 
 from sindiffusion.applications.config import (
     EDIT_KINDS,
-    KINDS,
+
     ManipulateConfig,
     ManipulateError,
     edit_input_files,
@@ -22,7 +22,7 @@ ORIGIN = "params.yaml: manipulate.edits.img[0]"
 VALID = {kind: cls.EXAMPLE for kind, cls in EDIT_KINDS.kinds.items()}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EDIT_KINDS.names())
 def test_every_kind_parses_with_defaults(kind):
     spec = parse_edit({"name": "x", "kind": kind, **VALID[kind]}, ORIGIN)
     assert spec.kind == kind and spec.name == "x"

@@ -8,7 +8,7 @@ import torch
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.diffusion import GaussianDiffusion, make_betas
 from sindiffusion.models.unet import UNetConfig
-from sindiffusion.precision import autocast_dtype, describe
+from sindiffusion.runtime import autocast_dtype, describe
 from sindiffusion.training import Trainer
 from sindiffusion.training.ema import auto_decay
 from sindiffusion.training.lr import lr_factor
@@ -53,7 +53,7 @@ def test_min_snr_weights():
 
 
 def test_precision_resolution(monkeypatch):
-    from sindiffusion import precision
+    from sindiffusion import runtime as precision
 
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16

@@ -18,7 +18,7 @@ Shape of the section::
           - {name: wide, kind: outpaint, right: 64}
           - {name: sr2, kind: super_resolution, scale: 2}
 
-Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`KINDS`); the other keys
+Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`EDIT_KINDS`, one registered application each); the other keys
 depend on the kind (:data:`KIND_KEYS`). Files (``input``, ``mask``) are paths relative to the
 working directory (the repository root, where Snakemake and DVC run). Errors name the key as
 ``params.yaml: manipulate.edits.<image>[i].<key>`` (or the ``--flag`` of a one-off command).
@@ -28,21 +28,39 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping, Optional
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
 
 from ..config import SAMPLERS, KindTable, ManipulateConfig, opt
-from .known_region import ANCHORS
 
-__all__ = ["EDIT_KINDS", "EditOptions", "EditSpec", "KINDS", "ManipulateConfig", "ManipulateError", "edit_input_files",
-           "kind_options", "parse_edit", "parse_image_edits", "validate_all_edits"]
+__all__ = ["EDIT_KINDS", "EditOptions", "EditSpec", "ILVROptions", "ManipulateConfig", "ManipulateError",
+           "MaskedILVROptions", "ResampleOptions", "SizeOptions", "edit_input_files", "kind_options", "parse_edit",
+           "parse_image_edits", "validate_all_edits"]
 
 
 class ManipulateError(ValueError):
     """Bad input for an application (params, flags, files, checkpoint); the CLI exits with status 2."""
 
 
-#: Edit kind -> its options dataclass (a subclass of :class:`EditOptions`).
-EDIT_KINDS = KindTable("kind", {})
+class _ApplicationOptions(Mapping):
+    """``kind -> options dataclass``, read from the application registry (:mod:`.base`) when first used."""
+
+    def _apps(self) -> Any:
+        from .base import APPLICATIONS
+
+        return APPLICATIONS
+
+    def __getitem__(self, kind: str) -> type:
+        return self._apps().get(kind).Options
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._apps().names())
+
+    def __len__(self) -> int:
+        return len(self._apps().names())
+
+
+#: Edit kind -> its options dataclass (a subclass of :class:`EditOptions`), from the registered applications.
+EDIT_KINDS = KindTable("kind", _ApplicationOptions())  # type: ignore[arg-type]
 
 #: A folder name: letters, digits, ``_-.``, not starting with ``.`` or ``-``.
 EDIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -76,140 +94,31 @@ def kind_options(cls: type) -> tuple[str, ...]:
 
 # Option groups shared by several kinds.
 @dataclass(frozen=True, kw_only=True)
-class _Size:
+class SizeOptions:
     height: Optional[int] = opt(None, ge=8, help="output height in px (default: from the training image)")
     width: Optional[int] = opt(None, ge=8, help="output width in px")
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Resample:
+class ResampleOptions:
     resample: int = opt(0, ge=0, help="RePaint: extra repeats of each step (smoother seams, slower)")
     resample_until: float = opt(0.0, ge=0, le=1, help="RePaint only while t >= resample_until * T (0 = every step)")
 
 
-_STRENGTH = "SDEdit start: noise the reference to strength * T (0, 1]"
-_STOP_AT = "condition only while t >= stop_at * T (more freedom near the end)"
+STRENGTH_HELP = "SDEdit start: noise the reference to strength * T (0, 1]"
+STOP_AT_HELP = "condition only while t >= stop_at * T (more freedom near the end)"
 
 
 @dataclass(frozen=True, kw_only=True)
-class _ILVR:
+class ILVROptions:
     factor: int = opt(4, ge=1, help="ILVR low-pass factor N (larger: only coarser structure is kept)")
-    strength: float = opt(0.7, gt=0, le=1, help=_STRENGTH)
-    stop_at: float = opt(0.0, ge=0, le=1, help=_STOP_AT)
+    strength: float = opt(0.7, gt=0, le=1, help=STRENGTH_HELP)
+    stop_at: float = opt(0.0, ge=0, le=1, help=STOP_AT_HELP)
 
 
 @dataclass(frozen=True, kw_only=True)
-class _MaskedILVR(_ILVR):
-    strength: float = opt(0.6, gt=0, le=1, help=_STRENGTH)
-
-
-@EDIT_KINDS.register("text")
-@dataclass(frozen=True, kw_only=True)
-class TextOptions(_Size, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"prompt": "a red mountain"}
-    prompt: str = opt(help="what the image should show")
-    guidance_scale: float = opt(1000.0, ge=0, help="CLIP guidance scale s of eq. (5)")
-    cutouts: int = opt(8, ge=1, help="random crops of x0 fed to CLIP per step")
-    clip_model: Optional[str] = opt(None, min_len=1, help="open_clip architecture (default: manipulate.clip_model)")
-    clip_pretrained: Optional[str] = opt(None, min_len=1, help="pretrained tag or local weights file "
-                                                               "(default: manipulate.clip_pretrained)")
-
-    def check(self, where: Callable[[str], str]) -> None:
-        if not self.prompt.strip():
-            raise ManipulateError(f"{where('prompt')}: the prompt is empty; describe the image, e.g. "
-                                  "'a photo of a mountain at sunset'")
-
-
-@EDIT_KINDS.register("outpaint")
-@dataclass(frozen=True, kw_only=True)
-class OutpaintOptions(_Resample, _Size, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"right": 8}
-    left: int = opt(0, ge=0, help="pixels to add on the left")
-    right: int = opt(0, ge=0, help="pixels to add on the right")
-    top: int = opt(0, ge=0, help="pixels to add on the top")
-    bottom: int = opt(0, ge=0, help="pixels to add on the bottom")
-    anchor: str = opt("center", choices=ANCHORS, help="where the image sits on a height x width canvas")
-    input: Optional[str] = opt(None, min_len=1, help="image to extend (default: the training image)")
-
-    def check(self, where: Callable[[str], str]) -> None:
-        pads = any((self.left, self.right, self.top, self.bottom))
-        by_size = self.height is not None or self.width is not None
-        if by_size and pads:
-            raise ManipulateError(f"{where('height')}: give either left/right/top/bottom or height/width, not both")
-        if not by_size and not pads:
-            raise ManipulateError(f"{where('right')}: outpainting needs left/right/top/bottom > 0 or a target "
-                                  "height/width")
-
-
-@EDIT_KINDS.register("inpaint")
-@dataclass(frozen=True, kw_only=True)
-class InpaintOptions(_Resample, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"mask": "m.png"}
-    mask: str = opt(min_len=1, help="mask file, white = region to regenerate")
-    input: Optional[str] = opt(None, min_len=1, help="image to fill (default: the training image)")
-    invert_mask: bool = opt(False, help="black = region to regenerate")
-
-
-@EDIT_KINDS.register("paint")
-@dataclass(frozen=True, kw_only=True)
-class PaintOptions(_Size, _ILVR, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"input": "p.png"}
-    input: str = opt(min_len=1, help="the rough painting")
-
-
-@dataclass(frozen=True, kw_only=True)
-class _MaskedReference(_Size, _MaskedILVR, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"input": "c.png", "mask": "m.png"}
-    input: str = opt(min_len=1, help="the reference: a naive composite (harmonize) or an edited image (edit)")
-    mask: str = opt(min_len=1, help="mask file, white = the pasted object / edited region")
-    invert_mask: bool = opt(False, help="black = the pasted object / edited region")
-
-
-@EDIT_KINDS.register("harmonize")
-@dataclass(frozen=True, kw_only=True)
-class HarmonizeOptions(_MaskedReference):
-    """Blend a pasted object (``mask``) of a composite into the image's style."""
-
-
-@EDIT_KINDS.register("edit")
-@dataclass(frozen=True, kw_only=True)
-class EditEditOptions(_MaskedReference):
-    """Make a user edit (moved / copied regions in ``mask``) look natural."""
-
-
-@EDIT_KINDS.register("super_resolution")
-@dataclass(frozen=True, kw_only=True)
-class SuperResolutionOptions(EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"scale": 2}
-    scale: int = opt(ge=2, help="integer upscaling factor k >= 2")
-    input: Optional[str] = opt(None, min_len=1, help="low-resolution image, used at its own size "
-                                                     "(default: the training image)")
-    stop_at: float = opt(0.0, ge=0, le=1, help=_STOP_AT)
-
-
-@EDIT_KINDS.register("resize")
-@dataclass(frozen=True, kw_only=True)
-class ResizeOptions(_Size, EditOptions):
-    EXAMPLE: ClassVar[dict[str, Any]] = {"width": 200}
-    scale_h: Optional[float] = opt(None, gt=0, help="height as a factor of the training image")
-    scale_w: Optional[float] = opt(None, gt=0, help="width as a factor of the training image")
-    factor: Optional[int] = opt(None, ge=1, help="optional: keep the layout of the resized training image "
-                                                 "(ILVR factor N)")
-    strength: Optional[float] = opt(None, gt=0, le=1, help="optional with factor: SDEdit start from the resized "
-                                                           "training image")
-    stop_at: float = opt(0.0, ge=0, le=1, help="with factor: " + _STOP_AT)
-
-    def check(self, where: Callable[[str], str]) -> None:
-        if all(v is None for v in (self.height, self.width, self.scale_h, self.scale_w)):
-            raise ManipulateError(f"{where('width')}: resize needs height/width (px) or scale_h/scale_w")
-        for px, sc in (("height", "scale_h"), ("width", "scale_w")):
-            if getattr(self, px) is not None and getattr(self, sc) is not None:
-                raise ManipulateError(f"{where(sc)}: give {px} or {sc}, not both")
-        if self.strength is not None and self.factor is None:
-            raise ManipulateError(f"{where('strength')}: only used with factor (layout-preserving resize)")
-
-
-KINDS = EDIT_KINDS.names()
+class MaskedILVROptions(ILVROptions):
+    strength: float = opt(0.6, gt=0, le=1, help=STRENGTH_HELP)
 
 
 @dataclass(frozen=True)

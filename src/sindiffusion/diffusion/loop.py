@@ -38,10 +38,20 @@ class SamplingContext:
     device: torch.device
     shape: tuple[int, ...]
     extras: dict = field(default_factory=dict)
+    #: one generator per sample of the batch (else all noise comes from ``generator``)
+    per_sample: Sequence[torch.Generator] = ()
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise from the loop's generator (drawn on CPU: same numbers on any device)."""
-        return torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
+        """Standard normal noise from the loop's generator (drawn on CPU: same numbers on any device).
+
+        With :attr:`per_sample` generators, sample ``b`` of ``x`` (``[B, ...]``) gets its noise from
+        generator ``b``, so a sample does not depend on the batch it is drawn in.
+        """
+        if self.per_sample and x.shape[0] == len(self.per_sample):
+            noise = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float32) for g in self.per_sample])
+        else:
+            noise = torch.randn(x.shape, generator=self.generator, dtype=torch.float32)
+        return noise.to(device=x.device, dtype=x.dtype)
 
 
 class SamplingHook:
@@ -81,7 +91,7 @@ def sample_loop(
     shape: Sequence[int],
     *,
     hooks: Sequence[SamplingHook] = (),
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     device: torch.device | str = "cpu",
     t_start: int | None = None,
     clip_x0: X0ClipLike = True,
@@ -92,17 +102,20 @@ def sample_loop(
     Args:
         t_start: begin at this step instead of T-1 (only visited steps <= t_start are run);
             hooks' :meth:`SamplingHook.start` typically noises a reference image to it (SDEdit).
-        generator: CPU generator for all noise, so results do not depend on the device.
+        generator: CPU generator for all noise, so results do not depend on the device; or one
+            per sample (``B`` of them: each sample's noise comes from its own generator).
         clip_x0: what each step does to the predicted x0 (``True`` = clamp, ``False`` = nothing,
             or an :class:`~sindiffusion.diffusion.x0.X0Clip`).
         progress: called as ``progress(i, n)`` after each visited step.
     """
     device = torch.device(device)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    per_sample = tuple(generator) if not isinstance(generator, torch.Generator) else ()
     timesteps = sampler.visited(t_start)
     if not timesteps:
         raise ValueError(f"t_start={t_start} leaves no sampling steps")
-    ctx = SamplingContext(diffusion, sampler, generator, device, tuple(shape))
+    ctx = SamplingContext(diffusion, sampler, per_sample[0] if per_sample else generator, device, tuple(shape),
+                          per_sample=per_sample)
     x = ctx.randn_like(torch.empty(tuple(shape), device=device))
     for hook in hooks:
         x = hook.start(x, timesteps[0], ctx)

@@ -6,16 +6,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..artifacts import check_out_dir, write_json, writing_dir
+from ..checkpoint import check_checkpoint_image
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
-from ..precision import describe
+from ..runtime import describe
 from ..progress import make_progress
-from ..training.trainer import resolve_device
-from ..outdir import check_out_dir, writing_dir
-from .common import image_paths, tracked, write_json
+from ..runtime import resolve_device
+from .common import image_paths, tracked
 
 
 def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
@@ -33,6 +34,8 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     check_out_dir(out, force)
     device = resolve_device(cfg.device)
     bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)

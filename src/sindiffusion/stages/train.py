@@ -8,13 +8,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import Params
-from ..data.io import atomic_write, image_to_tensor, load_image, remove_stale_temps
+from ..data.io import image_to_tensor, load_image
 from ..paths import snapshot_name
 from ..runtime import Preempted
-from ..training.trainer import Trainer, resolve_device
-from .common import image_paths, tracked, write_json
+from ..runtime import resolve_device
+from ..training.trainer import Trainer
+from .common import image_paths, tracked
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
 

@@ -11,25 +11,12 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
-from ..precision import autocast, autocast_dtype, describe
+from ..runtime import autocast, autocast_dtype, describe
 from ..progress import make_progress
-from ..runtime import Preempted, StopSignals
+from ..runtime import Preempted, StopSignals, resolve_device
 from .augment import random_crops, random_rescale
 from .ema import EMA, auto_decay
 from .lr import lr_factor
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; anything else is passed to ``torch.device``.
-
-    A Slurm job may see ``CUDA_VISIBLE_DEVICES`` without a usable GPU: ``auto`` then falls back to CPU.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 class Trainer:
