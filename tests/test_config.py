@@ -26,17 +26,15 @@ def _write(tmp_path, data, name="params.yaml") -> Path:
 # ------------------------------------------------------------------ errors
 def test_unknown_key_names_file_key_and_close_match(tmp_path):
     path = _write(tmp_path, {"train": {"stpes": 10}})
-    params = load_params(path)
     with pytest.raises(ConfigError) as info:
-        params.section("train")
+        load_params(path)
     msg = str(info.value)
     assert str(path) in msg and "train.stpes" in msg and "unknown key" in msg and "'steps'" in msg
 
 
 def test_unknown_key_without_close_match_lists_known_keys(tmp_path):
-    params = load_params(_write(tmp_path, {"sample": {"zzzzzz": 1}}))
-    with pytest.raises(ConfigError, match=r"sample\.zzzzzz: unknown key; known keys: num_samples, batch_size"):
-        params.section("sample")
+    with pytest.raises(ConfigError, match=r"sample\.zzzzzz: unknown key; known keys: sampler, steps, eta"):
+        load_params(_write(tmp_path, {"sample": {"zzzzzz": 1}}))
 
 
 @pytest.mark.parametrize("section,key,value,expected", [
@@ -179,7 +177,7 @@ def test_nested_override_into_a_scalar_is_a_config_error(tmp_path):
 
 
 # ------------------------------------------------------------------ the shipped configurations
-@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml"])
 def test_shipped_configs_validate(name):
     path = REPO / name
     if not path.is_file():
@@ -233,7 +231,7 @@ def test_preset_with_overrides_and_custom(tmp_path):
 
 
 def test_unknown_preset(tmp_path):
-    with pytest.raises(ConfigError, match=r"model.preset: unknown preset 'huge'.*enhanced.*paper"):
+    with pytest.raises(ConfigError, match=r"model.preset: 'huge' is not allowed; choose one of paper, enhanced, custom"):
         load_params(_write(tmp_path, {"model": {"preset": "huge"}})).section("model").unet()
 
 
@@ -241,8 +239,8 @@ def test_unknown_preset(tmp_path):
     ({"encoder_blocks": 2, "decoder_blocks": 2}, r"decoder_blocks \(2\) must be >= encoder_blocks \+ 1 \(3\)"),
     ({"encoder_blocks": 1, "decoder_blocks": 1}, r"decoder_blocks \(1\) must be >= encoder_blocks \+ 1 \(2\)"),
     ({"groups": 24}, r"model.groups \(24\) must divide"),
-    ({"channel_mult": []}, r"channel_mult must be a non-empty list"),
-    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"channel_mult": []}, r"model.channel_mult: \[\] is too short"),
+    ({"dropout": 1.0}, r"model.dropout: must be < 1, got 1.0"),
 ])
 def test_invalid_architecture_is_a_clear_config_error(tmp_path, model, expected):
     path = _write(tmp_path, {"model": {"preset": "paper", **model}})
@@ -250,12 +248,61 @@ def test_invalid_architecture_is_a_clear_config_error(tmp_path, model, expected)
         load_params(path).section("model").unet()
 
 
-def test_stage_reads_only_its_sections(tmp_path):
-    params = load_params(_write(tmp_path, {"sample": {"steps": 5}, "train": {"stpes": 1}}))
-    assert set(params.stage("sample")) == set(STAGE_SECTIONS["sample"])
-    params.stage("sample")  # a typo in another stage's section does not break this one
-    with pytest.raises(ConfigError):
-        params.stage("train")
+def test_a_bad_value_in_any_section_fails_at_load_time(tmp_path):
+    """Every section is checked when the file is loaded, not when a stage first reads it."""
+    path = _write(tmp_path, {"sample": {"steps": 5}, "train": {"stpes": 1}})
+    with pytest.raises(ConfigError, match=r"train\.stpes: unknown key"):
+        load_params(path)
+    params = load_params(_write(tmp_path, {"sample": {"steps": 5}}))
+    assert set(params.stage("sample")) == set(STAGE_SECTIONS["sample"]) and params.section("sample").steps == 5
+
+
+def test_kinded_model_section(tmp_path):
+    """model.kind picks the options dataclass; unknown kinds name the key and the kinds."""
+    assert load_params(_write(tmp_path, {"model": {"kind": "unet", "preset": "paper"}})).section("model").kind == "unet"
+    assert load_params(_write(tmp_path, {"model": None})).section("model").unet() == PRESETS["paper"]
+    with pytest.raises(ConfigError, match=r"model\.kind: unknown model kind 'unte' \(did you mean 'unet'\?\)"):
+        load_params(_write(tmp_path, {"model": {"kind": "unte"}}))
+
+
+@pytest.mark.parametrize("data,match", [
+    ({"diffusion": {"beta_start": 0.03, "beta_end": 0.02}}, r"diffusion: diffusion.beta_start \(0.03\) must be <="),
+    ({"diffusion": {"timesteps": 10}}, r"diffusion.beta_end 0.02 rescaled to diffusion.timesteps=10 is 2"),
+    ({"train": {"scale_min": 2.0}}, r"train.scale_min \(2\) must be <= train.scale_max"),
+])
+def test_checks_across_keys_name_the_keys(tmp_path, data, match):
+    with pytest.raises(ConfigError, match=match):
+        load_params(_write(tmp_path, data))
+
+
+def test_the_json_schema_is_generated_from_the_config():
+    """workflow/schemas/params.schema.yaml is `python -m sindiffusion.config`'s output (regenerate it if this fails)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sindiffusion.config"], capture_output=True, text=True, check=True)
+    assert (REPO / "workflow" / "schemas" / "params.schema.yaml").read_text() == out.stdout
+    schema = config_mod.json_schema()
+    assert schema["properties"]["sample"]["properties"]["sampler"]["enum"] == list(config_mod.SAMPLERS.names())
+    assert set(schema["properties"]) == set(SECTIONS)
+
+
+def test_the_schema_accepts_and_refuses_what_the_config_does(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = config_mod.json_schema()
+    for name in ("params.yaml", "configs/paper.yaml"):
+        jsonschema.validate(yaml.safe_load((REPO / name).read_text()), schema)
+    for bad in ({"data": {}, "train": {"precision": "fp16"}}, {"data": {}, "model": {"kind": "nope"}},
+                {"data": {}, "sample": {"steps": 0}}, {"data": {}, "model": {"preset": "paper", "dropout": 1}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_sifid_layer_choices_are_the_evaluation_layers():
+    from sindiffusion.evaluation.sifid import SIFID_LAYERS
+
+    rule = config_mod.field_rules(config_mod.EvaluateConfig)["sifid_layers"]
+    assert set(rule.item.choices) == set(SIFID_LAYERS)
 
 
 def test_section_dict_is_plain(tmp_path):
@@ -267,3 +314,58 @@ def test_section_dict_is_plain(tmp_path):
 def test_build_section_where_prefix():
     with pytest.raises(ConfigError, match=r"^X: train\.steps: expected an integer"):
         build_section(config_mod.TrainConfig, {"steps": "a"}, "X: train")
+
+
+# ------------------------------------------------------------------ recipe options (issue 10)
+@pytest.mark.parametrize("value", [True, False, "dynamic", "low_noise"])
+def test_clip_x0_modes_are_accepted(tmp_path, value):
+    path = _write(tmp_path, {"sample": {"clip_x0": value}})
+    assert load_params(path).section("sample").clip_x0 == value
+
+
+@pytest.mark.parametrize("section,key,value,expected", [
+    ("sample", "clip_x0", "always", r"sample\.clip_x0: expected true/false, got str 'always'; allowed: true/false or dynamic or low_noise"),
+    ("sample", "clip_x0_percentile", 1.5, r"sample\.clip_x0_percentile: must be <= 1, got 1.5"),
+    ("sample", "clip_x0_low_noise", 0, r"sample\.clip_x0_low_noise: must be > 0, got 0"),
+    ("sample", "precision", "fp16", r"sample\.precision: 'fp16' is not allowed.*choose one of auto, fp32, bf16"),
+    ("train", "precision", "fp16", r"train\.precision: 'fp16' is not allowed.*choose one of"),
+    ("train", "loss_weighting", "snr", r"train\.loss_weighting: 'snr' is not allowed.*choose one of none, min_snr"),
+    ("train", "min_snr_gamma", 0, r"train\.min_snr_gamma: must be > 0, got 0"),
+    ("train", "lr_warmup", -1, r"train\.lr_warmup: must be >= 0, got -1"),
+    ("train", "lr_schedule", "linear", r"train\.lr_schedule: 'linear' is not allowed; choose one of constant, cosine"),
+    ("train", "ema_decay", "fast", r"train\.ema_decay: expected a number, got str 'fast'; allowed: a number >= 0 and <= 1 or auto"),
+    ("train", "ema_decay", 1.5, r"train\.ema_decay: must be <= 1, got 1.5"),
+    ("train", "ema_half_life", 0, r"train\.ema_half_life: must be > 0, got 0"),
+    ("diffusion", "parameterization", "x0", r"diffusion\.parameterization: 'x0' is not allowed; choose one of eps, v"),
+    ("train", "max_minutes", 0, r"train\.max_minutes: must be > 0, got 0"),
+    ("train", "snapshot_minutes", [1, -2], r"train\.snapshot_minutes\[1\]: must be > 0, got -2"),
+    ("train", "snapshot_minutes", [1, 1], r"train\.snapshot_minutes: repeated values"),
+    ("train", "snapshot_minutes", 5, r"train\.snapshot_minutes: expected a list"),
+])
+def test_recipe_options_are_checked_at_load_time(tmp_path, section, key, value, expected):
+    path = _write(tmp_path, {section: {key: value}})
+    with pytest.raises(ConfigError, match=rf"{path}: {expected}"):
+        load_params(path).section(section)
+
+
+def test_manipulate_clip_x0_is_checked(tmp_path):
+    from sindiffusion import cli
+
+    cli._load_extensions()
+    path = _write(tmp_path, {"manipulate": {"clip_x0": "dynamic", "clip_x0_percentile": 0.9}})
+    assert load_params(path).section("manipulate").clip_x0 == "dynamic"
+    bad = _write(tmp_path, {"manipulate": {"clip_x0": "yes"}})
+    with pytest.raises(ConfigError, match=r"manipulate\.clip_x0: expected true/false, got str .yes.; allowed"):
+        load_params(bad).section("manipulate")
+
+
+def test_sections_follow_edits_of_raw_after_loading(tmp_path):
+    """The benchmark commands point data/train at their own folders after load_params."""
+    params = load_params(_write(tmp_path, {"train": {"steps": 5}}))
+    assert params.section("train").steps == 5 and params.section("data").results_dir == "results"
+    params.raw["train"]["steps"] = 7
+    params.raw["data"] = {"results_dir": "elsewhere"}
+    assert params.section("train").steps == 7 and params.section("data").results_dir == "elsewhere"
+    params.raw["train"]["max_minutes"] = -1
+    with pytest.raises(ConfigError, match=r"train\.max_minutes"):
+        params.section("train")

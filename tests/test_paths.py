@@ -27,13 +27,20 @@ def test_image_paths():
     assert p.loss == Path("results/cows/train/loss.csv")
     assert p.samples == Path("results/cows/samples") and p.grid == p.samples / "grid.png"
     assert p.samples_meta == p.samples / "samples.json"
-    q = ImagePaths(image="a b", results=Path("/tmp/r"))
-    assert q.train_metrics == Path("/tmp/r/a b/train/metrics.json")
+    q = ImagePaths(image="a_b", results=Path("/tmp/r"))
+    assert q.train_metrics == Path("/tmp/r/a_b/train/metrics.json")
     for key in TEMPLATES:
         assert isinstance(getattr(q, key), Path)
     with pytest.raises(AttributeError):
         q.nonexistent  # noqa: B018
     assert ImagePaths("x") == ImagePaths("x", Path("results"))
+
+
+def test_every_template_is_a_typed_attribute():
+    """No lookup magic: each template is a declared attribute (typed ``Path``), and nothing else is."""
+    declared = {k for k, v in vars(ImagePaths).items() if type(v).__name__ == "_Artifact"}
+    assert declared == set(TEMPLATES)
+    assert "__getattr__" not in vars(ImagePaths)
 
 
 def _touch(d: Path, *names: str) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
@@ -46,13 +46,12 @@ def test_safe_tracker_warns_once_and_stops(capsys):
             raise ConnectionError("server went away")
 
     safe = SafeTracker(Flaky(), "Metrics are in loss.csv.")
-    with pytest.warns(RuntimeWarning, match="server went away"):
-        safe.log_metrics({"loss": 1.0})
+    safe.log_metrics({"loss": 1.0})
     safe.log_metrics({"loss": 2.0})
     safe.finish()
     assert calls == [{"loss": 1.0}] and not safe.enabled
     err = capsys.readouterr().err
-    assert err.count("WARNING") == 1 and "Metrics are in loss.csv." in err
+    assert err.count("WARNING") == 1 and "server went away" in err and "Metrics are in loss.csv." in err
 
 
 def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys):
@@ -60,10 +59,9 @@ def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     uri = "http://127.0.0.1:9"
     project(tmp_path, tracking={"enabled": True, "tracking_uri": uri}, train={"steps": 2})
-    with pytest.warns(RuntimeWarning):
-        assert main(["preprocess", "--image", "img"]) == 0
-        capsys.readouterr()
-        assert main(["train", "--image", "img", "--no-progress"]) == 0
+    assert main(["preprocess", "--image", "img"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--image", "img", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err and uri in err and "unreachable" in err
     assert "results/img/train/loss.csv" in err  # says where the metrics went
@@ -91,6 +89,7 @@ def test_sqlite_runs_are_nested_per_image(sqlite_project, tmp_path, capsys):
     assert main(["preprocess", "--image", "img"]) == 0
     assert main(["train", "--image", "img", "--no-progress"]) == 0
     assert main(["sample", "--image", "img", "--no-progress"]) == 0
+    # a bad value is refused when the params load: exit 2 and no (failed) run in MLflow
     assert main(["sample", "--image", "img", "--no-progress", "--set", "sample.sampler=nope"]) == 2
     assert "WARNING" not in capsys.readouterr().err
 
@@ -99,15 +98,15 @@ def test_sqlite_runs_are_nested_per_image(sqlite_project, tmp_path, capsys):
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "image"]
     stages = [r for r in runs if r.data.tags.get(tracking.KIND_TAG) == "stage"]
-    assert len(parents) == 1 and len(runs) == 5
+    assert len(parents) == 1 and len(runs) == 4
     parent = parents[0]
     assert parent.info.run_name == "img" and parent.data.tags[tracking.IMAGE_TAG] == "img"
     assert all(r.data.tags[MLFLOW_PARENT_RUN_ID] == parent.info.run_id for r in stages)
     by_stage: dict[str, list] = {}
     for r in stages:
         by_stage.setdefault(r.data.tags["sindiffusion.stage"], []).append(r)
-    assert sorted((k, len(v)) for k, v in by_stage.items()) == [("preprocess", 1), ("sample", 2), ("train", 1)]
-    assert sorted(r.info.status for r in by_stage["sample"]) == ["FAILED", "FINISHED"]
+    assert sorted((k, len(v)) for k, v in by_stage.items()) == [("preprocess", 1), ("sample", 1), ("train", 1)]
+    assert [r.info.status for r in by_stage["sample"]] == ["FINISHED"]
 
     train = by_stage["train"][0]
     assert train.info.status == "FINISHED" and train.info.run_name == "img/train"
@@ -138,3 +137,38 @@ def test_sqlite_runs_are_nested_per_image(sqlite_project, tmp_path, capsys):
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`sindiffusion.stage` = 'train'")
     assert len(runs) == 2 and {r.data.tags[MLFLOW_PARENT_RUN_ID] for r in runs} == {parent.info.run_id}
     assert sorted(r.data.params["resumed_from_step"] for r in runs) == ["0", "3"]
+
+    # the UI: a classic ML/DL experiment (runs table, not the GenAI view); the Dataset column of the
+    # train runs and of the image's parent run names the training image (once, however often trained)
+    assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    sha = hashlib.sha256((tmp_path / "results/img/preprocess/image.png").read_bytes()).hexdigest()
+    for run in [*runs, client.get_run(parent.info.run_id)]:
+        inputs = run.inputs.dataset_inputs
+        assert len(inputs) == 1, run.info.run_name
+        ds = inputs[0].dataset
+        assert (ds.name, ds.digest, ds.source_type) == ("img", sha[:tracking.DIGEST_CHARS], "local")
+        assert json.loads(ds.profile) == {"sha256": sha, "height": 40, "width": 48}
+        assert json.loads(ds.source)["uri"].endswith("results/img/preprocess/image.png")
+        assert [(t.key, t.value) for t in inputs[0].tags] == [("mlflow.data.context", "training")]
+    assert not client.get_run(by_stage["preprocess"][0].info.run_id).inputs.dataset_inputs
+
+
+def test_experiment_kind_set_on_old_experiments_but_a_chosen_kind_is_kept(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    old = client.create_experiment("old")  # made before the tag existed
+    chosen = client.create_experiment("chosen", tags={tracking.EXPERIMENT_KIND_TAG: "forecasting"})
+    guessed = client.create_experiment("guessed", tags={tracking.EXPERIMENT_KIND_TAG: "genai_development_inferred"})
+    for name in ("old", "chosen", "guessed"):
+        tracking.MlflowTracker(uri, name, "img", "train").finish()
+    kind = lambda exp_id: client.get_experiment(exp_id).tags[tracking.EXPERIMENT_KIND_TAG]
+    assert (kind(old), kind(chosen), kind(guessed)) == ("custom_model_development", "forecasting",
+                                                        "custom_model_development")
+
+
+def test_ui_url_opens_the_training_runs_view():
+    assert tracking.ui_url("http://h:5000/") == "http://h:5000/#/experiments?workflowType=machine_learning"
+    assert tracking.ui_url("http://h:5000", "7") == "http://h:5000/#/experiments/7?workflowType=machine_learning"

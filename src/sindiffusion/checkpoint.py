@@ -19,13 +19,12 @@ Writes are atomic (temp file in the same folder + ``os.replace``).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .data.io import atomic_write
+from .artifacts import atomic_write, sha256_file
 from .diffusion.gaussian import GaussianDiffusion
 from .models.kinds import kind_of_checkpoint
 
@@ -35,14 +34,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """An unreadable or incompatible checkpoint; the message names the file."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -70,6 +61,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, image: str,
+                           processed: Path | None, strict: bool = True) -> list[str]:
+    """Check that a checkpoint was trained on ``image`` (its recorded ``image.name`` and ``image.sha256``).
+
+    A different name is always an error. A different sha256 of the processed image (when the file
+    exists) is an error with ``strict``, else a returned warning.
+    """
+    info = checkpoint.get("image") or {}
+    name, sha = str(info.get("name", "?")), str(info.get("sha256", ""))
+    if name != image:
+        raise CheckpointError(
+            f"{ckpt_path}: this checkpoint was trained on image {name!r} (sha256 {sha[:12]}...), not {image!r}; "
+            f"use the checkpoint of {image!r} (results/{image}/train/model.pt)")
+    warnings: list[str] = []
+    if processed is not None and processed.is_file() and sha:
+        actual = sha256_file(processed)
+        if actual != sha:
+            msg = (f"{ckpt_path}: trained on a different version of {processed} (sha256 {sha[:12]}... in the "
+                   f"checkpoint, {actual[:12]}... on disk); re-run `sindiffusion train --image {image}`")
+            if strict:
+                raise CheckpointError(msg)
+            warnings.append(msg)
+    return warnings
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> torch.nn.Module:
     """Rebuild the model described by the checkpoint (any registered kind) and load its (EMA) weights."""
     kind = kind_of_checkpoint(ckpt)
@@ -78,4 +94,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> torch.n
 
 def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:
     d = ckpt["config"]["diffusion"]
-    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"])
+    # checkpoints written before v-prediction existed predict eps
+    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"],
+                                         d.get("parameterization", "eps"))

@@ -12,8 +12,19 @@ import argparse
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, Sequence
+
+from .diffusion.samplers import SAMPLERS
+
+
+def image_name(value: str) -> str:
+    """argparse ``type`` of ``--image``: :func:`sindiffusion.paths.check_image_name` (argparse exits 2)."""
+    from .paths import check_image_name
+
+    try:
+        return check_image_name(value, where="")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
@@ -21,8 +32,15 @@ def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one params value (repeatable), e.g. --set train.steps=100")
     if image:
-        p.add_argument("--image", required=True, help="image name: the stem of a file in data.images_dir")
+        p.add_argument("--image", required=True, type=image_name,
+                       help="image name: the stem of a file in data.images_dir")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    """``--force``: let ``--out`` replace a non-empty folder that sindiffusion did not write."""
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is a non-empty folder sindiffusion did not write (deletes it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/samples)")
+    add_force(p)
     p.add_argument("--num", type=int, help="shortcut for --set sample.num_samples=N")
     p.add_argument("--height", type=int, help="shortcut for --set sample.height=H")
     p.add_argument("--width", type=int, help="shortcut for --set sample.width=W")
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], help="shortcut for --set sample.sampler=...")
+    p.add_argument("--sampler", choices=SAMPLERS.names(), help="shortcut for --set sample.sampler=...")
     p.add_argument("--steps", type=int, help="shortcut for --set sample.steps=N")
     p.add_argument("--seed", type=int, help="shortcut for --set sample.seed=N")
     p.set_defaults(func=_sample)
@@ -67,8 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
+    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="PRECISION,CHANNELS_LAST,COMPILE",
+                   help="time several settings in one run (repeatable), e.g. --variant bf16,on,off --variant bf16,on,on")
+    p.add_argument("--params", help="take the UNet from this params file's model section instead of --preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="with --params: override a value (repeatable)")
+    p.add_argument("--json", help="also write the results to this JSON file (rewritten after each variant)")
     p.set_defaults(func=_benchmark_speed)
+
+    p = sub.add_parser("time-curve", help="quality vs minutes of training: snapshots of one training per image, "
+                       "weight-free metrics, CSV + plot + MLflow")
+    _common(p, image=False)
+    p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
+    p.add_argument("--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, "
+                   "e.g. 1,2,3 or 1-3")
+    p.add_argument("--minutes", default="1,2,5,10,20", help="wall-clock snapshot marks in minutes (default: 1,2,5,10,20)")
+    p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
+    p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
+    p.set_defaults(func=_time_curve)
 
     for hook in _EXTENSIONS:
         hook(sub, _common)
@@ -79,16 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction, Callable], None]] = []
 
 
-def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
+def load(args: argparse.Namespace, extra: Sequence[str] = ()):
+    """The params of ``--params`` and ``--set``, every section and every edit checked (exit 2 on a bad value)."""
+    from .applications.config import validate_all_edits
     from .config import load_params
 
-    return load_params(args.params, list(args.overrides) + list(extra))
+    params = load_params(args.params, list(args.overrides) + list(extra))
+    if "manipulate" in params.raw:
+        validate_all_edits(params.section("manipulate"), params.path)
+    return params
+
 
 
 def _preprocess(args: argparse.Namespace) -> None:
     from .stages import preprocess
 
-    meta = preprocess.run(_load(args), args.image, args.source)
+    meta = preprocess.run(load(args), args.image, args.source)
     print(f"{args.image}: {meta['original_size']} -> {meta['processed_size']}, receptive field "
           f"{meta['receptive_field_px']} px ({meta['receptive_field_fraction']:.2f} of the image)")
 
@@ -96,7 +139,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .stages import train
 
-    metrics = train.run(_load(args), args.image, progress=not args.no_progress)
+    metrics = train.run(load(args), args.image, progress=not args.no_progress)
     if metrics.get("model_kind", "unet") != "unet" and not metrics["steps"]:
         print(f"{args.image}: {metrics['model_kind']} model built in {metrics['train_seconds']:.2f} s (training-free)")
         return
@@ -106,19 +149,22 @@ def _train(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     from .stages import sample
+    from .stages.common import image_paths
 
     extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
                                               ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
              if v is not None]
-    meta = sample.run(_load(args, extra), args.image, args.checkpoint, args.out, progress=not args.no_progress)
+    params = load(args, extra)
+    meta = sample.run(params, args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force)
+    out = args.out or image_paths(params, args.image).samples
     print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
-          f"{meta['sample_seconds']:.1f} s -> {args.out or 'results/' + args.image + '/samples'}")
+          f"{meta['sample_seconds']:.1f} s -> {out}")
 
 
 def _images(args: argparse.Namespace) -> None:
     from .paths import list_images
 
-    data = _load(args).section("data")
+    data = load(args).section("data")
     for name in data.images or list_images(data.images_dir):
         print(name)
 
@@ -126,13 +172,26 @@ def _images(args: argparse.Namespace) -> None:
 def _demo_image(args: argparse.Namespace) -> None:
     from .demo import install_demo_image
 
-    print(install_demo_image(_load(args).section("data").images_dir))
+    print(install_demo_image(load(args).section("data").images_dir))
 
 
 def _benchmark_speed(args: argparse.Namespace) -> None:
     from .benchmark import speed
 
     speed.main(args)
+
+
+def _time_curve(args: argparse.Namespace) -> None:
+    from .benchmark import time_curve
+
+    if args.num is not None and args.num < 1:
+        raise ValueError(f"--num {args.num}: must be >= 1")
+    result = time_curve.run_time_curve(args.images_dir, images=args.images,
+                                       minutes=time_curve.parse_minutes(args.minutes), out=args.out,
+                                       params_path=args.params, overrides=args.overrides, num=args.num,
+                                       progress=not args.no_progress)
+    print(f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
+          f"{result['files']['csv']}, {result['files']['plot']}")
 
 
 def _load_extensions() -> None:
@@ -154,12 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.io import ImageError
+    from .runtime import Preempted
 
     try:
         args.func(args)
     except (ConfigError, ImageError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Preempted as stop:  # a signal (Slurm preemption / time limit, kill, Ctrl-C): state saved
+        print(f"sindiffusion {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
         print(f"sindiffusion {args.command}: interrupted", file=sys.stderr)
         return 130

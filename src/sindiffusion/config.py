@@ -1,32 +1,259 @@
-"""A typed, validated view of ``params.yaml``.
+"""A typed, validated view of ``params.yaml``: the one config engine.
 
 ``params.yaml`` has one section per stage (``preprocess``, ``model``, ``diffusion``, ``train``,
 ``sample``, ``evaluate``, ``manipulate``) plus ``data`` (which images, where results go) and
-``tracking`` (MLflow). Every stage reads only the sections it needs (:data:`STAGE_SECTIONS`);
-each section is a frozen dataclass, built by :func:`build_section`, which rejects unknown keys
-and wrong types with a message naming the file and the key.
+``tracking`` (MLflow). Each section is a frozen dataclass whose annotations and field metadata
+(:func:`opt`) are the single source of what a key accepts: its type, ``Literal`` choices or the
+names of a registry, and its range. :func:`load_params` checks every section of the file (and
+every ``--set`` override) against them, so a wrong value fails at load time with the file, the
+key, the value and what is allowed. The Snakemake JSON schema is generated from the same
+metadata (:func:`json_schema`; ``python -m sindiffusion.config`` prints it).
+
+The model section has kinds (``model.kind``), each with its own options dataclass, registered
+in :data:`MODEL_KINDS` -- the same pattern as the per-kind options of the manipulate edits
+(:mod:`sindiffusion.applications`), which reuse :func:`build_section`.
+
+This module imports no subsystem (training, applications, evaluation, stages); only the core
+registries it takes choices from (samplers, schedules, model presets).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from .applications.config import ManipulateConfig
-from .evaluation.config import EvaluateConfig
-from .models.kinds import DEFAULT_KIND, MODEL_KINDS, get_kind
-from .models.unet_kind import UNetSection
+from .diffusion.samplers import SAMPLERS
+from .diffusion.schedule import SCHEDULES
+from .diffusion.x0 import MODES as X0_MODES
+from .models.kinds import DEFAULT_KIND
+from .models.kinds import MODEL_KINDS as _MODEL_KIND_REGISTRY
+from .models.unet_kind import UNetOptions
+from .paths import check_image_name
+from .validation import Choices, FieldError, opt
 
 
 class ConfigError(ValueError):
     """A problem in params.yaml or an override; the message names the file and key."""
+
+
+# ---------------------------------------------------------------------------- field rules
+
+#: Network precision (:mod:`sindiffusion.runtime`).
+Precision = Literal["auto", "fp32", "bf16"]
+
+#: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+
+
+_TYPE_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+               tuple: "a list"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts (derived from the annotation and :func:`opt` metadata)."""
+
+    type: type
+    """``bool``, ``int``, ``float``, ``str``, ``dict`` or ``tuple`` (a YAML list)."""
+    optional: bool = False
+    """``null`` is allowed."""
+    choices_from: Choices | None = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    pattern: str | None = None
+    min_len: int = 0
+    item: Optional["Rule"] = None
+    also: tuple[str, ...] = ()
+    """Words accepted besides values of ``type`` (``Union[float, Literal["auto"]]``: ``auto``)."""
+    help: str = ""
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        if self.choices_from is None:
+            return None
+        return tuple(self.choices_from() if callable(self.choices_from) else self.choices_from)
+
+    def allowed(self) -> str:
+        """In words: ``"an integer >= 1 or null"``, ``"one of auto, fp32, bf16"``."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(self.choices)
+        elif self.type is tuple:
+            text = "a list" + (f" of {self.item.allowed()}" if self.item else "")
+            if self.min_len:
+                text += f" with at least {self.min_len} item(s)"
+        else:
+            text = _TYPE_WORDS[self.type]
+            bounds = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                      if v is not None]
+            text += (" " + " and ".join(bounds)) if bounds else ""
+            if self.pattern:
+                text += f" matching {self.pattern}"
+            elif self.min_len and self.type is str:
+                text = "a non-empty string"
+        text += "".join(f" or {word}" for word in self.also)
+        return text + (" or null" if self.optional else "")
+
+    def check(self, value: Any, where: str, error: type[Exception] = ConfigError) -> Any:
+        """``value`` converted (ints for floats, lists to tuples) or ``error`` naming ``where``."""
+        if value is None:
+            if self.optional:
+                return None
+            raise error(f"{where}: a value is required ({self.allowed()}), got null")
+        if isinstance(value, str) and value in self.also:
+            return value
+        tp = self.type
+        ok = (isinstance(value, bool) if tp is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
+              isinstance(value, int) and not isinstance(value, bool) if tp is int else
+              isinstance(value, (list, tuple)) if tp is tuple else isinstance(value, tp))
+        if not ok:
+            raise error(f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}"
+                        + (f"; allowed: {self.allowed()}" if self.choices is not None or self.also else ""))
+        if tp is float:
+            value = float(value)
+        if tp is tuple:
+            if len(value) < self.min_len:
+                raise error(f"{where}: {list(value)!r} is too short; allowed: {self.allowed()}")
+            if self.item is not None:
+                value = tuple(self.item.check(v, f"{where}[{i}]", error) for i, v in enumerate(value))
+            return tuple(value)
+        choices = self.choices
+        if choices is not None and value not in choices:
+            close = difflib.get_close_matches(str(value), list(choices), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise error(f"{where}: {value!r} is not allowed{hint}; choose one of {', '.join(choices)}")
+        if tp is str and len(value) < self.min_len:
+            raise error(f"{where}: is empty; allowed: {self.allowed()}")
+        if tp is str and self.pattern and not re.fullmatch(self.pattern, value):
+            raise error(f"{where}: {value!r} is not allowed; expected {self.allowed()}")
+        for bound, bad, word in ((self.ge, lambda v, b: v < b, ">="), (self.gt, lambda v, b: v <= b, ">"),
+                                 (self.le, lambda v, b: v > b, "<="), (self.lt, lambda v, b: v >= b, "<")):
+            if bound is not None and bad(value, bound):
+                raise error(f"{where}: must be {word} {bound:g}, got {value!r}")
+        return value
+
+
+def _rule(tp: Any, meta: Mapping[str, Any]) -> Rule:
+    optional, also = False, ()
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        optional = type(None) in args
+        words = [a for a in args if typing.get_origin(a) is Literal]
+        also = tuple(w for a in words for w in typing.get_args(a))
+        also += tuple(meta.get("also") or ())
+        types_ = [a for a in args if a is not type(None) and a not in words]
+        tp = next((a for a in types_ if a is not str), types_[0]) if len(types_) > 1 else types_[0]
+        origin = typing.get_origin(tp)
+    choices = meta.get("choices")
+    if origin is Literal:
+        choices, tp = tuple(typing.get_args(tp)), str
+    item = None
+    if origin is tuple:
+        item = _rule(typing.get_args(tp)[0], meta.get("item") or {})
+        tp = tuple
+    elif origin is dict or tp is dict:
+        tp = dict
+    if tp not in _TYPE_WORDS:
+        raise TypeError(f"unsupported config type {tp!r}")
+    return Rule(type=tp, optional=optional, choices_from=choices, ge=meta.get("ge"), gt=meta.get("gt"),
+                le=meta.get("le"), lt=meta.get("lt"), pattern=meta.get("pattern"), min_len=meta.get("min_len") or 0,
+                item=item, also=also, help=meta.get("help") or "")
+
+
+@functools.cache
+def field_rules(cls: type) -> dict[str, Rule]:
+    """``{key: Rule}`` of a config dataclass, in field order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _rule(hints[f.name], f.metadata.get("rule") or {}) for f in dataclasses.fields(cls)}
+
+
+def build_section(cls: type, raw: Any, where: str, *, key_where: Callable[[str], str] | None = None,
+                  error: type[Exception] = ConfigError) -> Any:
+    """Build dataclass ``cls`` from the mapping ``raw``: unknown keys (with a did-you-mean hint), types,
+    choices and ranges are checked; ``where`` (e.g. ``params.yaml: train``) prefixes every message.
+
+    ``key_where(key)`` spells a key in messages (default ``f"{where}.{key}"``; a command line uses
+    ``--flag``). A ``__post_init__`` of ``cls`` may raise ``ValueError`` for checks across keys.
+    """
+    key_where = key_where or (lambda key: f"{where}.{key}")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise error(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    rules = field_rules(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in rules:
+            close = difflib.get_close_matches(str(key), list(rules), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(rules)}"
+            raise error(f"{key_where(str(key))}: unknown key{hint}")
+        kwargs[key] = rules[key].check(value, key_where(key), error)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise error(f"{key_where(missing[0])}: required ({rules[missing[0]].allowed()})")
+    try:
+        return cls(**kwargs)
+    except FieldError as err:  # a check in __post_init__ that names its key
+        raise error(f"{key_where(err.key)}: {err}") from err
+    except (TypeError, ValueError) as err:
+        if isinstance(err, error):
+            raise
+        raise error(f"{where}: {err}") from err
+
+
+@dataclass(frozen=True)
+class KindTable:
+    """A section (or list item) whose keys depend on its ``kind``: ``kind name -> options dataclass``.
+
+    Each options dataclass has a ``kind`` field whose choices are this table's names. The model
+    section is one (:data:`MODEL_KINDS`); the manipulate edits are another.
+    """
+
+    what: str
+    kinds: Mapping[str, type]
+    """A dict (filled by :meth:`register`) or a read-only view of a registry."""
+    default: str | None = None
+    key: str = "kind"
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def add(cls: type) -> type:
+            self.kinds[name] = cls  # type: ignore[index]
+            return cls
+
+        return add
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.kinds)
+
+    def build(self, raw: Any, where: str, *, key_where: Callable[[str], str] | None = None,
+              error: type[Exception] = ConfigError) -> Any:
+        key_where = key_where or (lambda key: f"{where}.{key}")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise error(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+        kind = raw.get(self.key, self.default)
+        if kind is None:
+            raise error(f"{key_where(self.key)}: required; one of {', '.join(self.kinds)}")
+        if kind not in self.kinds:
+            close = difflib.get_close_matches(str(kind), list(self.kinds), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise error(f"{key_where(self.key)}: unknown {self.what} {kind!r}{hint}; "
+                        f"choose one of {', '.join(self.kinds)}")
+        return build_section(self.kinds[kind], raw, where, key_where=key_where, error=error)
 
 
 # ---------------------------------------------------------------------------- sections
@@ -37,92 +264,211 @@ class DataConfig:
     ``images`` empty means: every image file in ``images_dir`` (name = file stem).
     """
 
-    images_dir: str = "data/images"
-    images: tuple[str, ...] = ()
-    results_dir: str = "results"
+    images_dir: str = opt("data/images", min_len=1, help="every image file here is one pipeline image")
+    images: tuple[str, ...] = opt((), help="image names (file stems); empty = every image in images_dir")
+    results_dir: str = opt("results", min_len=1)
+
+    def __post_init__(self) -> None:
+        for i, name in enumerate(self.images):  # the one image-name check (commands, Snakefile, here)
+            try:
+                check_image_name(name, where="")
+            except ValueError as err:
+                raise FieldError(f"images[{i}]", str(err)) from None
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    max_size: int = 250
+    max_size: int = opt(250, ge=8)
     """Longer side after resizing (pixels); images are never upscaled."""
-    max_pixels: int = 100_000_000
+    max_pixels: int = opt(100_000_000, ge=1)
     """Refuse larger inputs (decompression-bomb guard) unless ``allow_large``."""
     allow_large: bool = False
 
 
-#: The ``model`` section of ``kind: unet`` (the default); other kinds have their own option classes
-#: in the model-kind registry (:mod:`sindiffusion.models.kinds`).
-ModelConfig = UNetSection
+#: ``model.kind`` -> options dataclass, read from the model-kind registry (:mod:`sindiffusion.models.kinds`:
+#: each kind is one module with its options and how to build, store and restore the model).
+MODEL_KINDS = KindTable("model kind", {name: kind.options for name, kind in _MODEL_KIND_REGISTRY.items()},
+                        default=DEFAULT_KIND)
+
+
+#: The options of the default model kind (kept under its historical name).
+ModelConfig = UNetOptions
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    timesteps: int = 1000
-    schedule: str = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    variance: str = "fixed_large"
+    timesteps: int = opt(1000, ge=1)
+    schedule: str = opt("linear", choices=lambda: tuple(SCHEDULES))
+    beta_start: float = opt(1e-4, gt=0, lt=1)
+    beta_end: float = opt(0.02, gt=0, lt=1)
+    """For T = 1000; rescaled by 1000 / T for other T (improved-diffusion), so beta_end * 1000 / T must be < 1."""
+    variance: Literal["fixed_large", "fixed_small"] = "fixed_large"
+    parameterization: Literal["eps", "v"] = "eps"
+    """What the network predicts: ``eps`` (DDPM, official) or ``v`` (Salimans & Ho 2022); samplers
+    always see eps (converted in ``GaussianDiffusion.eps_from_output``). Old checkpoints: eps."""
+
+    def __post_init__(self) -> None:
+        if self.beta_start > self.beta_end:
+            raise ValueError(f"diffusion.beta_start ({self.beta_start:g}) must be <= diffusion.beta_end "
+                             f"({self.beta_end:g})")
+        if self.schedule == "linear" and self.beta_end * 1000 / self.timesteps >= 1:
+            raise ValueError(f"diffusion.beta_end {self.beta_end:g} rescaled to diffusion.timesteps={self.timesteps} "
+                             f"is {self.beta_end * 1000 / self.timesteps:g} (must be < 1); use more timesteps")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 50_000
-    batch_size: int = 16
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    ema_decay: float = 0.9999
+    steps: int = opt(50_000, ge=1)
+    batch_size: int = opt(16, ge=1)
+    lr: float = opt(5e-4, gt=0)
+    weight_decay: float = opt(0.0, ge=0)
+    ema_decay: Union[float, Literal["auto"]] = opt(0.9999, ge=0, le=1)
+    """A number in [0, 1], or ``auto``: the decay whose half-life is ``ema_half_life`` of ``steps``."""
+    ema_half_life: float = opt(0.1, gt=0, le=1)
+    """With ``ema_decay: auto``: the EMA half-life as a fraction of ``steps`` (0.1 -> 10 %)."""
     ema_warmup: bool = False
     """If true, the EMA decay ramps as min(decay, (1 + step) / (10 + step)) (nanoGPT/diffusers style)."""
-    grad_clip: float = 1.0
+    grad_clip: float = opt(1.0, ge=0)
     """Clip the global gradient norm (0 = off)."""
-    scale_min: float = 0.75
-    scale_max: float = 1.25
+    scale_min: float = opt(0.75, gt=0)
+    scale_max: float = opt(1.25, gt=0)
     """Per-axis random rescale U(scale_min, scale_max) each step (official augmentation); 1/1 = off."""
-    crop_size: Optional[int] = None
+    crop_size: Optional[int] = opt(None, ge=8)
     """Optional random square crop (pixels) after rescaling."""
-    seed: int = 0
-    log_every: int = 10
-    save_every: int = 1000
-    device: str = "auto"
-    precision: str = "auto"
-    """``auto`` = bf16 autocast on CUDA, fp32 on CPU; or ``fp32`` / ``bf16``."""
-    channels_last: str = "auto"
+    seed: int = opt(0, ge=0)
+    log_every: int = opt(10, ge=1)
+    save_every: int = opt(1000, ge=1)
+    device: str = opt("auto", pattern=DEVICE_PATTERN)
+    precision: Precision = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16 / AMX), else fp32;
+    or ``fp32`` / ``bf16``. The loss is always computed in fp32."""
+    channels_last: Literal["auto", "on", "off"] = "auto"
     """``auto`` = channels_last memory format on CUDA only; or ``on`` / ``off``."""
+    loss_weighting: Literal["none", "min_snr"] = "none"
+    """``none`` (DDPM's simple loss) or ``min_snr`` (Hang et al. 2023: weight min(SNR, gamma)/SNR for eps)."""
+    min_snr_gamma: float = opt(5.0, gt=0)
+    lr_warmup: int = opt(0, ge=0)
+    """Linear learning-rate warm-up over this many steps (0 = none)."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``constant`` or ``cosine`` (decay from ``lr`` to 0 at ``steps``, after the warm-up)."""
+    max_minutes: Optional[float] = opt(None, gt=0)
+    """Wall-clock budget: stop after this many minutes of training even before ``steps`` (null = none).
+    The LR schedule and ``ema_decay: auto`` still plan for ``steps``: set it to about what fits."""
+    snapshot_minutes: tuple[float, ...] = opt((), item={"gt": 0})
+    """Save an EMA sampling checkpoint at each of these wall-clock minutes of training
+    (``results/<image>/train/snapshots/min_XX.pt``); empty = none."""
+    compile: bool = False
+    """Run the training forward pass through ``torch.compile`` (CUDA; needs a C++ compiler on CPU)."""
+
+    def __post_init__(self) -> None:
+        if len(set(self.snapshot_minutes)) != len(self.snapshot_minutes):
+            raise FieldError("snapshot_minutes", f"repeated values in {list(self.snapshot_minutes)}")
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"train.scale_min ({self.scale_min:g}) must be <= train.scale_max ({self.scale_max:g})")
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    num_samples: int = 10
-    batch_size: int = 10
-    height: Optional[int] = None
-    width: Optional[int] = None
-    scale_h: float = 1.0
-    scale_w: float = 1.0
-    """Output size as a factor of the training image when height/width are not given."""
-    sampler: str = "ddpm"
-    steps: int = 1000
-    eta: float = 0.0
-    seed: int = 0
+class SamplingSettings:
+    """How to run the sampling loop: shared by ``sample`` and ``manipulate`` (and each edit's overrides)."""
+
+    sampler: str = opt("ddpm", choices=SAMPLERS.names)
+    steps: int = opt(1000, ge=1)
+    """Sampling steps (at most diffusion.timesteps)."""
+    eta: float = opt(0.0, ge=0)
+    """DDIM stochasticity (0 = deterministic, 1 = DDPM-like)."""
+    seed: int = opt(0, ge=0)
+    batch_size: int = opt(10, ge=1)
+    clip_x0: Union[bool, str] = opt(True, also=tuple(m for m in X0_MODES if isinstance(m, str)))
+    """What each step does to the predicted x0: ``false`` (nothing), ``true`` (clamp to [-1, 1],
+    official), ``dynamic`` (Imagen's dynamic thresholding) or ``low_noise`` (clamp only at t <
+    ``clip_x0_low_noise`` * T); see :mod:`sindiffusion.diffusion.x0`."""
+    clip_x0_percentile: float = opt(0.995, gt=0, le=1)
+    """``dynamic``: the quantile of |x0| that sets the threshold."""
+    clip_x0_low_noise: float = opt(0.2, gt=0, le=1)
+    """``low_noise``: clamp only below this fraction of the timesteps."""
+    precision: Precision = "auto"
+    """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
     use_ema: bool = True
-    device: str = "auto"
-    clip_x0: bool = True
+    device: str = opt("auto", pattern=DEVICE_PATTERN)
+
+    @property
+    def sampling(self) -> "SamplingSettings":
+        """Only the sampling settings (for a section that adds more keys)."""
+        return SamplingSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingSettings)})
+
+
+@dataclass(frozen=True)
+class SampleConfig(SamplingSettings):
+    num_samples: int = opt(10, ge=1)
+    height: Optional[int] = opt(None, ge=8)
+    width: Optional[int] = opt(None, ge=8)
+    scale_h: float = opt(1.0, gt=0)
+    scale_w: float = opt(1.0, gt=0)
+    """Output size as a factor of the training image when height/width are not given."""
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
-    experiment: str = "sindiffusion"
-    tracking_uri: Optional[str] = None
+    experiment: str = opt("sindiffusion", min_len=1)
+    tracking_uri: Optional[str] = opt(None, min_len=1)
     """None = ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db``."""
     log_checkpoint: bool = False
     """Upload the checkpoint file as an artifact (default: log its path and hash only)."""
 
 
-SECTIONS: dict[str, type] = {
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How samples are scored (DESIGN.md §3).
+
+    Deep metrics (SIFID, LPIPS diversity) need pretrained torchvision weights; when they are
+    missing the metric is written as null with the reason, never computed from random weights.
+    """
+
+    sifid_layers: tuple[Literal["pool1", "pool2"], ...] = ("pool1",)
+    """``pool1`` (64 ch, before Inception's first max-pool: SinGAN's released code) and/or
+    ``pool2`` (192 ch, before the second pool: SinGAN's paper). Metric keys: ``sifid_<layer>``."""
+    deep: bool = True
+    """Compute SIFID and LPIPS diversity when their weights are on disk."""
+    weights_dir: Optional[str] = opt(None, min_len=1)
+    """Where the pretrained checkpoints are; null = the torch hub cache ($TORCH_HOME/hub/checkpoints)."""
+    device: str = opt("auto", pattern=DEVICE_PATTERN)
+    patch_size: int = opt(7, ge=1)
+    """Patch side of the copy score and the patch SWD."""
+    copy_stride: int = opt(4, ge=1)
+    """Stride between the generated patches matched by the copy score."""
+    copy_threshold: float = opt(0.02, ge=0)
+    """Per-pixel RMS distance under which a generated patch counts as a copy (~5/255)."""
+    swd_seed: int = opt(0, ge=0)
+    """Seed of the patch SWD's random projections (same directions for every image)."""
+
+
+@dataclass(frozen=True)
+class ManipulateConfig(SamplingSettings):
+    """``params.yaml: manipulate`` -- sampling defaults plus the per-image list of edits.
+
+    The edits are checked by :mod:`sindiffusion.applications` (their kinds live there).
+    """
+
+    sampler: str = opt("ddim", choices=SAMPLERS.names)
+    steps: int = opt(100, ge=1)
+    eta: float = opt(1.0, ge=0)
+    batch_size: int = opt(4, ge=1)
+    num: int = opt(1, ge=1)
+    """Samples per edit; ``result.png`` is the first, all are in ``samples/`` when > 1."""
+    clip_model: str = opt("ViT-B-32", min_len=1)
+    clip_pretrained: str = opt("openai", min_len=1)
+    """An open_clip pretrained tag (Hugging Face cache) or a local weights file."""
+    clip_cache_dir: str = ""
+    """Where tags are downloaded / looked up ("" = the Hugging Face hub cache)."""
+    edits: dict = opt({})
+    """``{image name: [ {name, kind, ...}, ... ]}``."""
+
+
+SECTIONS: dict[str, type | KindTable] = {
     "data": DataConfig,
     "preprocess": PreprocessConfig,
-    "model": ModelConfig,
+    "model": MODEL_KINDS,
     "diffusion": DiffusionConfig,
     "train": TrainConfig,
     "sample": SampleConfig,
@@ -141,138 +487,78 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def register_section(name: str, cls: type, stages: dict[str, tuple[str, ...]] | None = None) -> None:
-    """Let a subsystem (evaluation, applications) add its own section and stage."""
-    SECTIONS[name] = cls
-    for stage, sections in (stages or {}).items():
-        STAGE_SECTIONS[stage] = sections
+def section_variants() -> list[tuple[str, dict[str, Any], type]]:
+    """``(section, base, dataclass)`` for every section and every kind of a kinded section
+    (``base`` = ``{"kind": name}``): what a test or the schema iterates over."""
+    out: list[tuple[str, dict[str, Any], type]] = []
+    for name, spec in SECTIONS.items():
+        if isinstance(spec, KindTable):
+            out += [(name, {spec.key: kind}, cls) for kind, cls in spec.kinds.items()]
+        else:
+            out.append((name, {}, spec))
+    return out
+
+
+def _build(name: str, raw: Any, where: str) -> Any:
+    spec = SECTIONS[name]
+    if isinstance(spec, KindTable):
+        return spec.build(raw, where)
+    return build_section(spec, raw, where)
+
+
+# ---------------------------------------------------------------------------- JSON schema
+def _schema(rule: Rule) -> dict[str, Any]:
+    if rule.also:
+        words = {"enum": list(rule.also)}
+        return {"anyOf": [_schema(dataclasses.replace(rule, also=(), help="")), words],
+                **({"description": rule.help} if rule.help else {})}
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", tuple: "array"}
+    out: dict[str, Any] = {"type": [names[rule.type], "null"] if rule.optional else names[rule.type]}
+    if rule.choices is not None:
+        out["enum"] = list(rule.choices) + ([None] if rule.optional else [])
+    for key, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le),
+                       ("exclusiveMaximum", rule.lt)):
+        if bound is not None:
+            out[key] = bound
+    if rule.pattern:
+        out["pattern"] = rule.pattern
+    if rule.min_len:
+        out["minLength" if rule.type is str else "minItems"] = rule.min_len
+    if rule.item is not None:
+        out["items"] = _schema(rule.item)
+    if rule.help:
+        out["description"] = rule.help
+    return out
+
+
+def _object_schema(cls: type) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False,
+            "properties": {name: _schema(rule) for name, rule in field_rules(cls).items()}}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of params.yaml (Snakemake validates the file with it), from the same rules."""
+    props: dict[str, Any] = {}
+    for name, spec in SECTIONS.items():
+        if isinstance(spec, KindTable):
+            props[name] = {"oneOf": [{"type": "null"}]
+                           + [_kind_schema(spec, kind, cls) for kind, cls in spec.kinds.items()]}
+        else:
+            props[name] = {**_object_schema(spec), "type": ["object", "null"]}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": "params.yaml of the SinDiffusion pipeline. GENERATED by `python -m sindiffusion.config` "
+                           "from sindiffusion/config.py (a test checks it is up to date); do not edit.",
+            "type": "object", "additionalProperties": False, "required": ["data"], "properties": props}
+
+
+def _kind_schema(table: KindTable, kind: str, cls: type) -> dict[str, Any]:
+    schema = _object_schema(cls)
+    schema["properties"][table.key] = {"const": kind}
+    # no `kind` key means the default kind
+    return schema if kind == table.default else {**schema, "required": [table.key]}
 
 
 # ---------------------------------------------------------------------------- parsing
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats, lists for tuples."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        choices = typing.get_args(tp)
-        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {', '.join(map(repr, choices))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        return value
-    if tp is list or origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
-
-
-def build_section(cls: type, raw: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from the mapping ``raw``; ``where`` (e.g. ``params.yaml: train``)
-    prefixes every error message."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(names)}"
-            raise ConfigError(f"{where}.{key}: unknown key{hint}")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
-
-
-def build_model_section(raw: Any, path: str) -> Any:
-    """The ``model`` section of the params file ``path``, for the kind named by ``kind`` (default ``unet``).
-
-    A kind's options may be written flat in the section or nested under the kind's name, so that
-    one file can hold the options of several kinds and ``--set model.kind=patch`` switches::
-
-        model:
-          kind: unet
-          unet:  {preset: custom, base_channels: 32}
-          patch: {patch_size: 7}
-
-    Every nested block is validated (a typo in an unselected kind is still an error); the selected
-    kind's options are then checked by the kind itself (e.g. a patch size must be odd).
-    """
-    where = f"{path}: model"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
-    flat = dict(raw)
-    kind_name = flat.pop("kind", DEFAULT_KIND)
-    try:
-        kind = get_kind(kind_name, f"{where}.kind")
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    nested = {name: flat.pop(name) for name in list(flat) if name in MODEL_KINDS}
-    selected = None
-    for name, block in nested.items():
-        block = {} if block is None else block
-        if not isinstance(block, dict):
-            raise ConfigError(f"{where}.{name}: expected a mapping of {name} options, got {type(block).__name__}")
-        both = sorted(set(block) & set(flat))
-        if name == kind_name and both:
-            raise ConfigError(f"{where}: {', '.join(both)} given both in model and in model.{name}; keep one")
-        options = build_section(MODEL_KINDS[name].options, {**block, "kind": name}, f"{where}.{name}")
-        if name == kind_name:
-            selected = build_section(kind.options, {**block, **flat, "kind": kind_name}, where)
-        else:
-            _check_kind(MODEL_KINDS[name], options, path, f"model.{name}")
-    if selected is None:
-        selected = build_section(kind.options, {**flat, "kind": kind_name}, where)
-    _check_kind(kind, selected, path, "model")
-    return selected
-
-
-def _check_kind(kind: Any, options: Any, path: str, key: str) -> None:
-    try:
-        kind.check(options, key)
-    except ValueError as err:  # messages name the key as "<key>.<option>: ..."
-        raise ConfigError(f"{path}: {err}") from err
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-4"`` -> ``(["train", "lr"], 0.0001)``; the value is read as YAML."""
     if "=" not in text:
@@ -304,18 +590,18 @@ def _yaml_number(value: Any) -> Any:
 
 @dataclass
 class Params:
-    """The raw, merged contents of a params file, plus where they came from."""
+    """The merged contents of a params file (``raw``), where they came from, and every section
+    validated (:func:`load_params` builds them all, so a bad value anywhere fails at load time)."""
 
     raw: dict
     path: str
 
     def section(self, name: str) -> Any:
-        """The typed, validated section ``name``."""
+        """The typed, validated section ``name`` (built from :attr:`raw` on each call, so a caller
+        that edits ``raw`` gets its edit checked)."""
         if name not in SECTIONS:
             raise ConfigError(f"{self.path}: unknown section {name!r}")
-        if name == "model":
-            return build_model_section(self.raw.get(name), self.path)
-        return build_section(SECTIONS[name], self.raw.get(name), f"{self.path}: {name}")
+        return _build(name, self.raw.get(name), f"{self.path}: {name}")
 
     def section_dict(self, name: str) -> dict:
         """The validated section as a plain dict (all keys, defaults filled in)."""
@@ -342,10 +628,10 @@ def _plain(value: Any) -> Any:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read a params file and apply ``--set section.key=value`` overrides.
+    """Read a params file, apply ``--set section.key=value`` overrides and validate every section.
 
-    Raises :class:`ConfigError` for a missing/unreadable file, invalid YAML, unknown sections
-    or override keys that do not exist.
+    Raises :class:`ConfigError` for a missing/unreadable file, invalid YAML, unknown sections or
+    keys, and any value of the wrong type, outside its range or not among its choices.
     """
     path = Path(path)
     if not path.is_file():
@@ -363,19 +649,31 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known sections: {', '.join(SECTIONS)}"
             raise ConfigError(f"{path}: unknown section {name!r}{hint}")
     for text in overrides:
-        keys, value = parse_override(text)
-        if keys[0] not in SECTIONS:
-            raise ConfigError(f"--set {text!r}: unknown section {keys[0]!r}; known: {', '.join(SECTIONS)}")
-        node = raw.setdefault(keys[0], {}) or {}
-        raw[keys[0]] = node
-        for i, k in enumerate(keys[1:-1], start=1):
-            if not isinstance(node, dict):
-                break
-            node = node.setdefault(k, {})
-            if node is None:  # an empty mapping written as `key:` in YAML
-                node = {}
-                _parent(raw, keys[:i])[k] = node
+        _apply_override(raw, text)
+    params = Params(raw=raw, path=str(path))
+    for name in raw:
+        params.section(name)
+    return params
+
+
+def _apply_override(raw: dict, text: str) -> None:
+    keys, value = parse_override(text)
+    if keys[0] not in SECTIONS:
+        raise ConfigError(f"--set {text!r}: unknown section {keys[0]!r}; known: {', '.join(SECTIONS)}")
+    node = raw.setdefault(keys[0], {}) or {}
+    raw[keys[0]] = node
+    for i, k in enumerate(keys[1:-1], start=1):
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {text!r}: {'.'.join(keys[:-1])} is not a mapping, cannot set {keys[-1]!r} in it")
-        node[keys[-1]] = value
-    return Params(raw=raw, path=str(path))
+            break
+        node = node.setdefault(k, {})
+        if node is None:  # an empty mapping written as `key:` in YAML
+            node = {}
+            _parent(raw, keys[:i])[k] = node
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {text!r}: {'.'.join(keys[:-1])} is not a mapping, cannot set {keys[-1]!r} in it")
+    node[keys[-1]] = value
+
+
+if __name__ == "__main__":
+    print("# GENERATED by `python -m sindiffusion.config > workflow/schemas/params.schema.yaml`; do not edit.")
+    print(yaml.safe_dump(json_schema(), sort_keys=False, width=120), end="")

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
-from .diffusion import GaussianDiffusion, SamplingHook, make_sampler, sample_loop
+from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
+from .diffusion.x0 import X0ClipLike
+from .runtime import autocast, autocast_dtype
 
 
 @dataclass
@@ -22,6 +25,8 @@ class ModelBundle:
     diffusion: GaussianDiffusion
     checkpoint: dict[str, Any]
     device: torch.device
+    precision: str = "auto"
+    """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.runtime`)."""
 
     @property
     def train_size(self) -> tuple[int, int]:
@@ -33,14 +38,19 @@ class ModelBundle:
         return str(self.checkpoint["image"]["name"])
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The denoiser in inference mode: ``[B, 3, H, W]``, ``[B]`` -> ``[B, 3, H, W]`` float32."""
+        """The denoiser as an eps-model: ``[B, 3, H, W]``, ``[B]`` -> predicted eps ``[B, 3, H, W]`` float32.
+
+        Runs the network in :attr:`precision` and converts a v-prediction to eps
+        (:meth:`GaussianDiffusion.eps_from_output`), so samplers never see the parameterisation.
+        """
         if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self.model(x.contiguous(memory_format=torch.channels_last), t).float()
-        return self.model(x, t)
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, autocast_dtype(self.precision, self.device)):
+            out = self.model(x, t)
+        return self.diffusion.eps_from_output(out.float(), x.float(), t)
 
 
-def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True) -> ModelBundle:
+def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True, precision: str = "auto") -> ModelBundle:
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, use_ema=use_ema).to(device)
     if device.type == "cuda":
@@ -49,7 +59,7 @@ def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True) ->
         p.requires_grad_(False)
     # Free the optimiser state: sampling needs none of it.
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "ema", "rng")}
-    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device)
+    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision)
 
 
 def output_size(train_size: tuple[int, int], height: int | None, width: int | None,
@@ -62,24 +72,33 @@ def output_size(train_size: tuple[int, int], height: int | None, width: int | No
     return int(h), int(w)
 
 
-def generate(bundle: ModelBundle, num: int, size: tuple[int, int], *, sampler: str = "ddpm", steps: int = 1000,
-             eta: float = 0.0, seed: int = 0, batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
-             t_start: int | None = None, clip_x0: bool = True,
+def sample_seed(seed: int, index: int) -> int:
+    """The 64-bit seed of sample ``index`` of run ``seed``: a hash of the pair (numpy's SeedSequence),
+    so that ``(seed, index)`` and ``(seed + 1, index - 1)`` draw unrelated noise."""
+    entropy = [seed % 2**64, index]  # SeedSequence takes non-negative integers
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Sampler, *, seed: int = 0,
+             batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
+             t_start: int | None = None, clip_x0: X0ClipLike = True,
              progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Draw ``num`` samples of ``size = (H, W)`` in batches; returns ``([num, 3, H, W] in [-1, 1], timings)``.
 
-    Sample ``i`` depends only on ``(seed, batch_size)``: batches use generators seeded ``seed + batch index``.
+    Sample ``i`` depends only on ``(seed, i)``, not on the batch size: its noise comes from its own
+    generator seeded :func:`sample_seed` ``(seed, i)``, so different seeds never share samples.
+    ``sampler`` is built once per run (:func:`sindiffusion.diffusion.build_sampler`, its timesteps set).
     ``hooks_for(start, end)`` builds the hooks for samples ``start:end`` (applications).
     """
     if num < 1 or batch_size < 1:
         raise ValueError("the number of samples and the batch size must be >= 1")
-    smp = make_sampler(sampler, bundle.diffusion, steps, eta)
+    smp = sampler
     outs = []
     t0 = time.perf_counter()
     n_steps = 0
-    for b, start in enumerate(range(0, num, batch_size)):
+    for start in range(0, num, batch_size):
         end = min(num, start + batch_size)
-        gen = torch.Generator().manual_seed(seed + b)
+        gen = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in range(start, end)]
         hooks = list(hooks_for(start, end)) if hooks_for else []
         x = sample_loop(bundle.eps, bundle.diffusion, smp, (end - start, 3, *size), hooks=hooks, generator=gen,
                         device=bundle.device, t_start=t_start, clip_x0=clip_x0, progress=progress)

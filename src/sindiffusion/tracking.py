@@ -19,13 +19,21 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
+
+from .runtime import Preempted
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 IMAGE_TAG = "sindiffusion.image"
 KIND_TAG = "sindiffusion.kind"
+#: MLflow >= 3.4 experiment types: without this tag the UI guesses, and opened our experiment in its
+#: GenAI view (traces, prompts); "custom_model_development" is the classic ML/DL runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: MLflow's SQL stores keep a dataset digest in 36 characters: the first 16 hex digits of the
+#: sha256 name the image there (the full hash is in the dataset's profile).
+DIGEST_CHARS = 16
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -38,6 +46,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(list(v) if isinstance(v, tuple) else v)
     return out
+
+
+#: MLflow 3.17's UI picks its view from a browser-wide "GenAI | Model training" switch (default GenAI,
+#: remembered per browser) rather than from the experiment's type tag; this query selects the
+#: training runs table for a link, whatever the switch says.
+UI_QUERY = "?workflowType=machine_learning"
+
+
+def ui_url(server: str, experiment_id: str | None = None) -> str:
+    """Link to the MLflow UI of ``server`` (``http://host:port``) that opens on the training runs
+    table: the experiment's (``experiment_id``) or the experiments list."""
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"{server.rstrip('/')}/#/{page}{UI_QUERY}"
 
 
 def git_commit() -> str:
@@ -61,6 +82,8 @@ class Tracker:
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None: ...
+    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
+                    context: str = "training") -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
@@ -78,8 +101,12 @@ class MlflowTracker(Tracker):
 
         self._mlflow = mlflow
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
         with _store_lock(uri):
+            # Building the client opens the store, and opening a fresh SQLite file creates and
+            # migrates its schema: done by several processes at once, that corrupts the file
+            # for good ("table _alembic_tmp_... already exists"). Under the lock, the first
+            # process creates the schema and the others find it complete.
+            self.client = MlflowClient(tracking_uri=uri)
             exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
             parent_id = self._parent_run_id(exp_id, image)
@@ -91,17 +118,22 @@ class MlflowTracker(Tracker):
         self.run_id = run.info.run_id
 
     def _experiment_id(self, name: str) -> str:
-        """Get or create the experiment; several jobs may race to create it (Slurm, parallel local jobs)."""
+        """Get or create the experiment, typed as a classic ML/DL experiment (:data:`EXPERIMENT_KIND`);
+        several jobs may race to create it (Slurm, parallel local jobs)."""
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return self.client.create_experiment(name)
-        except Exception:
-            exp = self.client.get_experiment_by_name(name)  # another job created it meanwhile
-            if exp is None:
-                raise
-            return exp.experiment_id
+        if exp is None:
+            try:
+                return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            except Exception:
+                exp = self.client.get_experiment_by_name(name)  # another job created it meanwhile
+                if exp is None:
+                    raise
+        kind = exp.tags.get(EXPERIMENT_KIND_TAG, "")
+        # an experiment made before this tag existed (or typed only by the UI's guess); a type a user
+        # chose in the UI is kept
+        if kind != EXPERIMENT_KIND and (not kind or kind.endswith("_inferred") or kind == "no_inferred_type"):
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return exp.experiment_id
 
     def _parents(self, exp_id: str, image: str) -> list:
         runs = self.client.search_runs(
@@ -146,6 +178,22 @@ class MlflowTracker(Tracker):
         metrics tab then shows input and samples side by side (a stage run's image cards list
         all its params above the image, which pushes the image out of view)."""
         self.client.log_image(self.parent_run_id if parent else self.run_id, image, key=key, step=step)
+
+    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
+                    context: str = "training") -> None:
+        """Log a training image as the dataset input of this run and of the image's parent run (the
+        runs table's Dataset column): name = image name, digest = its sha256's first
+        :data:`DIGEST_CHARS` hex digits, source = the file, profile = ``profile`` + the full sha256."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=sha256[:DIGEST_CHARS], source_type="local",
+                          source=json.dumps({"uri": str(source)}),
+                          profile=json.dumps({**(profile or {}), "sha256": sha256}))
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        for run_id in dict.fromkeys((self.run_id, self.parent_run_id)):
+            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -212,14 +260,17 @@ class SafeTracker(Tracker):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: self._call("log_metrics", metrics, step)
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
         self._call("log_image", image, key, step, parent)
+    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
+                    context: str = "training") -> None:
+        self._call("log_dataset", name, sha256, source, profile, context)
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: self._call("log_artifact", path, artifact_path)
     def set_tags(self, tags: dict[str, str]) -> None: self._call("set_tags", tags)
     def finish(self, status: str = "FINISHED") -> None: self._call("finish", status)
 
 
 def _warn(message: str) -> None:
+    """One line on stderr (not also :func:`warnings.warn`, which printed the same outage twice)."""
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
@@ -228,8 +279,10 @@ def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri:
     if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
         return Tracker()
     uri = resolve_uri(uri)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # Every HTTP call is bounded (5 s, no retry): the first failure switches tracking off for the
+    # stage, so a server that hangs adds at most ~5 s to a stage (MLflow's defaults: 120 s x 7 tries).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     try:
         _check_server(uri)
         return SafeTracker(MlflowTracker(uri, experiment, image, stage), local_note)
@@ -241,10 +294,14 @@ def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri:
 @contextlib.contextmanager
 def stage_run(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
               local_note: str) -> Iterator[Tracker]:
-    """Context manager: the run ends FINISHED, or FAILED if the stage raises."""
+    """Context manager: the run ends FINISHED, KILLED if a signal or Ctrl-C stopped the stage
+    (training then has a resume checkpoint, tagged ``sindiffusion.resumable``), or FAILED."""
     tracker = open_tracker(stage, image, enabled=enabled, experiment=experiment, uri=uri, local_note=local_note)
     try:
         yield tracker
+    except (Preempted, KeyboardInterrupt):
+        tracker.finish("KILLED")
+        raise
     except BaseException:
         tracker.finish("FAILED")
         raise

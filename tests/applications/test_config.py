@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from sindiffusion.applications.config import (
-    KIND_KEYS,
-    KINDS,
+    EDIT_KINDS,
+
     ManipulateConfig,
     ManipulateError,
     edit_input_files,
+    kind_options,
     parse_edit,
     parse_image_edits,
     validate_all_edits,
@@ -18,23 +19,14 @@ from sindiffusion.config import ConfigError, build_section
 
 ORIGIN = "params.yaml: manipulate.edits.img[0]"
 
-VALID = {
-    "text": {"prompt": "a red mountain"},
-    "outpaint": {"right": 8},
-    "inpaint": {"mask": "m.png"},
-    "paint": {"input": "p.png"},
-    "harmonize": {"input": "c.png", "mask": "m.png"},
-    "edit": {"input": "e.png", "mask": "m.png"},
-    "super_resolution": {"scale": 2},
-    "resize": {"width": 200},
-}
+VALID = {kind: cls.EXAMPLE for kind, cls in EDIT_KINDS.kinds.items()}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EDIT_KINDS.names())
 def test_every_kind_parses_with_defaults(kind):
     spec = parse_edit({"name": "x", "kind": kind, **VALID[kind]}, ORIGIN)
     assert spec.kind == kind and spec.name == "x"
-    assert set(spec.options) >= set(KIND_KEYS[kind])
+    assert set(spec.options) >= set(kind_options(EDIT_KINDS.kinds[kind]))
     assert spec.where("mask") == f"{ORIGIN}.mask"
 
 
@@ -43,26 +35,26 @@ def test_every_kind_parses_with_defaults(kind):
     ({"name": "x"}, "kind", "required"),
     ({"name": "x", "kind": "outpant", "right": 2}, "kind", "did you mean 'outpaint'"),
     ({"name": "x", "kind": "outpaint", "rigth": 2}, "rigth", "did you mean 'right'"),
-    ({"name": "x", "kind": "outpaint", "prompt": "a"}, "prompt", "unknown key for kind 'outpaint'"),
+    ({"name": "x", "kind": "outpaint", "prompt": "a"}, "prompt", "unknown key; known keys: name, kind"),
     ({"name": "x", "kind": "text"}, "prompt", "required"),
     ({"name": "x", "kind": "text", "prompt": "   "}, "prompt", "prompt is empty"),
     ({"name": "x", "kind": "inpaint"}, "mask", "required"),
     ({"name": "x", "kind": "paint"}, "input", "required"),
     ({"name": "x", "kind": "harmonize", "input": "c.png"}, "mask", "required"),
     ({"name": "x", "kind": "super_resolution"}, "scale", "required"),
-    ({"name": "x", "kind": "super_resolution", "scale": 1}, "scale", "integer >= 2"),
+    ({"name": "x", "kind": "super_resolution", "scale": 1}, "scale", "must be >= 2, got 1"),
     ({"name": "x", "kind": "super_resolution", "scale": 1.5}, "scale", "expected an integer"),
-    ({"name": "x", "kind": "paint", "input": "p.png", "strength": 1.5}, "strength", r"\(0, 1\]"),
+    ({"name": "x", "kind": "paint", "input": "p.png", "strength": 1.5}, "strength", r"must be <= 1, got 1.5"),
     ({"name": "x", "kind": "paint", "input": "p.png", "factor": 0}, "factor", ">= 1"),
     ({"name": "x", "kind": "outpaint"}, "right", "left/right/top/bottom"),
     ({"name": "x", "kind": "outpaint", "right": 4, "width": 99}, "height", "not both"),
     ({"name": "x", "kind": "outpaint", "right": -4}, "right", ">= 0"),
-    ({"name": "x", "kind": "outpaint", "width": 99, "anchor": "middle"}, "anchor", "unknown anchor"),
+    ({"name": "x", "kind": "outpaint", "width": 99, "anchor": "middle"}, "anchor", "'middle' is not allowed; choose one of center, top"),
     ({"name": "x", "kind": "resize"}, "width", "height/width"),
     ({"name": "x", "kind": "resize", "width": 4}, "width", ">= 8"),
     ({"name": "x", "kind": "resize", "width": 64, "strength": 0.5}, "strength", "only used with factor"),
-    ({"name": "x", "kind": "resize", "width": 64, "sampler": "euler"}, "sampler", "ddpm or ddim"),
-    ({"name": "../x", "kind": "resize", "width": 64}, "name", "folder name"),
+    ({"name": "x", "kind": "resize", "width": 64, "sampler": "euler"}, "sampler", "'euler' is not allowed; choose one of ddim, ddpm, euler_ancestral"),
+    ({"name": "../x", "kind": "resize", "width": 64}, "name", "'../x' is not allowed"),
     ({"name": "x", "kind": "inpaint", "mask": ""}, "mask", "empty"),
 ])
 def test_errors_name_the_key(raw, key, match):

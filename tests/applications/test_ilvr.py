@@ -23,7 +23,9 @@ from sindiffusion.applications import (
 )
 from sindiffusion.diffusion import make_sampler, sample_loop
 
-from .conftest import CountingModel, smooth_image
+from tests.tiny import smooth_image
+
+from .conftest import CountingModel
 
 
 def _lp_distance(x: torch.Tensor, ref: torch.Tensor, factor: int) -> float:
@@ -103,7 +105,7 @@ def test_mask_hook_without_sdedit_and_composite(unet, diffusion, ddpm):
 
 
 def test_super_resolve_shape_and_consistency(unet, diffusion, ddim):
-    low = smooth_image(13, size=8)
+    low = smooth_image(13, height=8)
     sr = super_resolve(unet, diffusion, ddim, low, 4, batch_size=2, generator=torch.Generator().manual_seed(0))
     assert sr.shape == (2, 3, 32, 32)
     down = F.interpolate(sr, size=(8, 8), mode="bicubic", align_corners=False, antialias=True)
@@ -115,7 +117,7 @@ def test_super_resolve_shape_and_consistency(unet, diffusion, ddim):
     with pytest.raises(ValueError, match="scale must be an integer >= 2"):
         super_resolve(unet, diffusion, ddim, low, 1)
     with pytest.raises(ValueError, match="too large"):
-        super_resolve(unet, diffusion, ddim, smooth_image(0, size=2), 4)
+        super_resolve(unet, diffusion, ddim, smooth_image(0, height=2), 4)
 
 
 def test_lowpass_behaviour_and_errors():

@@ -126,7 +126,11 @@ def test_stage_runs_every_kind(in_project: Path, capsys):
     for e in summary["edits"]:
         if "known_region_max_abs_diff" in e["metrics"]:
             assert e["metrics"]["known_region_max_abs_diff"] == 0.0
-    assert "img/wide (outpaint, 36x44)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "img/wide (outpaint, 36x44)" in captured.out
+    # --no-progress: plain progress lines in the log (stderr), the last one at 100 %
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("manipulate: ") and "%)" in ln]
+    assert len(lines) >= 10 and "(100%)" in lines[-1] and "step/s" in lines[-1] and "ETA" in lines[-1]
     assert not list(out.parent.glob(".manipulate.tmp-*"))
 
 
@@ -280,7 +284,7 @@ def test_one_off_flag_errors(in_project: Path, tmp_path: Path, capsys):
     cases = [
         (["inpaint", "--mask", "inputs/mask_wrong_size.png"], "--mask: mask size 40x48"),
         (["text", "--prompt", ""], "--prompt: the prompt is empty"),
-        (["super-resolve", "--scale", "1"], "--scale: the super-resolution scale must be an integer >= 2"),
+        (["super-resolve", "--scale", "1"], "--scale: must be >= 2, got 1"),
         (["paint", "--reference", "inputs/paint.png", "--factor", "40"], "--factor: low-pass factor N=40"),
         (["outpaint"], "--right: outpainting needs"),
     ]

@@ -95,9 +95,10 @@ def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch:
 
 
 @pytest.mark.parametrize("model, message", [
-    ({"kind": "nope"}, "model.kind: unknown model kind 'nope'; choose one of patch, unet"),
+    ({"kind": "nope"}, "model.kind: unknown model kind 'nope'"),
     ({**PATCH_MODEL, "patch_size": 4}, "model.patch_size: must be an odd integer"),
     ({**PATCH_MODEL, "padding": "circular"}, "model.padding: 'circular' is not allowed"),
+    ({**PATCH_MODEL, "chunk_size": 0}, "model.chunk_size: must be >= 1"),
     ({**PATCH_MODEL, "preset": "paper"}, "model.preset: unknown key"),
     ({**PATCH_MODEL, "scales": 4, "patch_size": 7}, "model.patch_size: patch side 7 is larger than scale"),
 ])
@@ -120,12 +121,10 @@ def test_bad_patch_model_section_exits_2_and_writes_nothing(tmp_path, monkeypatc
         assert sorted(p for p in tmp_path.rglob("*")) == before
 
 
-def test_one_set_switches_the_kind(tmp_path, monkeypatch):
-    """The shipped params.yaml keeps both kinds' options: ``--set model.kind=patch`` is the switch."""
+def test_shipped_patch_config_loads():
+    """``--params configs/patch.yaml`` is the switch: every section valid, the model training-free."""
     from sindiffusion.config import load_params
 
     repo = Path(__file__).resolve().parents[2]
-    unet = load_params(repo / "params.yaml").section("model")
-    patch = load_params(repo / "params.yaml", ["model.kind=patch"]).section("model")
-    assert unet.kind == "unet" and patch.kind == "patch"
-    assert load_params(repo / "configs" / "patch.yaml").section("model").kind == "patch"
+    params = load_params(repo / "configs" / "patch.yaml")
+    assert params.section("model").kind == "patch" and params.section("sample").steps <= 25

@@ -12,26 +12,13 @@ from PIL import Image
 
 from sindiffusion.cli import main
 from sindiffusion.stages import sample as sample_stage
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        project(root, train={"steps": 4})
-        assert main(["preprocess", "--image", "img"]) == 0
-        assert main(["train", "--image", "img", "--no-progress"]) == 0
-    return root
+from tests.stages._tiny import one_torch_thread  # noqa: F401
 
 
 @pytest.fixture
-def proj(trained, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the trained project, as the working directory."""
-    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def proj(trained_project) -> Path:
+    """A fresh copy of the trained project (tests/conftest.py, 4 steps), as the working directory."""
+    return trained_project
 
 
 def _sample(*argv: str) -> int:
@@ -45,7 +32,8 @@ def _pixels(path: Path) -> np.ndarray:
 def test_default_output(proj, capsys):
     assert _sample() == 0
     out = proj / "results/img/samples"
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "sample_000.png", "sample_001.png", "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".sindiffusion-output", "grid.png", "sample_000.png",
+                                                     "sample_001.png", "samples.json"]
     for name in ("sample_000.png", "sample_001.png"):
         img = Image.open(out / name)
         assert img.mode == "RGB" and img.size == (48, 40)  # training size: scale 1 x 1
@@ -118,9 +106,23 @@ def test_failure_keeps_previous_samples(proj, monkeypatch, capsys, attr, error, 
 
 def test_bad_requests(proj, capsys):
     assert _sample("--height", "4", "--width", "40") == 2
-    assert "too small" in capsys.readouterr().err
+    assert "sample.height: must be >= 8, got 4" in capsys.readouterr().err
     assert _sample("--set", "sample.sampler=euler") == 2
     assert "euler" in capsys.readouterr().err
     assert _sample("--checkpoint", "results/img/preprocess/image.png") == 2
     assert "image.png: not a readable checkpoint" in capsys.readouterr().err
+    assert not (proj / "results/img/samples").exists()
+
+
+@pytest.mark.parametrize("clip", ["dynamic", "low_noise", "false"])
+def test_x0_modes_and_bf16_sample(proj, capsys, clip):
+    assert _sample("--set", f"sample.clip_x0={clip}", "--set", "sample.precision=bf16") == 0
+    meta = json.loads((proj / "results/img/samples/samples.json").read_text())
+    assert str(meta["clip_x0"]).lower() == clip and meta["precision"] == "bf16"
+    assert "sample: bf16 autocast (precision=bf16)" in capsys.readouterr().err
+
+
+def test_bad_x0_mode_is_exit_2_naming_the_key(proj, capsys):
+    assert _sample("--set", "sample.clip_x0=sometimes") == 2
+    assert "sample.clip_x0: expected true/false, got str 'sometimes'; allowed: true/false or dynamic or low_noise" in capsys.readouterr().err
     assert not (proj / "results/img/samples").exists()

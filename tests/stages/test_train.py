@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sindiffusion.checkpoint import load_checkpoint, sha256_file
+from sindiffusion.artifacts import sha256_file
+from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
 from sindiffusion.training.trainer import Trainer
 from tests.stages._tiny import make_image, one_torch_thread, project  # noqa: F401
@@ -54,7 +55,8 @@ def straight(tmp_path_factory) -> Path:
 def test_outputs_and_metrics(straight):
     root = straight
     metrics = json.loads((root / "results/img/train/metrics.json").read_text())
-    assert set(metrics) == {"final_loss", "steps", "it_per_s", "train_seconds", "resumed_from_step", "device"}
+    assert set(metrics) == {"final_loss", "steps", "it_per_s", "train_seconds", "resumed_from_step", "device", "precision",
+                            "train_seconds_total", "stopped_by_time"}
     assert metrics["steps"] == N and metrics["resumed_from_step"] == 0 and metrics["device"] == "cpu"
     assert metrics["it_per_s"] > 0 and metrics["train_seconds"] > 0
     rows = _loss_rows(root)
@@ -194,3 +196,28 @@ def test_processed_image_of_another_model_is_refused(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "results/img/preprocess/image.png" in err and "multiple of 4" in err
     assert not (tmp_path / "results/img/train").exists() or not any((tmp_path / "results/img/train").iterdir())
+
+
+def test_wall_clock_snapshots_budget_and_progress_lines(tmp_path, monkeypatch, capsys):
+    """Snapshots at fractional minutes, a max_minutes budget that stops before train.steps, plain progress
+    lines on stderr with --no-progress; a snapshot is a sampling checkpoint `sample --checkpoint` loads."""
+    monkeypatch.chdir(tmp_path)
+    _setup(tmp_path, train={"steps": 100000, "snapshot_minutes": [0.002, 0.004], "max_minutes": 0.006,
+                            "log_every": 1000})
+    assert _run("train", "--image", "img") == 0
+    err = capsys.readouterr().err
+    snaps = tmp_path / "results/img/train/snapshots"
+    assert sorted(p.name for p in snaps.iterdir()) == ["min_0.002.pt", "min_0.004.pt"]
+    first, second = (load_checkpoint(snaps / n) for n in ("min_0.002.pt", "min_0.004.pt"))
+    assert 0.12 <= first["snapshot"]["seconds"] < second["snapshot"]["seconds"]
+    assert 0 < first["snapshot"]["steps"] == first["step"] < second["step"]
+    assert "optimizer" not in first and first["model"].keys() == first["ema"].keys()
+    metrics = json.loads((tmp_path / "results/img/train/metrics.json").read_text())
+    assert metrics["stopped_by_time"] is True and 0 < metrics["steps"] < 100000
+    assert metrics["train_seconds_total"] >= 0.36
+    assert "train: snapshot at 0.002 min" in err
+    assert "train: " in err and "/100000 (0%)" in err and "ETA" in err  # the last line when the budget ends
+    assert main(["sample", "--image", "img", "--no-progress", "--checkpoint", str(snaps / "min_0.004.pt"),
+                 "--out", str(tmp_path / "snap_samples")]) == 0
+    assert len(list((tmp_path / "snap_samples").glob("sample_*.png"))) == 2
+    assert "sample: 5/5 (100%)" in capsys.readouterr().err

@@ -22,6 +22,7 @@ __all__ = [
     "chromium_path",
     "mlflow_run_url",
     "png_is_blank",
+    "page_text",
     "MLFLOW_UI_WAIT_MS",
 ]
 
@@ -124,35 +125,52 @@ def screenshot(
     return out
 
 
+def _argv(exe: str, profile: str, wait_ms: int) -> list[str]:
+    return [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--run-all-compositor-stages-before-draw",
+        f"--user-data-dir={profile}",
+        f"--virtual-time-budget={int(wait_ms)}",
+    ]
+
+
 def _shoot(exe: str, url: str, out: Path, width: int, height: int, wait_ms: int,
            timeout_s: float) -> None:
     if out.exists():
         out.unlink()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        argv = [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--run-all-compositor-stages-before-draw",
-            f"--user-data-dir={profile}",
-            f"--virtual-time-budget={int(wait_ms)}",
-            f"--screenshot={out}",
-            f"--window-size={int(width)},{int(height)}",
-            url,
-        ]
+        argv = [*_argv(exe, profile, wait_ms), f"--screenshot={out}", f"--window-size={int(width)},{int(height)}", url]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
     if not out.exists() or out.stat().st_size == 0:
         raise RuntimeError(
             f"chromium wrote no screenshot (rc={res.returncode}):\n{res.stderr[-2000:]}"
         )
+
+
+def page_text(url: str, wait_ms: int = MLFLOW_UI_WAIT_MS, timeout_s: float = 120.0) -> str:
+    """The visible text of ``url`` after its scripts ran (Chromium ``--dump-dom``; tags, scripts and
+    styles removed, whitespace collapsed): lets a test assert what a screenshot shows."""
+    import html
+    import re
+
+    exe = chromium_path()
+    if exe is None:
+        raise RuntimeError("chromium not installed (run `sudo .ci/install-system.sh`)")
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        res = subprocess.run([*_argv(exe, profile, wait_ms), "--dump-dom", url], capture_output=True, text=True,
+                             timeout=timeout_s)
+    dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", res.stdout, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom))).strip()
 
 
 def png_is_blank(png: os.PathLike | str, min_colors: int = 16) -> bool:

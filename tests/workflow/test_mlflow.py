@@ -3,12 +3,14 @@ and in the UI (headless Chromium); and a stage that survives an unreachable serv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
 import pytest
 
-from tests.support.browser import mlflow_run_url, png_is_blank, screenshot
+from sindiffusion import tracking
+from tests.support.browser import mlflow_run_url, page_text, png_is_blank, screenshot
 
 from .helpers import PROFILES, TINY_IMAGES, TINY_PARAMS, clean_env, make_project, run, snakemake
 
@@ -104,6 +106,49 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
         assert shot.stat().st_size > 10_000 and not png_is_blank(shot), shot
     for name in ("mlflow-image-run-model-metrics.png", "mlflow-sample-run-artifact-grid.png"):
         assert _shows_colour_image(artifacts_dir / name), f"no sample grid visible in {artifacts_dir / name}"
+
+    # the experiment opens on the training runs table, whose Dataset column names each model's
+    # training image: the experiment is typed as classic ML/DL, and the link the pipeline prints
+    # selects MLflow 3.17's "Model training" view (its UI follows a browser-wide switch, default GenAI)
+    experiment = _rest(mlflow_server, "experiments/get-by-name", {"experiment_name": EXPERIMENT})["experiment"]
+    assert {"key": tracking.EXPERIMENT_KIND_TAG, "value": tracking.EXPERIMENT_KIND} in experiment["tags"]
+    found = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp.experiment_id], "max_results": 100,
+                                                 "filter": "tags.`sindiffusion.stage` = 'train'"})["runs"]
+    found += [p for p in _rest(mlflow_server, "runs/search", {"experiment_ids": [exp.experiment_id],
+              "filter": "tags.`sindiffusion.kind` = 'image'"})["runs"]]
+    digests = {}
+    for r in found:
+        image = next(t["value"] for t in r["data"]["tags"] if t["key"] == "sindiffusion.image")
+        sha = hashlib.sha256((root / "results" / image / "preprocess" / "image.png").read_bytes()).hexdigest()
+        (given,) = r["inputs"]["dataset_inputs"]
+        assert (given["dataset"]["name"], given["dataset"]["digest"]) == (image, sha[:tracking.DIGEST_CHARS])
+        assert {"key": "mlflow.data.context", "value": "training"} in given["tags"]
+        digests[image] = sha[:tracking.DIGEST_CHARS]
+    assert len(found) == 2 * len(TINY_IMAGES) and sorted(digests) == sorted(TINY_IMAGES)
+    assert f"MLflow runs: open {tracking.ui_url(mlflow_server)} " in res.stdout
+    url = tracking.ui_url(mlflow_server, exp.experiment_id)
+    shot = screenshot(url, artifacts_dir / "mlflow-experiment-runs-table.png")
+    print(f"screenshot: {shot} ({url})")
+    assert shot.stat().st_size > 10_000 and not png_is_blank(shot), shot
+    text = page_text(url)
+    (artifacts_dir / "mlflow-experiment-runs-table.txt").write_text(text)
+    assert "Run Name" in text and "Dataset" in text and "Evaluation runs" not in text, text[:2000]
+    for image, digest in digests.items():
+        assert f"{image} ({digest}) training" in text, text[:2000]
+
+
+def _rest(server: str, endpoint: str, body: dict) -> dict:
+    """One MLflow REST API call (GET with a query for ``get-by-name``, else POST JSON)."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{server}/api/2.0/mlflow/{endpoint}"
+    if endpoint.endswith("get-by-name"):
+        req = urllib.request.Request(f"{url}?{urllib.parse.urlencode(body)}")
+    else:
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):

@@ -7,13 +7,18 @@ import re
 from pathlib import Path
 
 from sindiffusion.config import STAGE_SECTIONS
-from sindiffusion.paths import TEMPLATES, find_source_image, list_images
+from sindiffusion.paths import IMAGE_NAME_PATTERN, TEMPLATES, check_image_name, find_source_image, list_images
+from sindiffusion.tracking import ui_url
 
 # The params file passed to every `sindiffusion` call (the file the Snakefile's configfile reads).
 PARAMS_FILE = "params.yaml"
 IMAGES_DIR = config["data"].get("images_dir", "data/images")
 RESULTS = config["data"].get("results_dir", "results")
 IMAGES = list(config["data"].get("images") or list_images(IMAGES_DIR))
+# The names become folders under results/: the CLI's one check (no path separators, no '..').
+for _name in IMAGES:
+    check_image_name(_name, where=f"{PARAMS_FILE}: data.images" if config["data"].get("images")
+                     else f"{IMAGES_DIR}/{_name}.*")
 if not IMAGES:
     logger.warning(
         f"No images: {IMAGES_DIR}/ holds no image file and params.yaml's data.images is empty. "
@@ -29,7 +34,7 @@ STAGE_RULE_FILES = sorted(
 )
 
 wildcard_constraints:
-    image="|".join(map(re.escape, IMAGES)) if IMAGES else "[^/]+",
+    image="|".join(map(re.escape, IMAGES)) if IMAGES else IMAGE_NAME_PATTERN,
 
 
 def path(key, image="{image}"):
@@ -121,9 +126,10 @@ def print_summary():
     else:
         uri = tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         if uri.startswith(("http://", "https://")):
-            lines.append(f"MLflow runs: open {uri} in a browser (experiment '{tracking.get('experiment', 'sindiffusion')}').")
+            lines.append(f"MLflow runs: open {ui_url(uri)} in a browser (experiment "
+                         f"'{tracking.get('experiment', 'sindiffusion')}').")
         else:
-            lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open http://127.0.0.1:5000")
+            lines.append(f"MLflow runs: mlflow ui --backend-store-uri {uri}   then open {ui_url('http://127.0.0.1:5000')}")
         lines.append(f"  (experiment '{tracking.get('experiment', 'sindiffusion')}': one run per image, "
                      "stage runs nested under it; the image run's Model metrics tab shows input and samples)")
     print("\n".join(lines))

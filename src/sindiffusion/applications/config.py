@@ -18,7 +18,7 @@ Shape of the section::
           - {name: wide, kind: outpaint, right: 64}
           - {name: sr2, kind: super_resolution, scale: 2}
 
-Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`KINDS`); the other keys
+Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`EDIT_KINDS`, one registered application each); the other keys
 depend on the kind (:data:`KIND_KEYS`). Files (``input``, ``mask``) are paths relative to the
 working directory (the repository root, where Snakemake and DVC run). Errors name the key as
 ``params.yaml: manipulate.edits.<image>[i].<key>`` (or the ``--flag`` of a one-off command).
@@ -26,148 +26,99 @@ working directory (the repository root, where Snakemake and DVC run). Errors nam
 
 from __future__ import annotations
 
-import difflib
-import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
 
-from .known_region import ANCHORS
+from ..config import SAMPLERS, KindTable, ManipulateConfig, opt
 
-__all__ = ["COMMON_KEYS", "EditSpec", "KIND_KEYS", "KINDS", "ManipulateConfig", "ManipulateError", "edit_input_files",
-           "parse_edit", "parse_image_edits", "validate_all_edits"]
+__all__ = ["EDIT_KINDS", "EditOptions", "EditSpec", "ILVROptions", "ManipulateConfig", "ManipulateError",
+           "MaskedILVROptions", "ResampleOptions", "SizeOptions", "edit_input_files", "kind_options", "parse_edit",
+           "parse_image_edits", "validate_all_edits"]
 
 
 class ManipulateError(ValueError):
     """Bad input for an application (params, flags, files, checkpoint); the CLI exits with status 2."""
 
 
-@dataclass(frozen=True)
-class ManipulateConfig:
-    """``params.yaml: manipulate`` -- sampling defaults plus the per-image list of edits."""
+class _ApplicationOptions(Mapping):
+    """``kind -> options dataclass``, read from the application registry (:mod:`.base`) when first used."""
 
-    sampler: str = "ddim"
-    steps: int = 100
-    eta: float = 1.0
-    seed: int = 0
-    num: int = 1
-    """Samples per edit; ``result.png`` is the first, all are in ``samples/`` when > 1."""
-    batch_size: int = 4
-    clip_x0: bool = True
-    """Clamp the predicted x0 to [-1, 1] at every step (official); see params.yaml's sample.clip_x0."""
-    use_ema: bool = True
-    device: str = "auto"
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str = "openai"
-    """An open_clip pretrained tag (Hugging Face cache) or a local weights file."""
-    clip_cache_dir: str = ""
-    """Where tags are downloaded / looked up ("" = the Hugging Face hub cache)."""
-    edits: dict = field(default_factory=dict)
-    """``{image name: [ {name, kind, ...}, ... ]}``."""
+    def _apps(self) -> Any:
+        from .base import APPLICATIONS
+
+        return APPLICATIONS
+
+    def __getitem__(self, kind: str) -> type:
+        return self._apps().get(kind).Options
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._apps().names())
+
+    def __len__(self) -> int:
+        return len(self._apps().names())
 
 
-KINDS = ("text", "outpaint", "inpaint", "paint", "harmonize", "edit", "super_resolution", "resize")
+#: Edit kind -> its options dataclass (a subclass of :class:`EditOptions`), from the registered applications.
+EDIT_KINDS = KindTable("kind", _ApplicationOptions())  # type: ignore[arg-type]
+
+#: A folder name: letters, digits, ``_-.``, not starting with ``.`` or ``-``.
+EDIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-@dataclass(frozen=True)
-class Key:
-    """One option of an edit: its type, default and whether it is required."""
+@dataclass(frozen=True, kw_only=True)
+class EditOptions:
+    """Keys every edit accepts; the sampling ones default (``None``) to the ``manipulate`` section's value."""
 
-    type: type
-    default: Any = None
-    required: bool = False
-    help: str = ""
+    #: The smallest valid options of the kind (besides name and kind): docs and contract tests use it.
+    EXAMPLE: ClassVar[dict[str, Any]] = {}
+
+    name: str = opt(pattern=EDIT_NAME_PATTERN, help="output folder name")
+    kind: str = opt(choices=EDIT_KINDS.names, help="what the edit does")
+    num: Optional[int] = opt(None, ge=1, help="samples to draw")
+    seed: Optional[int] = opt(None, ge=0, help="random seed")
+    sampler: Optional[str] = opt(None, choices=SAMPLERS.names, help="sampler")
+    steps: Optional[int] = opt(None, ge=1, help="sampling steps")
+    eta: Optional[float] = opt(None, ge=0, help="DDIM eta")
+    batch_size: Optional[int] = opt(None, ge=1, help="samples per batch")
+
+    def check(self, where: Callable[[str], str]) -> None:
+        """Checks across keys (``where(key)`` spells a key in messages); raises :class:`ManipulateError`."""
 
 
-#: Keys every edit accepts (``None`` = take the section's value).
-COMMON_KEYS: dict[str, Key] = {
-    "name": Key(str, required=True, help="output folder name"),
-    "kind": Key(str, required=True, help="one of " + ", ".join(KINDS)),
-    "num": Key(int, help="samples to draw"),
-    "seed": Key(int, help="random seed"),
-    "sampler": Key(str, help="ddpm or ddim"),
-    "steps": Key(int, help="sampling steps"),
-    "eta": Key(float, help="DDIM eta"),
-    "batch_size": Key(int, help="samples per batch"),
-}
+def kind_options(cls: type) -> tuple[str, ...]:
+    """The keys specific to an edit kind (not those of :class:`EditOptions`)."""
+    common = {f.name for f in dataclasses.fields(EditOptions)}
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in common)
 
-_SIZE = {
-    "height": Key(int, help="output height in px (default: from the training image)"),
-    "width": Key(int, help="output width in px"),
-}
-_RESAMPLE = {
-    "resample": Key(int, 0, help="RePaint: extra repeats of each step (smoother seams, slower)"),
-    "resample_until": Key(float, 0.0, help="RePaint only while t >= resample_until * T (0 = every step)"),
-}
-_ILVR = {
-    "factor": Key(int, 4, help="ILVR low-pass factor N (larger: only coarser structure is kept)"),
-    "strength": Key(float, 0.7, help="SDEdit start: noise the reference to strength * T (0, 1]"),
-    "stop_at": Key(float, 0.0, help="condition only while t >= stop_at * T (more freedom near the end)"),
-}
 
-#: Kind-specific keys.
-KIND_KEYS: dict[str, dict[str, Key]] = {
-    "text": {
-        "prompt": Key(str, required=True, help="what the image should show"),
-        "guidance_scale": Key(float, 1000.0, help="CLIP guidance scale s of eq. (5)"),
-        "cutouts": Key(int, 8, help="random crops of x0 fed to CLIP per step"),
-        "clip_model": Key(str, help="open_clip architecture (default: manipulate.clip_model)"),
-        "clip_pretrained": Key(str, help="pretrained tag or local weights file (default: manipulate.clip_pretrained)"),
-        **_SIZE,
-    },
-    "outpaint": {
-        "left": Key(int, 0, help="pixels to add on the left"),
-        "right": Key(int, 0, help="pixels to add on the right"),
-        "top": Key(int, 0, help="pixels to add on the top"),
-        "bottom": Key(int, 0, help="pixels to add on the bottom"),
-        **_SIZE,
-        "anchor": Key(str, "center", help="where the image sits on a height x width canvas: " + ", ".join(ANCHORS)),
-        "input": Key(str, help="image to extend (default: the training image)"),
-        **_RESAMPLE,
-    },
-    "inpaint": {
-        "mask": Key(str, required=True, help="mask file, white = region to regenerate"),
-        "input": Key(str, help="image to fill (default: the training image)"),
-        "invert_mask": Key(bool, False, help="black = region to regenerate"),
-        **_RESAMPLE,
-    },
-    "paint": {
-        "input": Key(str, required=True, help="the rough painting"),
-        **_ILVR,
-        **_SIZE,
-    },
-    "harmonize": {
-        "input": Key(str, required=True, help="the naive composite"),
-        "mask": Key(str, required=True, help="mask file, white = the pasted object"),
-        "invert_mask": Key(bool, False, help="black = the pasted object"),
-        **_ILVR,
-        "strength": Key(float, 0.6, help="SDEdit start: noise the reference to strength * T (0, 1]"),
-        **_SIZE,
-    },
-    "edit": {
-        "input": Key(str, required=True, help="the edited image"),
-        "mask": Key(str, required=True, help="mask file, white = the edited region"),
-        "invert_mask": Key(bool, False, help="black = the edited region"),
-        **_ILVR,
-        "strength": Key(float, 0.6, help="SDEdit start: noise the reference to strength * T (0, 1]"),
-        **_SIZE,
-    },
-    "super_resolution": {
-        "scale": Key(int, required=True, help="integer upscaling factor k >= 2"),
-        "input": Key(str, help="low-resolution image, used at its own size (default: the training image)"),
-        "stop_at": Key(float, 0.0, help="condition only while t >= stop_at * T"),
-    },
-    "resize": {
-        **_SIZE,
-        "scale_h": Key(float, help="height as a factor of the training image"),
-        "scale_w": Key(float, help="width as a factor of the training image"),
-        "factor": Key(int, help="optional: keep the layout of the resized training image (ILVR factor N)"),
-        "strength": Key(float, help="optional with factor: SDEdit start from the resized training image"),
-        "stop_at": Key(float, 0.0, help="with factor: condition only while t >= stop_at * T"),
-    },
-}
+# Option groups shared by several kinds.
+@dataclass(frozen=True, kw_only=True)
+class SizeOptions:
+    height: Optional[int] = opt(None, ge=8, help="output height in px (default: from the training image)")
+    width: Optional[int] = opt(None, ge=8, help="output width in px")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+
+@dataclass(frozen=True, kw_only=True)
+class ResampleOptions:
+    resample: int = opt(0, ge=0, help="RePaint: extra repeats of each step (smoother seams, slower)")
+    resample_until: float = opt(0.0, ge=0, le=1, help="RePaint only while t >= resample_until * T (0 = every step)")
+
+
+STRENGTH_HELP = "SDEdit start: noise the reference to strength * T (0, 1]"
+STOP_AT_HELP = "condition only while t >= stop_at * T (more freedom near the end)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ILVROptions:
+    factor: int = opt(4, ge=1, help="ILVR low-pass factor N (larger: only coarser structure is kept)")
+    strength: float = opt(0.7, gt=0, le=1, help=STRENGTH_HELP)
+    stop_at: float = opt(0.0, ge=0, le=1, help=STOP_AT_HELP)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskedILVROptions(ILVROptions):
+    strength: float = opt(0.6, gt=0, le=1, help=STRENGTH_HELP)
 
 
 @dataclass(frozen=True)
@@ -203,121 +154,25 @@ def key_where(origin: str, key: str) -> str:
     return f"{origin}.{key}"
 
 
-def _coerce(value: Any, key: Key, where: str) -> Any:
-    if value is None:
-        if key.required:
-            raise ManipulateError(f"{where}: required ({key.help})")
-        return key.default
-    tp = key.type
-    ok = (isinstance(value, bool) if tp is bool else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
-          isinstance(value, int) and not isinstance(value, bool) if tp is int else isinstance(value, tp))
-    if not ok:
-        raise ManipulateError(f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}")
-    return float(value) if tp is float else value
-
-
 def parse_edit(raw: Any, origin: str, kind: str | None = None) -> EditSpec:
     """Validate one edit (a mapping from params.yaml, or the flags of a one-off command).
 
-    Checks the kind, unknown keys (with a did-you-mean hint), types, required keys and value
-    ranges that do not depend on files. File existence, sizes and masks are checked later
+    Checks the kind, unknown keys (with a did-you-mean hint), types, required keys, choices and
+    ranges (all from the kind's options dataclass) and the kind's checks across keys. File
+    existence, sizes and masks are checked later
     (:func:`sindiffusion.applications.manipulate.prepare_edit`).
     """
     if not isinstance(raw, Mapping):
         raise ManipulateError(f"{origin}: expected a mapping like {{name: ..., kind: ...}}, got {type(raw).__name__}")
-    raw = dict(raw)
+    raw = {k: v for k, v in raw.items() if v is not None}  # null (or a flag not given) = the default
     if kind is not None:
         raw.setdefault("kind", kind)
-    kind_value = raw.get("kind")
-    if kind_value is None:
-        raise ManipulateError(f"{key_where(origin, 'kind')}: required; one of {', '.join(KINDS)}")
-    if kind_value not in KINDS:
-        close = difflib.get_close_matches(str(kind_value), KINDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ManipulateError(f"{key_where(origin, 'kind')}: unknown kind {kind_value!r}{hint}; "
-                              f"choose one of {', '.join(KINDS)}")
-    schema = {**COMMON_KEYS, **KIND_KEYS[kind_value]}
-    for k in raw:
-        if k not in schema:
-            close = difflib.get_close_matches(str(k), list(schema), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; keys of kind {kind_value!r}: {', '.join(schema)}"
-            raise ManipulateError(f"{key_where(origin, str(k))}: unknown key for kind {kind_value!r}{hint}")
-    values = {k: _coerce(raw.get(k), spec, key_where(origin, k)) for k, spec in schema.items()}
-    name = values.pop("name")
-    values.pop("kind")
-    if not _NAME_RE.match(name):
-        raise ManipulateError(f"{key_where(origin, 'name')}: {name!r} is not a usable folder name "
-                              "(letters, digits, '_', '-', '.'; not starting with '.' or '-')")
-    spec = EditSpec(name=name, kind=kind_value, options=values, origin=origin)
-    _check_ranges(spec)
-    return spec
-
-
-def _check_ranges(spec: EditSpec) -> None:
-    o, w = spec.options, spec.where
-
-    def positive(key: str, minimum: int | float = 1) -> None:
-        if o.get(key) is not None and o[key] < minimum:
-            raise ManipulateError(f"{w(key)}: must be >= {minimum}, got {o[key]!r}")
-
-    for key in ("num", "steps", "batch_size"):
-        positive(key)
-    if o.get("seed") is not None and o["seed"] < 0:
-        raise ManipulateError(f"{w('seed')}: must be >= 0, got {o['seed']!r}")
-    if o.get("eta") is not None and o["eta"] < 0:
-        raise ManipulateError(f"{w('eta')}: must be >= 0, got {o['eta']!r}")
-    if o.get("sampler") is not None and o["sampler"] not in ("ddpm", "ddim"):
-        raise ManipulateError(f"{w('sampler')}: unknown sampler {o['sampler']!r}; choose ddpm or ddim")
-    for key in ("height", "width"):
-        positive(key, 8)
-    for key in ("scale_h", "scale_w"):
-        if o.get(key) is not None and o[key] <= 0:
-            raise ManipulateError(f"{w(key)}: must be > 0, got {o[key]!r}")
-    if o.get("factor") is not None and o["factor"] < 1:
-        raise ManipulateError(f"{w('factor')}: the low-pass factor N must be an integer >= 1, got {o['factor']!r}")
-    if o.get("strength") is not None and not 0.0 < o["strength"] <= 1.0:
-        raise ManipulateError(f"{w('strength')}: must be in (0, 1], got {o['strength']!r}")
-    for key in ("stop_at", "resample_until"):
-        if o.get(key) is not None and not 0.0 <= o[key] <= 1.0:
-            raise ManipulateError(f"{w(key)}: a fraction of the diffusion steps, must be in [0, 1], got {o[key]!r}")
-    if o.get("resample") is not None and o["resample"] < 0:
-        raise ManipulateError(f"{w('resample')}: must be >= 0, got {o['resample']!r}")
-    for key in ("input", "mask", "clip_model", "clip_pretrained"):
-        if key in o and o[key] is not None and not str(o[key]).strip():
-            raise ManipulateError(f"{w(key)}: is empty")
-
-    if spec.kind == "text":
-        if not o["prompt"].strip():
-            raise ManipulateError(f"{w('prompt')}: the prompt is empty; describe the image, e.g. "
-                                  "'a photo of a mountain at sunset'")
-        if o["guidance_scale"] < 0:
-            raise ManipulateError(f"{w('guidance_scale')}: must be >= 0, got {o['guidance_scale']!r}")
-        positive("cutouts")
-    elif spec.kind == "outpaint":
-        pads = {k: o[k] for k in ("left", "right", "top", "bottom")}
-        for k, v in pads.items():
-            if v < 0:
-                raise ManipulateError(f"{w(k)}: must be >= 0 pixels, got {v!r}")
-        by_size = o.get("height") is not None or o.get("width") is not None
-        if by_size and any(pads.values()):
-            raise ManipulateError(f"{w('height')}: give either left/right/top/bottom or height/width, not both")
-        if not by_size and not any(pads.values()):
-            raise ManipulateError(f"{w('right')}: outpainting needs left/right/top/bottom > 0 or a target "
-                                  "height/width")
-        if o["anchor"] not in ANCHORS:
-            raise ManipulateError(f"{w('anchor')}: unknown anchor {o['anchor']!r}; choose one of {', '.join(ANCHORS)}")
-    elif spec.kind == "super_resolution":
-        if o["scale"] < 2:
-            raise ManipulateError(f"{w('scale')}: the super-resolution scale must be an integer >= 2, got {o['scale']!r}")
-    elif spec.kind == "resize":
-        if all(o.get(k) is None for k in ("height", "width", "scale_h", "scale_w")):
-            raise ManipulateError(f"{w('width')}: resize needs height/width (px) or scale_h/scale_w")
-        for px, sc in (("height", "scale_h"), ("width", "scale_w")):
-            if o.get(px) is not None and o.get(sc) is not None:
-                raise ManipulateError(f"{w(sc)}: give {px} or {sc}, not both")
-        if o.get("strength") is not None and o.get("factor") is None:
-            raise ManipulateError(f"{w('strength')}: only used with factor (layout-preserving resize)")
+    where = lambda key: key_where(origin, key)  # noqa: E731
+    options = EDIT_KINDS.build(raw, origin, key_where=where, error=ManipulateError)
+    options.check(where)
+    values = dataclasses.asdict(options)
+    name, kind_value = values.pop("name"), values.pop("kind")
+    return EditSpec(name=name, kind=kind_value, options=values, origin=origin)
 
 
 def parse_image_edits(cfg: ManipulateConfig, image: str, source: str = "params.yaml") -> list[EditSpec]:

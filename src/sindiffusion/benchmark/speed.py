@@ -13,10 +13,13 @@ import time
 
 import torch
 
+from ..artifacts import atomic_write
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion import GaussianDiffusion
-from ..models.unet import PRESETS, UNet, count_parameters
-from ..training.trainer import Trainer, resolve_device
+from ..models.unet import PRESETS, UNet, UNetConfig, count_parameters
+from ..runtime import autocast, autocast_dtype, describe
+from ..runtime import resolve_device
+from ..training.trainer import Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -24,12 +27,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_train(preset: str, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str) -> dict:
+def bench_train(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str,
+                channels_last: str = "auto", compile: bool = False) -> dict:
+    """Seconds per training iteration (after one warm-up step, which also compiles with ``compile``)."""
     image = torch.rand(3, h, w) * 2 - 1
-    cfg = TrainConfig(batch_size=batch, scale_min=1.0, scale_max=1.0, device=str(device), precision=precision)
-    trainer = Trainer(image, PRESETS[preset], DiffusionConfig(), cfg, {"name": "bench"}, device)
-    trainer.train_step()  # warm-up (allocator, cuDNN autotune)
+    cfg = TrainConfig(batch_size=batch, scale_min=1.0, scale_max=1.0, device=str(device), precision=precision,
+                      channels_last=channels_last, compile=compile)
+    trainer = Trainer(image, unet, DiffusionConfig(), cfg, {"name": "bench"}, device)
+    t0 = time.perf_counter()
+    trainer.train_step()  # warm-up (allocator, cuDNN autotune, torch.compile)
     _sync(device)
+    out = {"train_warmup_seconds": time.perf_counter() - t0}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -37,27 +45,27 @@ def bench_train(preset: str, h: int, w: int, batch: int, iters: int, device: tor
         trainer.train_step()
     _sync(device)
     dt = (time.perf_counter() - t0) / iters
-    out = {"train_seconds_per_iter": dt, "train_it_per_s": 1 / dt}
+    out.update(train_seconds_per_iter=dt, train_it_per_s=1 / dt)
     if device.type == "cuda":
         out["train_peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
 
 
 @torch.inference_mode()
-def bench_step(preset: str, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str) -> float:
-    model = UNet(PRESETS[preset]).to(device).eval()
+def bench_step(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str,
+               channels_last: str = "auto") -> float:
+    """Seconds per denoising step (one network call + the DDPM update) at ``batch``."""
+    model = UNet(unet).to(device).eval()
     diffusion = GaussianDiffusion.from_config("linear", 1000, 1e-4, 0.02)
     x = torch.randn(batch, 3, h, w, device=device)
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if device.type == "cuda":
+    dtype = autocast_dtype(precision, device)
+    if {"auto": device.type == "cuda", "on": True, "off": False}[channels_last]:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
     def eps(xx: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-        if use_bf16:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return model(xx, tt).float()
-        return model(xx, tt)
+        with autocast(device, dtype):
+            return model(xx, tt).float()
 
     diffusion.p_output(eps, x, 500)
     _sync(device)
@@ -68,19 +76,58 @@ def bench_step(preset: str, h: int, w: int, batch: int, iters: int, device: torc
     return (time.perf_counter() - t0) / iters
 
 
+def parse_variant(text: str) -> tuple[str, str, bool]:
+    """``"bf16,on,off"`` -> (precision, channels_last, compile); ValueError naming ``--variant``."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or parts[0] not in ("auto", "fp32", "bf16") or parts[1] not in ("auto", "on", "off") \
+            or parts[2] not in ("on", "off"):
+        raise ValueError(f"--variant {text!r}: expected PRECISION,CHANNELS_LAST,COMPILE with PRECISION in "
+                         "auto/fp32/bf16, CHANNELS_LAST in auto/on/off, COMPILE in on/off, e.g. bf16,on,off")
+    return parts[0], parts[1], parts[2] == "on"
+
+
+def _unet(args: argparse.Namespace) -> tuple[str, UNetConfig]:
+    if getattr(args, "params", None):
+        from ..config import load_params
+
+        return f"{args.params}: model", load_params(args.params, getattr(args, "overrides", [])).section("model").unet()
+    if args.preset not in PRESETS:
+        raise ValueError(f"--preset {args.preset!r}: choose one of {sorted(PRESETS)}")
+    return args.preset, PRESETS[args.preset]
+
+
+def _write(path: str | None, result: dict) -> None:
+    if path:
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+
+
 def main(args: argparse.Namespace) -> dict:
+    """One or several variants (``--variant``); the JSON is rewritten after each one, so a run cut
+    short by a time limit still leaves the variants it finished."""
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    result: dict = {"device": str(device), "preset": args.preset, "parameters": count_parameters(UNet(PRESETS[args.preset])),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision}
-    result.update(bench_train(args.preset, args.width, args.height, args.train_batch, args.iters, device, args.precision))
-    print(f"train  {args.preset} {args.width}x{args.height} batch {args.train_batch}: "
-          f"{result['train_seconds_per_iter']:.3f} s/it ({result['train_it_per_s']:.3f} it/s)", flush=True)
-    for b in args.sample_batches:
-        s = bench_step(args.preset, args.height, args.width, b, args.iters, device, args.precision)
-        result[f"step_seconds_batch{b}"] = s
-        print(f"sample {args.preset} {args.height}x{args.width} batch {b}: {s:.3f} s/step", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    name, unet = _unet(args)
+    variants = [parse_variant(v) for v in args.variants] or [(args.precision, args.channels_last, args.compile)]
+    result: dict = {"device": str(device), "preset": name, "parameters": count_parameters(UNet(unet)),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(), "variants": []}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    for precision, channels_last, compile in variants:
+        v: dict = {"precision": precision, "precision_used": describe(precision, device),
+                   "channels_last": channels_last, "compile": compile}
+        v.update(bench_train(unet, args.width, args.height, args.train_batch, args.iters, device, precision,
+                             channels_last, compile))
+        print(f"train  {name} {args.width}x{args.height} batch {args.train_batch} [{precision}, channels_last "
+              f"{channels_last}, compile {'on' if compile else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
+              f"({v['train_it_per_s']:.2f} it/s)", flush=True)
+        if not compile:  # sampling never compiles: its timing is the same with and without
+            for b in args.sample_batches:
+                v[f"step_seconds_batch{b}"] = bench_step(unet, args.height, args.width, b, args.iters, device,
+                                                         precision, channels_last)
+                print(f"sample {name} {args.height}x{args.width} batch {b} [{precision}, channels_last "
+                      f"{channels_last}]: {v[f'step_seconds_batch{b}']:.4f} s/step", flush=True)
+        result["variants"].append(v)
+        if len(variants) == 1:
+            result.update(v)  # the flat layout of a single run, as before
+        _write(args.json, result)
     return result

@@ -2,10 +2,12 @@
 
 from .gaussian import GaussianDiffusion, ModelOutput
 from .loop import SamplingContext, SamplingHook, sample_loop
-from .samplers import DDIMSampler, DDPMSampler, Sampler, make_sampler, spaced_timesteps
+from .samplers import SAMPLERS, Sampler, StepOutput, build_sampler, make_sampler, spaced_timesteps
 from .schedule import make_betas
+from .x0 import X0Clip, as_x0_clip
 
 __all__ = [
     "GaussianDiffusion", "ModelOutput", "SamplingContext", "SamplingHook", "sample_loop",
-    "DDIMSampler", "DDPMSampler", "Sampler", "make_sampler", "spaced_timesteps", "make_betas",
+    "SAMPLERS", "Sampler", "StepOutput", "build_sampler", "make_sampler", "spaced_timesteps", "make_betas",
+    "X0Clip", "as_x0_clip",
 ]

@@ -4,6 +4,10 @@ Notation follows Ho et al. (2020), "DDPM"; equation numbers refer to that paper.
 Every method that needs the denoiser takes it as an argument ``model(x_t, t) -> eps``
 with ``x_t: [B, C, H, W]`` in roughly [-1, 1] and ``t: [B]`` (int64).
 Images live in [-1, 1].
+
+A network may be trained to predict v = sqrt(abar) eps - sqrt(1 - abar) x0 instead of eps
+(``parameterization="v"``, Salimans & Ho 2022); :meth:`GaussianDiffusion.eps_from_output` is the
+one place that turns the network's output into eps, so samplers only ever see an eps-model.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .schedule import make_betas
+from .x0 import X0ClipLike, as_x0_clip
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PARAMETERIZATIONS = ("eps", "v")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
 def _extract(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -52,17 +58,21 @@ class GaussianDiffusion:
 
     Args:
         betas: float64 tensor ``[T]`` with 0 < beta_t < 1.
+        parameterization: what the network predicts, ``"eps"`` or ``"v"`` (see the module docstring).
         variance: ``"fixed_large"`` (sigma^2 = beta_t, the official SinDiffusion choice) or
             ``"fixed_small"`` (sigma^2 = posterior variance beta~_t).
     """
 
-    def __init__(self, betas: torch.Tensor, variance: str = "fixed_large") -> None:
+    def __init__(self, betas: torch.Tensor, variance: str = "fixed_large", parameterization: str = "eps") -> None:
         betas = betas.to(torch.float64)
         if betas.dim() != 1 or not bool(((betas > 0) & (betas < 1)).all()):
             raise ValueError("betas must be a 1-D tensor with values in (0, 1)")
         if variance not in ("fixed_large", "fixed_small"):
             raise ValueError(f"variance must be 'fixed_large' or 'fixed_small', got {variance!r}")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
         self.variance_type = variance
+        self.parameterization = parameterization
         self.betas = betas
         self.num_timesteps = int(betas.shape[0])
         alphas = 1.0 - betas
@@ -72,19 +82,48 @@ class GaussianDiffusion:
         self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
         self.sqrt_recip_alphas_cumprod = (1.0 / self.alphas_cumprod).sqrt()
         self.sqrt_recipm1_alphas_cumprod = (1.0 / self.alphas_cumprod - 1.0).sqrt()
-        # Eq. (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~, beta~ I).
-        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-        # beta~_0 = 0: clip the log so it stays finite (improved-diffusion convention).
-        self.posterior_log_variance_clipped = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
-        )
-        self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
-        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * alphas.sqrt() / (1.0 - self.alphas_cumprod)
 
     @classmethod
     def from_config(cls, schedule: str, num_timesteps: int, beta_start: float, beta_end: float,
-                    variance: str = "fixed_large") -> "GaussianDiffusion":
-        return cls(make_betas(schedule, num_timesteps, beta_start, beta_end), variance=variance)
+                    variance: str = "fixed_large", parameterization: str = "eps") -> "GaussianDiffusion":
+        return cls(make_betas(schedule, num_timesteps, beta_start, beta_end), variance=variance,
+                   parameterization=parameterization)
+
+    # ------------------------------------------------------------------ parameterisation
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio abar_t / (1 - abar_t) at ``t: [B]`` -> ``[B]`` float64."""
+        abar = self.alphas_cumprod.to(t.device)[t]
+        return abar / (1.0 - abar)
+
+    def eps_from_output(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's raw output -> predicted eps (``[B, C, H, W]``; ``t: [B]``).
+
+        For v-prediction: eps = sqrt(abar) v + sqrt(1 - abar) x_t (substitute eq. 4 into v's definition).
+        """
+        if self.parameterization == "eps":
+            return output
+        return _extract(self.sqrt_alphas_cumprod, t, x_t) * output + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t
+
+    def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x0."""
+        if self.parameterization == "eps":
+            return noise
+        return _extract(self.sqrt_alphas_cumprod, t, x0) * noise - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+
+    def loss_weights(self, t: torch.Tensor, weighting: str = "none", gamma: float = 5.0) -> torch.Tensor:
+        """Per-sample loss weights ``[B]`` float32.
+
+        ``min_snr`` (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting"): the
+        x0-space weight min(SNR, gamma) expressed for the network's target, i.e. divided by SNR
+        for eps-prediction and by SNR + 1 for v-prediction.
+        """
+        if weighting == "none":
+            return torch.ones(t.shape[0], device=t.device)
+        if weighting != "min_snr":
+            raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+        snr = self.snr(t)
+        denom = snr if self.parameterization == "eps" else snr + 1.0
+        return (snr.clamp(max=gamma) / denom).float()
 
     # ------------------------------------------------------------------ forward process
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -100,11 +139,6 @@ class GaussianDiffusion:
         ratio = float(self.alphas_cumprod[t]) / abar_s
         return ratio ** 0.5 * x_s + (1.0 - ratio) ** 0.5 * noise
 
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eq. (6)-(7): mean, variance and log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = _extract(self.posterior_mean_coef1, t, x_t) * x0 + _extract(self.posterior_mean_coef2, t, x_t) * x_t
-        return mean, _extract(self.posterior_variance, t, x_t), _extract(self.posterior_log_variance_clipped, t, x_t)
-
     # ------------------------------------------------------------------ reverse process
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Invert eq. (4): x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
@@ -118,22 +152,24 @@ class GaussianDiffusion:
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
     def output_from_eps(self, x_t: torch.Tensor, t: int, eps: torch.Tensor, t_prev: int | None = None,
-                        clip_x0: bool = True) -> ModelOutput:
+                        clip_x0: X0ClipLike = True) -> ModelOutput:
         """Turn a predicted noise at step ``t`` into p(x_{t_prev} | x_t).
 
         ``t_prev`` defaults to ``t - 1``; a larger jump (respaced sampling) uses the same
         formulas with beta_eff = 1 - abar_t / abar_{t_prev} (improved-diffusion's respacing).
-        With ``clip_x0`` the predicted x0 is clamped to [-1, 1] (official default) and eps is
-        recomputed from it so that the two stay consistent for DDIM.
+        ``clip_x0`` limits the predicted x0 (``True``: clamp to [-1, 1], the official default;
+        ``False``: nothing; an :class:`~sindiffusion.diffusion.x0.X0Clip` for the other modes) and
+        eps is recomputed from it so that the two stay consistent for DDIM.
         """
+        clip = as_x0_clip(clip_x0)
         t_prev = t - 1 if t_prev is None else t_prev
         if not -1 <= t_prev < t < self.num_timesteps:
             raise ValueError(f"need -1 <= t_prev < t < T, got t={t}, t_prev={t_prev}")
         abar_t, abar_s = self.abar(t), self.abar(t_prev)
         # x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (eq. 4 inverted)
         pred_x0 = pred_x0_raw = (x_t - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
-        if clip_x0:
-            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+        if clip.active(t, self.num_timesteps):
+            pred_x0 = clip.apply(pred_x0, t, self.num_timesteps)
             eps = (x_t - abar_t ** 0.5 * pred_x0) / (1.0 - abar_t) ** 0.5
         beta_eff = 1.0 - abar_t / abar_s
         # Eq. (7) with beta_eff: posterior mean and variance of q(x_s | x_t, x0).
@@ -151,15 +187,22 @@ class GaussianDiffusion:
                            pred_x0_raw=pred_x0_raw)
 
     def p_output(self, model: EpsModel, x_t: torch.Tensor, t: int, t_prev: int | None = None,
-                 clip_x0: bool = True) -> ModelOutput:
+                 clip_x0: X0ClipLike = True) -> ModelOutput:
         """Run ``model`` at ``(x_t, t)`` (``t`` an int shared by the batch) -> :class:`ModelOutput`."""
         t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
         eps = model(x_t, t_batch).to(x_t.dtype)
         return self.output_from_eps(x_t, t, eps, t_prev=t_prev, clip_x0=clip_x0)
 
     # ------------------------------------------------------------------ training
-    def training_loss(self, model: EpsModel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Simple loss, eq. (14): mean over the batch of || eps - eps_theta(x_t, t) ||^2 (a scalar)."""
+    def training_loss(self, model: EpsModel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                      weighting: str = "none", gamma: float = 5.0) -> torch.Tensor:
+        """Simple loss, eq. (14): mean over the batch of || target - net(x_t, t) ||^2 (a scalar, float32).
+
+        ``model`` is the raw network (it outputs eps or v, see :meth:`target`); the squared error is
+        computed in float32 whatever precision the network ran in, and weighted per sample by
+        :meth:`loss_weights` (``weighting="none"``: all 1, the plain DDPM loss).
+        """
         x_t = self.q_sample(x0, t, noise)
-        eps = model(x_t, t)
-        return F.mse_loss(eps.float(), noise.float())
+        out = model(x_t, t)
+        per_sample = (out.float() - self.target(x0, t, noise).float()).pow(2).flatten(1).mean(1)
+        return (per_sample * self.loss_weights(t, weighting, gamma).to(per_sample.device)).mean()

@@ -9,7 +9,7 @@ Order of operations at each visited step ``t`` (``t_prev`` is the next step, -1 
             out  = diffusion.p_output(model, x, t, t_prev)
             grad = sum(hook.guidance(x, t, out))       # e.g. CLIP gradient
             out  = sampler.guide(out, x, t, t_prev, grad)
-            x'   = sampler.step(out, x, t, t_prev, z)
+            x'   = sampler.step(out, x, t, t_prev, z).prev_sample
             x'   = hook.after_step(x', t_prev, out)    # e.g. known-region replacement, ILVR
             if another repeat: x = q(x_t | x_{t_prev} = x')
         x = x'
@@ -18,13 +18,14 @@ Order of operations at each visited step ``t`` (``t_prev`` is the next step, -1 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
 from .gaussian import EpsModel, GaussianDiffusion, ModelOutput
 from .samplers import Sampler
+from .x0 import X0ClipLike
 
 
 @dataclass
@@ -36,11 +37,20 @@ class SamplingContext:
     generator: torch.Generator
     device: torch.device
     shape: tuple[int, ...]
-    extras: dict = field(default_factory=dict)
+    #: one generator per sample of the batch (else all noise comes from ``generator``)
+    per_sample: Sequence[torch.Generator] = ()
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise from the loop's generator (drawn on CPU: same numbers on any device)."""
-        return torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
+        """Standard normal noise from the loop's generator (drawn on CPU: same numbers on any device).
+
+        With :attr:`per_sample` generators, sample ``b`` of ``x`` (``[B, ...]``) gets its noise from
+        generator ``b``, so a sample does not depend on the batch it is drawn in.
+        """
+        if self.per_sample and x.shape[0] == len(self.per_sample):
+            noise = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float32) for g in self.per_sample])
+        else:
+            noise = torch.randn(x.shape, generator=self.generator, dtype=torch.float32)
+        return noise.to(device=x.device, dtype=x.dtype)
 
 
 class SamplingHook:
@@ -80,10 +90,10 @@ def sample_loop(
     shape: Sequence[int],
     *,
     hooks: Sequence[SamplingHook] = (),
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     device: torch.device | str = "cpu",
     t_start: int | None = None,
-    clip_x0: bool = True,
+    clip_x0: X0ClipLike = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Draw samples of ``shape = (B, C, H, W)``; returns a tensor in [-1, 1].
@@ -91,15 +101,20 @@ def sample_loop(
     Args:
         t_start: begin at this step instead of T-1 (only visited steps <= t_start are run);
             hooks' :meth:`SamplingHook.start` typically noises a reference image to it (SDEdit).
-        generator: CPU generator for all noise, so results do not depend on the device.
+        generator: CPU generator for all noise, so results do not depend on the device; or one
+            per sample (``B`` of them: each sample's noise comes from its own generator).
+        clip_x0: what each step does to the predicted x0 (``True`` = clamp, ``False`` = nothing,
+            or an :class:`~sindiffusion.diffusion.x0.X0Clip`).
         progress: called as ``progress(i, n)`` after each visited step.
     """
     device = torch.device(device)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    per_sample = tuple(generator) if not isinstance(generator, torch.Generator) else ()
     timesteps = sampler.visited(t_start)
     if not timesteps:
         raise ValueError(f"t_start={t_start} leaves no sampling steps")
-    ctx = SamplingContext(diffusion, sampler, generator, device, tuple(shape))
+    ctx = SamplingContext(diffusion, sampler, per_sample[0] if per_sample else generator, device, tuple(shape),
+                          per_sample=per_sample)
     x = ctx.randn_like(torch.empty(tuple(shape), device=device))
     for hook in hooks:
         x = hook.start(x, timesteps[0], ctx)
@@ -117,7 +132,7 @@ def sample_loop(
             if grads:
                 out = sampler.guide(out, x, t, t_prev, torch.stack(grads).sum(0).detach())
             with torch.no_grad():
-                x_prev = sampler.step(out, x, t, t_prev, ctx.randn_like(x))
+                x_prev = sampler.step(out, x, t, t_prev, ctx.randn_like(x)).prev_sample
                 for hook in hooks:
                     x_prev = hook.after_step(x_prev, t_prev, out, ctx)
                 if r + 1 < repeats:

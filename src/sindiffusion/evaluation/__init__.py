@@ -26,12 +26,11 @@ import sys
 import types
 from typing import Any
 
-# Lazy attributes (PEP 562): `sindiffusion.config` imports `.config` from this package, and the
-# metrics pull in torchvision/scipy/lpips, which stages that only read params must not pay for.
+# Lazy attributes (PEP 562): the metrics pull in torchvision/scipy/lpips, which importers that only
+# need one light helper must not pay for.
 _LAZY: dict[str, str] = {
     "BadWeightsError": "weights",
     "DEFAULT_COPY_THRESHOLD": "patches",
-    "EvaluateConfig": "config",
     "InceptionFeatures": "sifid",
     "LPIPSAlex": "diversity",
     "MissingWeightsError": "weights",
@@ -70,7 +69,6 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "BadWeightsError",
     "DEFAULT_COPY_THRESHOLD",
-    "EvaluateConfig",
     "InceptionFeatures",
     "LPIPSAlex",
     "MissingWeightsError",

@@ -3,8 +3,9 @@
 * ``sindiffusion evaluate --image NAME [--weights-dir DIR]``: metrics of one image's samples.
 * ``sindiffusion weights status|fetch``: where the deep metrics' checkpoints are expected;
   download them (on a machine with internet).
-* ``sindiffusion benchmark --images-dir DIR``: preprocess -> train -> sample -> evaluate over a
-  folder of images, plus published baselines, into a table and a plot.
+* ``sindiffusion benchmark --images-dir DIR [--arm NAME=PARAMS ...]``: preprocess -> train ->
+  sample -> evaluate of every arm over a folder of images, plus published baselines, into one
+  table, a plot and contact sheets; ``benchmark-merge`` joins partial runs.
 * ``sindiffusion rf-study --image FILE``: receptive field vs diversity/copying (paper Table 4).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Callable
 
 
@@ -40,16 +42,27 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=_weights_fetch)
 
-    p = sub.add_parser("benchmark", help="run the pipeline over a folder of images and tabulate the metrics")
+    p = sub.add_parser("benchmark", help="run arms (configurations) over a folder of images; one table with baselines")
     add_common(p, image=False)
     p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
-    p.add_argument("--limit", type=int, help="only the first N images (natural order: 1, 2, ..., 10)")
-    p.add_argument("--out", default="results-benchmark", help="results folder (default: results-benchmark)")
+    p.add_argument("--images", metavar="SELECTION", help="only these images: names and numeric ranges, e.g. 1-13 "
+                   "or 1,2,5 (natural order)")
+    p.add_argument("--limit", type=int, help="only the first N (selected) images")
+    p.add_argument("--arm", dest="arms", action="append", default=[], metavar="NAME=PARAMS[:section.key=value,...]",
+                   help="a configuration to benchmark (repeatable), e.g. --arm unet=params.yaml "
+                   "--arm patch=configs/patch.yaml; --set values apply to every arm first. "
+                   "Default: one arm 'sindiffusion' = --params")
+    p.add_argument("--out", default="results-benchmark", help="results folder (default: results-benchmark); "
+                   "a rerun into it skips the images already done")
     p.add_argument("--baselines", help="folder with one subfolder per method (e.g. singan/, gpnn/) of published "
-                   "samples named like the training images; scored with the weight-free metrics")
+                   "samples named like the training images; resized to the training image and scored")
     p.add_argument("--weights-dir", help="pretrained checkpoints for the deep metrics")
-    p.add_argument("--skip-existing", action="store_true", help="reuse images whose metrics.json exists")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("benchmark-merge", help="join partial benchmark runs (e.g. images 1-13 and 14-25) into one table")
+    p.add_argument("folders", nargs="+", help="--out folders of `sindiffusion benchmark` runs of the same arms")
+    p.add_argument("--out", required=True, help="folder for the merged tables, plot and contact sheets")
+    p.set_defaults(func=_benchmark_merge)
 
     p = sub.add_parser("rf-study", help="receptive field vs diversity / copying (paper Table 4), small scale")
     p.add_argument("--image", required=True, help="training image file")
@@ -69,11 +82,10 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from ..config import load_params
+    from ..cli import load
     from ..stages import evaluate
 
-    params = load_params(args.params, args.overrides)
-    evaluate.run(params, args.image, weights_dir=args.weights_dir, samples_dir=args.samples, out=args.out)
+    evaluate.run(load(args), args.image, weights_dir=args.weights_dir, samples_dir=args.samples, out=args.out)
 
 
 def _weights_status(args: argparse.Namespace) -> None:
@@ -101,13 +113,23 @@ def _weights_fetch(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from ..benchmark import places
+    from ..benchmark import arms, places
 
     result = places.run_benchmark(args.images_dir, out=args.out, params_path=args.params, overrides=args.overrides,
-                                  limit=args.limit, baselines=args.baselines, weights_dir=args.weights_dir,
-                                  skip_existing=args.skip_existing, progress=not args.no_progress)
-    print(f"benchmark: {len(result['images'])} images -> {result['files']['markdown']}, "
-          f"{result['files']['csv']}, {result['files']['plot']}")
+                                  arms=[arms.parse_arm(a) for a in args.arms], images=args.images, limit=args.limit,
+                                  baselines=args.baselines, weights_dir=args.weights_dir,
+                                  progress=not args.no_progress)
+    print(f"benchmark: {len(result['images'])} images x {len(result['settings']['arms'])} arms -> "
+          f"{result['files']['markdown']}, {result['files']['csv']}, {result['files']['plot']}, {args.out}/sheets/")
+
+
+def _benchmark_merge(args: argparse.Namespace) -> None:
+    from ..benchmark import places, report
+
+    result = report.merge_results(args.folders, args.out)
+    places.log_to_mlflow(result, Path(args.out))
+    print(report.render_markdown(result))
+    print(f"benchmark-merge: {len(result['images'])} images -> {result['files']['markdown']}")
 
 
 def _rf_study(args: argparse.Namespace) -> None:

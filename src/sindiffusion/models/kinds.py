@@ -41,12 +41,11 @@ class ModelKind(ABC):
     name: ClassVar[str]
     help: ClassVar[str]
     options: ClassVar[type]
-    """Frozen dataclass of the ``model`` section's keys for this kind (it has a ``kind`` field)."""
+    """Frozen dataclass of the ``model`` section's keys for this kind: a ``kind`` field, every other key
+    declared with :func:`sindiffusion.validation.opt` (type, range, choices) so that the config engine
+    checks it at load time and the JSON schema lists it; cross-key checks in ``__post_init__``."""
     trainable: ClassVar[bool]
     """False: ``train`` only builds the model from the image and stores it (no optimisation)."""
-
-    def check(self, options: Any, where: str) -> None:
-        """Raise ``ValueError`` (message starting with ``where``) for impossible option values."""
 
     @abstractmethod
     def geometry(self, options: Any) -> Geometry:

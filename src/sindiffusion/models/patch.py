@@ -80,43 +80,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validation import FieldError, opt
+
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """The ``model`` section for ``kind: patch`` (validated at load time by :meth:`check`)."""
+    """The ``model`` section for ``kind: patch``; every key is range-checked when params are loaded."""
 
     kind: Literal["patch"] = "patch"
-    patch_size: int = 7
-    """Odd side of the patches (pixels) at every scale unless ``patch_sizes`` is given."""
-    patch_sizes: tuple[int, ...] = ()
-    """Optional per-scale patch sides, finest first (length = number of scales)."""
-    scale_ratio: float = 0.5
-    """Pyramid ratio between consecutive scales (0 < r < 1)."""
-    scales: int = 0
-    """Number of scales; 0 = as many as keep the coarsest short side >= coarsest_ratio * patch side."""
-    coarsest_ratio: float = 1.6
-    """Coarsest short side / patch side when ``scales`` is 0 (1.5-2: smaller copies, larger loses layout)."""
-    padding: Literal["zero", "reflect"] = "zero"
-    aggregate: Literal["center", "window"] = "window"
-    fold_size: int = 3
-    """``aggregate: window``: side of the central sub-patch each patch votes for (odd, <= patch side)."""
-    fold_sigma: float = 1.0
-    """Gaussian window width (pixels) for ``aggregate: window``."""
-    fine_start: float = 1.0
-    """Scales finer than the coarsest are active for t <= fine_start * T (1.0 = always, from pure noise)."""
-    pca_dims: int = 0
-    """Project patches on this many principal components (0 = exact distances)."""
-    key_stride: int = 1
-    """Use every s-th patch position of the training image as keys (1 = all)."""
-    query_stride: int = 1
-    """Denoise a patch around every s-th pixel only; ``aggregate: window`` with ``fold_size >= 2s - 1``
-    spreads each patch's estimate over the pixels in between (s^2 fewer queries)."""
-    chunk_size: int = 1024
-    """Queries per block: peak memory ~ chunk_size x patches x 4 bytes."""
-    temperature: Literal["exact", "unit"] = "exact"
-    """Softmax temperature per scale: ``exact`` = the downsampled noise variance sigma_t^2 r_k; ``unit`` =
-    sigma_t^2 at every scale, as if each scale ran its own diffusion (the reference cascade's timing)."""
-    """Queries per attention call: peak memory ~ chunk_size x patches x 4 bytes on the math path."""
+    patch_size: int = opt(7, ge=1, le=63, help="odd side of the patches (px) at every scale")
+    patch_sizes: tuple[int, ...] = opt((), item={"ge": 1, "le": 63},
+                                       help="optional per-scale patch sides, finest first (length = scales)")
+    scale_ratio: float = opt(0.5, gt=0, lt=1, help="pyramid ratio between consecutive scales")
+    scales: int = opt(0, ge=0, le=12, help="number of scales; 0 = down to coarsest_ratio x patch side")
+    coarsest_ratio: float = opt(1.6, gt=0, help="coarsest short side / patch side when scales is 0")
+    padding: Literal["zero", "reflect"] = opt("zero", help="zero: border patches form their own dictionary")
+    aggregate: Literal["center", "window"] = opt("window", help="centre pixel, or Gaussian-window fold")
+    fold_size: int = opt(3, ge=1, help="aggregate window: side of the central sub-patch each patch votes for")
+    fold_sigma: float = opt(1.0, gt=0, help="Gaussian window width (px)")
+    fine_start: float = opt(1.0, ge=0, le=1, help="finer scales are active for t <= fine_start * T")
+    pca_dims: int = opt(0, ge=0, help="project patches on this many principal components (0 = exact)")
+    key_stride: int = opt(1, ge=1, le=16, help="keep every s-th training patch position")
+    query_stride: int = opt(1, ge=1, le=8, help="denoise a patch around every s-th pixel (window fold fills in)")
+    chunk_size: int = opt(1024, ge=1, le=1 << 20, help="queries per block: memory ~ chunk x patches x 4 B")
+    temperature: Literal["exact", "unit"] = opt("exact", help="coarse-scale noise: exact (downsampled) or unit")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_sizes", tuple(self.patch_sizes))
+        self.check()
+
+    def check(self, where: str = "model") -> None:
+        """Cross-key checks (``FieldError`` naming the key; its message says ``model.<key>``)."""
+        def bad(key: str, msg: str) -> None:
+            raise FieldError(key, f"{where}.{key}: {msg}" if where != "model" else msg)
+        for key, p in [("patch_size", self.patch_size)] + [(f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)]:
+            if p < 1 or p % 2 == 0:
+                bad(key, f"must be an odd integer >= 1, got {p}")
+        if not 0.0 < self.scale_ratio < 1.0:
+            bad("scale_ratio", f"must be in (0, 1), got {self.scale_ratio}")
+        if self.scales < 0 or self.scales > 12:
+            bad("scales", f"must be 0 (auto) or 1..12, got {self.scales}")
+        if self.patch_sizes and self.scales and len(self.patch_sizes) != self.scales:
+            bad("patch_sizes", f"has {len(self.patch_sizes)} entries but scales is {self.scales}")
+        if self.fold_size < 1 or self.fold_size % 2 == 0:
+            bad("fold_size", f"must be an odd integer >= 1, got {self.fold_size}")
+        if self.fold_size > min((self.patch_size,) + self.sizes()):
+            bad("fold_size", f"{self.fold_size} is larger than the patch side")
+        if not 0.0 <= self.fine_start <= 1.0:
+            bad("fine_start", f"must be in [0, 1], got {self.fine_start}")
+        if self.pca_dims < 0:
+            bad("pca_dims", f"must be >= 0, got {self.pca_dims}")
+        if not 1 <= self.key_stride <= 16:
+            bad("key_stride", f"must be in 1..16, got {self.key_stride}")
+        if not 1 <= self.query_stride <= 8:
+            bad("query_stride", f"must be in 1..8, got {self.query_stride}")
+        if self.query_stride > 1 and (self.aggregate != "window" or self.fold_size < 2 * self.query_stride - 1):
+            bad("query_stride", f"{self.query_stride} leaves pixels without an estimate: needs aggregate: window "
+                                f"and fold_size >= {2 * self.query_stride - 1}")
+        if not 1 <= self.chunk_size <= 1 << 20:
+            bad("chunk_size", f"must be in 1..{1 << 20}, got {self.chunk_size}")
 
     def sizes(self) -> tuple[int, ...]:
         return tuple(self.patch_sizes)
@@ -288,7 +310,6 @@ class PatchDenoiser(nn.Module):
 
     def __init__(self, cfg: PatchConfig, image: torch.Tensor, alphas_cumprod: torch.Tensor) -> None:
         super().__init__()
-        cfg.check()
         if image.dim() == 3:
             image = image[None]
         if image.dim() != 4 or image.shape[:2] != (1, 3):

@@ -19,9 +19,6 @@ class PatchKind(ModelKind):
     options = PatchConfig
     trainable = False
 
-    def check(self, options: PatchConfig, where: str) -> None:
-        options.check(where)
-
     def geometry(self, options: PatchConfig) -> Geometry:
         return Geometry(size_multiple=1, min_side=max((options.patch_size,) + options.sizes()))
 

@@ -14,15 +14,18 @@ Every input is checked before the first sample is drawn (:func:`prepare_edit`).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from ..applications.config import EditSpec, ManipulateError, parse_edit, validate_all_edits
+from ..applications.config import (
+    EditSpec,
+    ManipulateError,
+    parse_edit,
+    validate_all_edits,
+)
 from ..applications.manipulate import (
     PreparedEdit,
     check_checkpoint_image,
@@ -32,17 +35,19 @@ from ..applications.manipulate import (
     warn,
     write_edit,
 )
+from ..artifacts import check_out_dir, write_json, writing_dir
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
-from ..training.trainer import resolve_device
-from .common import image_paths, tracked, write_json
-from .sample import replace_dir
+from ..runtime import describe
+from ..progress import make_progress
+from ..runtime import resolve_device
+from .common import image_paths, tracked
 
 
 def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
     """The processed training image whose sha256 the checkpoint records (first candidate that matches)."""
-    from ..checkpoint import sha256_file
+    from ..artifacts import sha256_file
 
     sha = str(bundle.checkpoint["image"].get("sha256", ""))
     recorded = bundle.checkpoint["image"].get("path")
@@ -52,28 +57,24 @@ def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.
     return None, None
 
 
-def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> tqdm:
-    from ..diffusion import make_sampler
-
+def _progress_bar(preps: list[PreparedEdit], bundle: ModelBundle, enabled: bool) -> Any:
     total = 0
     for p in preps:
-        s = p.settings
-        n_batches = -(-s.num // s.batch_size)
-        total += n_batches * len(make_sampler(s.sampler, bundle.diffusion, s.steps, s.eta).visited(p.t_start))
-    return tqdm(total=total, desc="manipulate", unit="step", disable=not enabled, dynamic_ncols=True)
+        n_batches = -(-p.settings.num // p.settings.batch_size)
+        total += n_batches * len(p.sampler.visited(p.t_start))
+    return make_progress("manipulate", total, enabled, unit="step")
 
 
-def _load(ckpt_path: Path, device: torch.device, use_ema: bool) -> ModelBundle:
-    return load_bundle(ckpt_path, device, use_ema=use_ema)
+def _load(ckpt_path: Path, device: torch.device, use_ema: bool, precision: str) -> ModelBundle:
+    print(f"manipulate: {describe(precision, device)}", file=sys.stderr, flush=True)
+    return load_bundle(ckpt_path, device, use_ema=use_ema, precision=precision)
 
 
 def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker: Any, progress: bool,
-             summary: dict[str, Any], single: bool = False) -> dict[str, Any]:
+             summary: dict[str, Any], single: bool = False, force: bool = False) -> dict[str, Any]:
     """Sample every prepared edit, write into a temp folder next to ``out`` and swap it in."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     results = []
-    try:
+    with writing_dir(out, force) as tmp:
         bar = _progress_bar(preps, bundle, progress)
         entries = []
         for prep in preps:
@@ -89,10 +90,6 @@ def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker:
         bar.close()
         summary["edits"] = entries
         write_json(tmp / ("manipulate.json"), summary)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for prep, result in results:
         log_edit(tracker, prep, result)
     tracker.log_artifact(out)
@@ -100,32 +97,30 @@ def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker:
 
 
 def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, force: bool = False) -> dict:
     """Run every edit listed for ``image`` in ``params.yaml: manipulate.edits``.
 
     Raises :class:`ManipulateError` (a ``ValueError``) before writing anything when an edit, an
-    input file or the checkpoint does not fit (a checkpoint of another image included).
+    input file or the checkpoint does not fit (a checkpoint of another image included), and
+    :class:`~sindiffusion.outdir.OutputDirError` for a user's ``out_dir`` it must not replace
+    (unless ``force``).
     """
     cfg = params.section("manipulate")
     specs = validate_all_edits(cfg, params.path).get(image, [])
     paths = image_paths(params, image)
     ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
     out = Path(out_dir) if out_dir else paths.manipulate
+    force = force or out_dir is None
+    check_out_dir(out, force)
     summary: dict[str, Any] = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": None, "edits": []}
     if not specs:
         print(f"{image}: no edits listed in {params.path}: manipulate.edits.{image}; writing an empty summary")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-        try:
+        with writing_dir(out, force) as tmp:
             write_json(tmp / "manipulate.json", summary)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         summary["out"] = str(out)
         return summary
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
     train_image, train_path = _training_image(bundle, [paths.processed])
     clip_cache: dict = {}
@@ -134,13 +129,13 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     summary["checkpoint_step"] = int(bundle.checkpoint["step"])
     note = f"The results are still written to {out}."
     with tracked("manipulate", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
-        _run_all(preps, bundle, out, tracker, progress, summary)
+        _run_all(preps, bundle, out, tracker, progress, summary, force=force)
     summary["out"] = str(out)
     return summary
 
 
 def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: str | Path | None,
-               out_dir: str | Path, image: str | None = None, progress: bool = True) -> dict:
+               out_dir: str | Path, image: str | None = None, progress: bool = True, force: bool = False) -> dict:
     """One edit from command-line flags (``sindiffusion outpaint ...``); same checks and outputs as :func:`run`.
 
     ``options`` are the edit's keys (``None`` values are dropped); errors name the ``--flag``.
@@ -156,9 +151,9 @@ def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: s
             raise ManipulateError("--checkpoint: required (or give --image to use results/IMAGE/train/model.pt)")
         checkpoint = image_paths(params, image).checkpoint
     ckpt_path = Path(checkpoint)
-    out = Path(out_dir)
+    out = check_out_dir(out_dir, force)
     device = resolve_device(cfg.device)
-    bundle = _load(ckpt_path, device, cfg.use_ema)
+    bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     candidates: list[Path] = []
     if image is not None:
         processed = image_paths(params, image).processed
@@ -173,5 +168,5 @@ def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: s
     note = f"The result is still written to {out}."
     with tracked("manipulate", name, params, device, note,
                  {"checkpoint": str(ckpt_path), "command": kind, "edit": spec.to_dict()}) as tracker:
-        _run_all([prep], bundle, out, tracker, progress, summary, single=True)
+        _run_all([prep], bundle, out, tracker, progress, summary, single=True, force=force)
     return summary

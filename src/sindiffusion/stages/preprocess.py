@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifacts import write_json
 from ..config import Params
 from ..data.io import save_image
 from ..data.preprocess import preprocess_image
 from ..models.kinds import get_kind
 from ..paths import find_source_image
-from .common import image_paths, tracked, write_json
+from .common import image_paths, tracked
 
 
 def run(params: Params, image: str, source: str | Path | None = None) -> dict:

@@ -3,51 +3,50 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from ..artifacts import check_out_dir, write_json, writing_dir
+from ..checkpoint import check_checkpoint_image
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
+from ..diffusion import build_sampler
+from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
-from ..training.trainer import resolve_device
-from .common import image_paths, tracked, write_json
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a fully written ``tmp`` folder into place (never leaves a half-written ``final``)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+from ..runtime import describe
+from ..progress import make_progress
+from ..runtime import resolve_device
+from .common import image_paths, tracked
 
 
 def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, force: bool = False) -> dict:
+    """Draw ``sample.num_samples`` samples into ``out_dir`` (default ``results/<image>/samples``).
+
+    A user's ``out_dir`` that is not empty and not written by sindiffusion is refused unless
+    ``force`` (:mod:`sindiffusion.outdir`); the default folder is the project's own.
+    """
     cfg = params.section("sample")
     paths = image_paths(params, image)
     ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
     out = Path(out_dir) if out_dir else paths.samples
+    force = force or out_dir is None
+    check_out_dir(out, force)
     device = resolve_device(cfg.device)
-    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema)
+    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    sampler = build_sampler(cfg, bundle.diffusion)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         n_batches = -(-cfg.num_samples // cfg.batch_size)
-        bar = tqdm(total=n_batches * cfg.steps, desc="sample", unit="step", disable=not progress, dynamic_ncols=True)
-        samples, timings = generate(bundle, cfg.num_samples, size, sampler=cfg.sampler, steps=cfg.steps, eta=cfg.eta,
-                                    seed=cfg.seed, batch_size=cfg.batch_size, clip_x0=cfg.clip_x0,
-                                    progress=lambda i, n: bar.update(1))
+        bar = make_progress("sample", n_batches * len(sampler.visited()), progress, unit="step")
+        samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    clip_x0=x0_clip_of(cfg), progress=lambda i, n: bar.update(1))
         bar.close()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-        try:
+        with writing_dir(out, force) as tmp:
             files = []
             for i, x in enumerate(samples):
                 name = f"sample_{i:03d}.png"
@@ -57,10 +56,6 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
             meta = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": int(bundle.checkpoint["step"]),
                     "size": list(size), "files": files, "device": str(device), **dataclasses.asdict(cfg), **timings}
             write_json(tmp / "samples.json", meta)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         tracker.log_metrics(timings)
         grid = tensor_to_image(make_grid(samples))
         tracker.log_image(grid, key="samples_grid")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,13 +14,17 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import Params
-from ..data.io import atomic_write, image_to_tensor, load_image
+from ..data.io import image_to_tensor, load_image
+from ..paths import snapshot_name
+from ..runtime import Preempted
+from ..runtime import resolve_device
+from ..training.trainer import Trainer
+from .common import image_paths, tracked
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.kinds import ModelKind, get_kind
-from ..training.trainer import Trainer, resolve_device
-from .common import image_paths, tracked, write_json
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
 
@@ -39,8 +44,19 @@ def _write_loss_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
 
 
+def _history(rows: list[dict]) -> list[dict[str, str]]:
+    """loss.csv's rows as strings (as read back from the CSV), kept in the resume checkpoint."""
+    return [{k: str(v) for k, v in row.items()} for row in rows]
+
+
 def run(params: Params, image: str, progress: bool = True) -> dict:
-    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json."""
+    """Train (or resume) the model for ``image``; writes model.pt, loss.csv and metrics.json.
+
+    The resume checkpoint carries the loss history, so ``loss.csv`` is complete after a resume
+    even when a workflow manager deleted it with the failed job's outputs. On SIGTERM/SIGUSR1/
+    SIGINT the resume checkpoint is written at the current step and
+    :class:`~sindiffusion.runtime.Preempted` is raised (the MLflow run ends KILLED).
+    """
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
     kind = get_kind(model_cfg.kind)
@@ -57,8 +73,12 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         return _build_training_free(params, image, kind, model_cfg, diffusion_cfg, x, info, device)
     unet = model_cfg.unet()
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
+    print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
+    for path in (paths.checkpoint, paths.resume, paths.loss, paths.train_metrics):
+        remove_stale_temps(path)  # left by a process killed while writing
     resumed_from = 0
+    ckpt = None
     if paths.resume.is_file():
         try:
             ckpt = load_checkpoint(paths.resume)
@@ -78,30 +98,52 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             else:
                 print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
                       "starting from scratch", file=sys.stderr)
-    rows = _read_loss_rows(paths.loss, resumed_from)
+    if resumed_from == 0 and paths.snapshots.is_dir():
+        shutil.rmtree(paths.snapshots)  # a fresh training: snapshots of an earlier run would be stale
+    if resumed_from and "loss_history" in ckpt:
+        rows = [row for row in ckpt["loss_history"] if int(row["step"]) <= resumed_from]
+    else:  # a checkpoint written before the history was kept in it
+        rows = _read_loss_rows(paths.loss, resumed_from)
     _write_loss_rows(paths.loss, rows)
 
     note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
     with tracked("train", image, params, device, note, {"resumed_from_step": resumed_from}) as tracker:
+        # the runs table's Dataset column: what this model is trained on (shown while it trains)
+        tracker.log_dataset(image, info["sha256"], paths.processed, {"height": info["size"][0],
+                                                                    "width": info["size"][1]})
+
         def on_log(step: int, loss: float, its: float) -> None:
             rows.append({"step": step, "loss": f"{loss:.6f}", "it_per_s": f"{its:.4f}"})
             _write_loss_rows(paths.loss, rows)
             tracker.log_metrics({"loss": loss, "it_per_s": its}, step=step)
 
         def on_save(t: Trainer) -> None:
-            save_checkpoint(paths.resume, t.state_dict())
+            save_checkpoint(paths.resume, {**t.state_dict(), "loss_history": _history(rows)})
 
-        summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress)
+        def on_snapshot(t: Trainer, minutes: float) -> None:
+            path = save_checkpoint(paths.snapshots / snapshot_name(minutes), t.snapshot_state(minutes))
+            print(f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
+                  file=sys.stderr, flush=True)
+
+        try:
+            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
+                                  on_snapshot=on_snapshot)
+        except Preempted as stop:
+            stop.checkpoint = str(paths.resume)
+            tracker.set_tags({"sindiffusion.stopped_at_step": stop.step, "sindiffusion.resumable": "true",
+                              "sindiffusion.resume_checkpoint": str(paths.resume)})
+            raise
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
-        save_checkpoint(paths.resume, state)
+        save_checkpoint(paths.resume, {**state, "loss_history": _history(rows)})
         final_loss = summary["final_loss"]
         if final_loss != final_loss and rows:  # resumed at the target step: no step ran, keep the last logged loss
             final_loss = float(rows[-1]["loss"])
         metrics = {
             "final_loss": final_loss, "steps": int(summary["steps"]),
             "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
-            "resumed_from_step": resumed_from, "device": str(device),
+            "resumed_from_step": resumed_from, "device": str(device), "precision": trainer.precision_note,
+            "train_seconds_total": summary["train_seconds_total"], "stopped_by_time": bool(summary["stopped_by_time"]),
         }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -145,5 +187,6 @@ def _build_training_free(params: Params, image: str, kind: ModelKind, model_cfg:
 
 def _comparable(config: dict) -> dict:
     """Config keys that must match to resume: everything except the target step count and logging."""
-    train = {k: v for k, v in config["train"].items() if k not in ("steps", "log_every", "save_every", "device")}
+    train = {k: v for k, v in config["train"].items()
+             if k not in ("steps", "log_every", "save_every", "device", "max_minutes", "snapshot_minutes")}
     return {"model": config["model"], "diffusion": config["diffusion"], "train": train}

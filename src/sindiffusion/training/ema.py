@@ -6,6 +6,16 @@ import torch
 import torch.nn as nn
 
 
+def auto_decay(steps: int, half_life: float = 0.1) -> float:
+    """The decay whose half-life is ``half_life * steps`` updates: decay ** (half_life * steps) = 1/2.
+
+    E.g. 1200 steps, 10 % -> 0.99424; 50 000 steps -> 0.999861. Short runs then average over a
+    window that matches their length instead of the random initialisation (0.9999 needs ~7000
+    updates to forget it)."""
+    n = max(1.0, half_life * steps)
+    return 0.5 ** (1.0 / n)
+
+
 class EMA:
     """``ema <- decay * ema + (1 - decay) * param`` after every optimiser step.
 

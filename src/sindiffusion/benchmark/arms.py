@@ -1,0 +1,143 @@
+"""What a benchmark compares and on which images: arms (``--arm``) and image subsets (``--images``).
+
+An *arm* is one configuration of the pipeline under a name: a params file plus ``--set``-style
+overrides, e.g. ``--arm unet=params.yaml --arm patch=configs/patch.yaml:train.steps=0``. Every arm
+runs the same stages (preprocess -> train -> sample -> evaluate) on the same images, into its
+own results folder ``<out>/<arm>/<image>/...``, so arms never share an artifact.
+
+An image selection is ``1-13`` (every numeric name in the range), ``1,2,5`` (names), or a mix
+(``1-3,7,sky``); names are checked against the folder before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, Params, load_params
+from ..paths import list_images
+
+#: names an arm may not take: the baseline methods' folders and the report's own folders
+RESERVED = frozenset({"singan", "gpnn", "exsingan", "consingan", "sheets", "training", "baselines"})
+#: sections that decide an arm's results (a resumed benchmark must not mix two of them)
+RESULT_SECTIONS = ("preprocess", "model", "diffusion", "train", "sample", "evaluate")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def natural_key(name: str) -> list[Any]:
+    """``"10"`` after ``"9"``: digit runs compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One named configuration: ``params`` file + ``overrides`` (``section.key=value`` strings)."""
+
+    name: str
+    params: Path
+    overrides: tuple[str, ...] = ()
+
+    def spec(self) -> str:
+        """The ``--arm`` text that recreates this arm."""
+        return f"{self.name}={self.params}" + (":" + ",".join(self.overrides) if self.overrides else "")
+
+
+def parse_arm(text: str) -> Arm:
+    """``NAME=PARAMS_FILE[:section.key=value,...]`` -> :class:`Arm` (ConfigError naming the part).
+
+    A comma inside a value (``model.channel_mult=[1,2]``) stays in it: a new override starts only
+    at a comma followed by ``section.key=``.
+    """
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not sep or not rest.strip():
+        raise ConfigError(f"--arm {text!r}: expected NAME=PARAMS_FILE[:section.key=value,...]")
+    if not _NAME.match(name):
+        raise ConfigError(f"--arm {text!r}: the name {name!r} must be letters, digits, '_', '-' or '.'")
+    if name.lower() in RESERVED:
+        raise ConfigError(f"--arm {text!r}: the name {name!r} is reserved (baselines / report folders)")
+    path, _, extra = rest.partition(":")
+    overrides = [o.strip() for o in re.split(r",(?=\s*[A-Za-z_][\w.]*\.[\w]+\s*=)", extra) if o.strip()] \
+        if extra.strip() else []
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"--arm {text!r}: override {o!r} is not section.key=value")
+    return Arm(name, Path(path.strip()), tuple(overrides))
+
+
+def check_arms(arms: Sequence[Arm]) -> None:
+    names = [a.name for a in arms]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"--arm: names must be unique, repeated: {', '.join(dup)}")
+
+
+def arm_params(arm: Arm, common: Sequence[str], images_dir: str | Path, out: str | Path) -> Params:
+    """The arm's params: its file, then the benchmark-wide ``common`` overrides, then the arm's own;
+    ``data`` pointed at ``images_dir`` / ``<out>/<arm>`` and tracking at ``<experiment>-benchmark-<arm>``
+    (each image's MLflow parent run then belongs to one arm). Every section is validated here,
+    before anything runs."""
+    try:
+        params = load_params(arm.params, [*common, *arm.overrides])
+    except ConfigError as err:
+        raise ConfigError(f"--arm {arm.name}: {err}") from err
+    data = dict(params.raw.get("data") or {})
+    data.update(images_dir=str(images_dir), results_dir=str(Path(out) / arm.name), images=[])
+    params.raw["data"] = data
+    overridden = any(o.strip().startswith("tracking.experiment=") for o in [*common, *arm.overrides])
+    tracking = dict(params.raw.get("tracking") or {})
+    if not overridden:
+        tracking["experiment"] = f"{tracking.get('experiment', 'sindiffusion')}-benchmark-{arm.name}"
+    params.raw["tracking"] = tracking
+    for section in ("data", *RESULT_SECTIONS, "tracking"):
+        try:
+            params.section(section)
+        except ConfigError as err:
+            raise ConfigError(f"--arm {arm.name}: {err}") from err
+    return params
+
+
+def arm_settings(params: Params) -> dict[str, dict]:
+    """The validated sections that decide an arm's results (device choices included: they change timings)."""
+    return {s: params.section_dict(s) for s in RESULT_SECTIONS}
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """Short hash of :func:`arm_settings`: a per-image result is reused only under the same one."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def select_images(images_dir: str | Path, selection: str | None = None, limit: int | None = None) -> list[str]:
+    """Image names of ``images_dir`` in natural order, restricted to ``selection`` and the first ``limit``.
+
+    ``selection``: comma-separated items, each a name or ``A-B`` (both integers: every numeric
+    name ``A <= n <= B`` present). A name or range that matches nothing is an error (ValueError),
+    so a typo cannot silently shrink a benchmark.
+    """
+    names = sorted(list_images(images_dir), key=natural_key)
+    if not names:
+        raise FileNotFoundError(f"{images_dir}: no image files found")
+    if selection is not None and selection.strip():
+        chosen: list[str] = []
+        for item in (s.strip() for s in selection.split(",")):
+            m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+            if m and item not in names:
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if lo > hi:
+                    raise ValueError(f"--images {selection!r}: range {item!r} is empty (start > end)")
+                hits = [n for n in names if n.isdigit() and lo <= int(n) <= hi]
+                if not hits:
+                    raise ValueError(f"--images {selection!r}: no image of {images_dir} is numbered {item}")
+            elif item in names:
+                hits = [item]
+            else:
+                raise ValueError(f"--images {selection!r}: {item!r} is not an image of {images_dir} "
+                                 f"(have: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})")
+            chosen += [h for h in hits if h not in chosen]
+        names = sorted(chosen, key=natural_key)
+    return names[:limit] if limit else names

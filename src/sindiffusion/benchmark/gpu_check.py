@@ -1,0 +1,256 @@
+"""The parts of ``scripts/gpu-check.sh`` that run Python, one process per part::
+
+    python -m sindiffusion.benchmark.gpu_check env    OUT [--cpu-smoke]
+    python -m sindiffusion.benchmark.gpu_check config OUT NAME PARAMS IMAGE --minutes M --num N [--set k=v ...]
+    python -m sindiffusion.benchmark.gpu_check patch  OUT IMAGE --size 1024 [--set k=v ...]
+    python -m sindiffusion.benchmark.gpu_check merge  OUT
+
+Every part writes ``OUT/parts/<name>.json`` as it goes (``status`` = running / ok / failed /
+skipped) and ``merge`` joins them into ``OUT/gpu-check.json``, so a part killed by its time limit
+still leaves what it measured. A ``config`` part trains one params file for ``--minutes`` of
+wall-clock time (``train.max_minutes``) on one image, draws ``--num`` samples, scores them with
+the weight-free metrics and the brightness check, records peak GPU memory of training and
+sampling, and writes the contact sheet ``OUT/sheets/<name>.png`` (training image + samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+PARTS = "parts"
+
+
+def _dump(path: Path, data: Any) -> None:
+    """Atomic JSON without importing torch (``merge``/``mark`` run in a bare interpreter in seconds);
+    NaN/inf become null."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(clean(data), indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _write(out: Path, name: str, part: dict[str, Any]) -> None:
+    _dump(out / PARTS / f"{name}.json", part)
+
+
+def _peak_gib(device: Any) -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def _reset_peak(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
+    """Versions and the device: what the numbers of the other parts were measured on."""
+    import torch
+
+    from ..runtime import cpu_bf16_flags
+
+    env: dict[str, Any] = {"status": "ok", "mode": "cpu-smoke" if cpu_smoke else "gpu", "python": sys.version.split()[0],
+                           "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+                           "platform": platform.platform(), "cpu_bf16_flags": list(cpu_bf16_flags()),
+                           "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update(gpu=props.name, gpu_memory_gib=props.total_memory / 2**30, cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), bf16_supported=torch.cuda.is_bf16_supported())
+    _write(out, "env", env)
+    return env
+
+
+def _params(params_path: str, overrides: list[str], image: Path, results: Path) -> Any:
+    from ..config import load_params
+
+    params = load_params(params_path, overrides)
+    params.raw["data"] = {"images_dir": str(image.parent), "results_dir": str(results), "images": []}
+    params.raw["tracking"] = {**(params.raw.get("tracking") or {}), "enabled": False}
+    for section in ("data", "preprocess", "model", "diffusion", "train", "sample", "evaluate"):
+        params.section(section)
+    return params
+
+
+def _guarded(out: Path, name: str, part: dict[str, Any], body: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run ``body(part)``; the part file says ``failed`` with the error if it raises."""
+    part["status"] = "running"
+    _write(out, name, part)
+    try:
+        body(part)
+        part["status"] = "ok"
+    except Exception as err:  # a part reports its failure in the JSON; the script goes on
+        part.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()[-4000:])
+    _write(out, name, part)
+    return part
+
+
+def part_config(out: Path, name: str, params_path: str, image: Path, minutes: float, num: int,
+                overrides: list[str], metrics: bool = True) -> dict[str, Any]:
+    """Train ``params_path`` for ``minutes`` on ``image``, sample ``num``, score, sheet (see the module docstring)."""
+    part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
+
+    def body(part: dict[str, Any]) -> None:
+        from ..stages import preprocess, sample, train
+        from ..stages.evaluate import compute, load_unit
+        from ..runtime import resolve_device
+        from .per_image import brightness_stats, load_samples
+        from .sheets import contact_sheet
+
+        over = [*overrides, f"train.max_minutes={minutes:g}", f"sample.num_samples={num}",
+                f"sample.batch_size={num}", "evaluate.deep=false"]
+        results = out / "runs" / name
+        params = _params(params_path, over, image, results)
+        img = image.stem
+        device = resolve_device(params.section("train").device)
+        part["settings"] = {s: params.section_dict(s) for s in ("preprocess", "model", "diffusion", "train", "sample")}
+        preprocess.run(params, img)
+        _reset_peak(device)
+        part["train"] = train.run(params, img, progress=False)
+        part["train"]["peak_memory_gib"] = _peak_gib(device)
+        _write(out, name, part)
+        _reset_peak(device)
+        t0 = time.perf_counter()
+        meta = sample.run(params, img, progress=False)
+        part["sample"] = {k: meta[k] for k in ("size", "sample_seconds", "seconds_per_sample", "seconds_per_step",
+                                                "sampler", "steps", "num_samples", "clip_x0") if k in meta}
+        part["sample"].update(stage_seconds=time.perf_counter() - t0, peak_memory_gib=_peak_gib(device))
+        _write(out, name, part)
+        if metrics:
+            from ..paths import ImagePaths
+
+            paths = ImagePaths(img, results)
+            real, fakes = load_unit(paths.processed), load_samples(paths.samples)
+            scores = compute(params, real, fakes, deep=False)
+            part["metrics"] = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            part["metrics"].update(brightness_stats(real, fakes))
+            sheet = out / "sheets" / f"{name}.png"
+            contact_sheet([(f"training {img}", [paths.processed]), (name, sorted(paths.samples.glob("sample_*.png")))],
+                          sheet)
+            part["sheet"] = str(sheet)
+
+    return _guarded(out, name, part, body)
+
+
+def patch_kind_known() -> str | None:
+    """None when ``model.kind: patch`` validates on this checkout, else why the patch step is skipped."""
+    from ..config import ConfigError, ModelConfig, build_section
+
+    if "kind" not in {f.name for f in dataclasses.fields(ModelConfig)}:
+        return "model.kind does not exist in this checkout (issue 11 not landed)"
+    try:
+        build_section(ModelConfig, {"kind": "patch"}, "gpu-check: model")
+    except ConfigError as err:
+        return f"model.kind: patch is not accepted here: {err}"
+    return None
+
+
+def part_patch(out: Path, image: Path, size: int, params_path: str, overrides: list[str]) -> dict[str, Any]:
+    """OPTIONAL: one ``size`` x ``size`` sample of the training-free patch model, timed (skipped when
+    ``model.kind: patch`` is unknown)."""
+    reason = patch_kind_known()
+    if reason is not None:
+        part = {"status": "skipped", "reason": reason}
+        _write(out, "patch", part)
+        return part
+    over = [*overrides, "model.kind=patch", f"sample.height={size}", f"sample.width={size}"]
+    return part_config(out, "patch", params_path, image, minutes=10.0, num=1, overrides=over, metrics=False)
+
+
+def mark(out: Path, name: str, rc: int, seconds: float, raw_json: Path | None = None) -> dict[str, Any]:
+    """After a part's process ended: record its exit code and wall time; a part still ``running``
+    was killed (``timeout`` for exit 124/137, else ``failed``); ``raw_json`` (a command's own JSON
+    output, e.g. benchmark-speed's) is embedded as ``result``."""
+    path = out / PARTS / f"{name}.json"
+    part = json.loads(path.read_text()) if path.is_file() else {}
+    if raw_json is not None and raw_json.is_file():
+        part["result"] = json.loads(raw_json.read_text())
+    if part.get("status") in (None, "running"):
+        part["status"] = "ok" if rc == 0 else ("timeout" if rc in (124, 137) else "failed")
+    part.update(exit_code=rc, wall_seconds=round(seconds, 1))
+    _write(out, name, part)
+    return part
+
+
+def merge(out: Path) -> dict[str, Any]:
+    """``OUT/parts/*.json`` -> ``OUT/gpu-check.json`` (``parts`` by name, env first)."""
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted((out / PARTS).glob("*.json"))}
+    status = {k: v.get("status") for k, v in parts.items()}
+    result = {"format": "sindiffusion-gpu-check", "version": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "status": status, **({"env": parts.pop("env")} if "env" in parts else {}), "parts": parts}
+    _dump(out / "gpu-check.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sindiffusion.benchmark.gpu_check")
+    sub = ap.add_subparsers(dest="part", required=True)
+    p = sub.add_parser("env")
+    p.add_argument("out", type=Path)
+    p.add_argument("--cpu-smoke", action="store_true")
+    p = sub.add_parser("config")
+    for a in ("out", "name", "params", "image"):
+        p.add_argument(a)
+    p.add_argument("--minutes", type=float, required=True)
+    p.add_argument("--num", type=int, default=4)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p = sub.add_parser("patch")
+    p.add_argument("out")
+    p.add_argument("image")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--params", default="configs/paper.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p = sub.add_parser("mark")
+    p.add_argument("out", type=Path)
+    p.add_argument("name")
+    p.add_argument("rc", type=int)
+    p.add_argument("seconds", type=float)
+    p.add_argument("--raw-json", type=Path)
+    p = sub.add_parser("merge")
+    p.add_argument("out", type=Path)
+    args = ap.parse_args(argv)
+    if args.part == "env":
+        part_env(args.out, args.cpu_smoke)
+    elif args.part == "config":
+        part = part_config(Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num,
+                           args.overrides)
+        print(f"gpu-check {args.name}: {part['status']}" + (f" ({part.get('error')})" if part.get("error") else ""),
+              file=sys.stderr)
+    elif args.part == "patch":
+        part = part_patch(Path(args.out), Path(args.image), args.size, args.params, args.overrides)
+        print(f"gpu-check patch: {part['status']}", file=sys.stderr)
+    elif args.part == "mark":
+        part = mark(args.out, args.name, args.rc, args.seconds, args.raw_json)
+        print(part["status"])
+    else:
+        merge(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

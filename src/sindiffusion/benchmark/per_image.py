@@ -1,0 +1,120 @@
+"""One arm on one image: preprocess -> train -> sample -> evaluate, timed and resumable.
+
+Files, beside the image's normal artifacts (``<out>/<arm>/<image>/...``)::
+
+    benchmark/timing.json   wall seconds of each finished stage (+ the arm's settings fingerprint)
+    benchmark/row.json      the image's result row, written last (its presence = image done)
+
+A killed benchmark resumes where it stopped: an image whose ``row.json`` exists is not run
+again, and inside an image a stage recorded in ``timing.json`` (whose output exists) is skipped,
+so its time is not lost from the totals nor counted twice. Training itself resumes from its
+periodic checkpoint (the train stage's own logic), so a kill mid-training costs at most
+``train.save_every`` steps.
+
+Timing columns (seconds of wall time on this machine, whatever else ran beside it):
+
+* ``train_s``: the whole ``train`` stage (model build, steps, checkpoint writes; for a
+  training-free model the index build);
+* ``per_sample_s``: the sampling loop's time divided by the number of samples (batched);
+* ``first_sample_s``: preprocess + train + the sample stage's start-up (loading the
+  checkpoint, writing files) + one ``per_sample_s``: what a user waits for one sample.
+
+Brightness check (``bright_*``): per sample, |mean luma (BT.601) - the training image's| on
+a 0-1 scale; ``bright_max_dev`` is the largest over the samples, ``bright_over`` how many are
+off by more than :data:`BRIGHTNESS_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..artifacts import write_json
+from ..config import Params
+from ..paths import ImagePaths
+
+BRIGHTNESS_TOLERANCE = 0.1
+#: BT.601 luma weights (R, G, B)
+LUMA = (0.299, 0.587, 0.114)
+STAGES = ("preprocess", "train", "sample")
+
+
+def row_path(paths: ImagePaths) -> Path:
+    return paths.results / paths.image / "benchmark" / "row.json"
+
+
+def timing_path(paths: ImagePaths) -> Path:
+    return paths.results / paths.image / "benchmark" / "timing.json"
+
+
+def luma_means(images: torch.Tensor) -> torch.Tensor:
+    """``[N,3,H,W]`` in [0,1] -> ``[N]`` mean BT.601 luma of each image."""
+    w = torch.tensor(LUMA, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * w).sum(1).mean(dim=(1, 2))
+
+
+def brightness_stats(real: torch.Tensor, fakes: torch.Tensor, tolerance: float = BRIGHTNESS_TOLERANCE) -> dict:
+    """``real`` ``[1,3,H,W]``, ``fakes`` ``[N,3,H',W']`` in [0,1] (any sizes): how far each sample's
+    mean brightness is from the training image's."""
+    dev = (luma_means(fakes) - luma_means(real)[0]).abs()
+    return {"bright_max_dev": float(dev.max()), "bright_over": int((dev > tolerance).sum()),
+            "bright_mean_dev": float(dev.mean())}
+
+
+def load_samples(samples_dir: Path) -> torch.Tensor:
+    """The ``sample_*.png`` files of a samples folder -> ``[N,3,H,W]`` in [0,1]."""
+    from ..stages.evaluate import load_unit, sample_files
+
+    return torch.cat([load_unit(f) for f in sample_files(samples_dir)])
+
+
+def _stage_done(stage: str, paths: ImagePaths) -> bool:
+    out = {"preprocess": paths.processed, "train": paths.checkpoint, "sample": paths.samples_meta}[stage]
+    return out.is_file()
+
+
+def run_image(params: Params, arm: str, image: str, fingerprint: str, *, weights_dir: str | Path | None,
+              models: Mapping[str, torch.nn.Module] | None, unavailable: Mapping[str, str] | None,
+              progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run (or finish) ``arm`` on ``image`` and return its row (also written to ``row.json``)."""
+    from ..stages import evaluate, preprocess, sample, train
+    from ..stages.common import image_paths
+    from ..stages.evaluate import load_unit
+
+    paths = image_paths(params, image)
+    tpath = timing_path(paths)
+    timing: dict[str, Any] = json.loads(tpath.read_text()) if tpath.is_file() else {}
+    if timing.get("fingerprint") != fingerprint:
+        timing = {"fingerprint": fingerprint}
+    runners: dict[str, Callable[[], Any]] = {
+        "preprocess": lambda: preprocess.run(params, image),
+        "train": lambda: train.run(params, image, progress=progress),
+        "sample": lambda: sample.run(params, image, progress=progress),
+    }
+    for stage in STAGES:
+        if f"{stage}_s" in timing and _stage_done(stage, paths):
+            log(f"{arm}/{image}: {stage} done before ({timing[f'{stage}_s']:.1f} s), skipped")
+            continue
+        t0 = time.perf_counter()
+        runners[stage]()
+        timing[f"{stage}_s"] = time.perf_counter() - t0
+        write_json(tpath, timing)
+    metrics = evaluate.run(params, image, weights_dir=weights_dir, models=models, unavailable=unavailable,
+                           verbose=False)
+    meta = json.loads(paths.samples_meta.read_text())
+    n = len(meta["files"])
+    per_sample = float(meta["sample_seconds"]) / n
+    startup = max(0.0, timing["sample_s"] - float(meta["sample_seconds"]))
+    real = load_unit(paths.processed)
+    row = {"kind": "image", "method": arm, "image": image, "source": str(paths.samples), **metrics,
+           **brightness_stats(real, load_samples(paths.samples)), "n_samples": n,
+           "train_s": timing["train_s"], "per_sample_s": per_sample,
+           "first_sample_s": timing["preprocess_s"] + timing["train_s"] + startup + per_sample,
+           "fingerprint": fingerprint}
+    write_json(row_path(paths), row)
+    return row

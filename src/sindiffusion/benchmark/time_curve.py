@@ -1,0 +1,267 @@
+"""``sindiffusion time-curve``: sample quality vs minutes of training, for choosing a budget.
+
+Each image is trained ONCE with ``train.snapshot_minutes`` set to the requested marks (and, unless
+the params set it, ``train.max_minutes`` = the last mark), so the checkpoint at minute m is the EMA
+model after m minutes of wall-clock training of one run (its LR schedule and ``ema_decay: auto``
+plan for ``train.steps``). Every snapshot then draws the ``sample`` section's samples (``--num``
+overrides the count) and is scored with the weight-free metrics of ``evaluate`` (patch SWD, copy
+NN distance and fraction, pixel diversity) plus the brightness check. When training reaches
+``train.steps`` before the last mark, the final model is one more point at its actual time and
+the missing marks are listed in the notes.
+
+Files in ``out``::
+
+    runs/<image>/...       the pipeline artifacts of each image (snapshots in train/snapshots/)
+    time_curve.csv         one row per (image, snapshot): minutes, steps, seconds, metrics
+    time_curve.json        the rows, the per-mark means, notes and settings
+    time_curve.png         one panel per metric: metric vs minutes, one line per image (+ mean)
+    sheets/<image>.png     the training image and up to 4 samples of every snapshot
+
+and one MLflow run (experiment ``<tracking.experiment>-time-curve``) with the per-image metrics
+logged at step = training seconds, the means per mark, and the files above.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import atomic_write
+from ..config import Params, load_params
+from ..data.io import tensor_to_image
+from ..paths import ImagePaths, snapshot_name
+from .arms import select_images
+from .per_image import brightness_stats
+from .report import WEIGHT_FREE
+
+COLUMNS = ("image", "label", "minutes", "steps", "train_seconds", "sample_seconds", *WEIGHT_FREE,
+           "bright_max_dev", "bright_over", "checkpoint")
+FILES = {"csv": "time_curve.csv", "json": "time_curve.json", "plot": "time_curve.png"}
+SHEET_SAMPLES = 4
+
+
+def parse_minutes(text: str) -> list[float]:
+    """``"1,2,5"`` -> ``[1.0, 2.0, 5.0]``: positive, distinct, sorted (ValueError naming ``--minutes``)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ValueError(f"--minutes {text!r}: expected comma-separated numbers, e.g. 1,2,5,10,20") from err
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise ValueError(f"--minutes {text!r}: expected positive numbers, e.g. 1,2,5,10,20")
+    if len(set(values)) != len(values):
+        raise ValueError(f"--minutes {text!r}: repeated values")
+    return sorted(values)
+
+
+def curve_params(params_path: str | Path, overrides: Sequence[str], images_dir: Path, out: Path,
+                 minutes: Sequence[float], num: int | None) -> Params:
+    """The params with the snapshot marks, the time budget, ``data`` pointed at the folders and
+    tracking at ``<experiment>-time-curve``; every section the run reads is validated here."""
+    extra = [f"train.snapshot_minutes=[{','.join(f'{m:g}' for m in minutes)}]"]
+    if not any(o.strip().startswith("train.max_minutes=") for o in overrides):
+        extra.append(f"train.max_minutes={max(minutes):g}")
+    if num is not None:
+        extra.append(f"sample.num_samples={num}")
+    params = load_params(params_path, [*overrides, *extra])
+    if params.raw.get("train", {}).get("max_minutes") is None:
+        params.raw["train"]["max_minutes"] = max(minutes)  # `max_minutes: null` in the file
+    params.raw["data"] = {**(params.raw.get("data") or {}), "images_dir": str(images_dir),
+                          "results_dir": str(out / "runs"), "images": []}
+    tracking = dict(params.raw.get("tracking") or {})
+    if not any(o.strip().startswith("tracking.experiment=") for o in overrides):
+        tracking["experiment"] = f"{tracking.get('experiment', 'sindiffusion')}-time-curve"
+    params.raw["tracking"] = tracking
+    for section in ("data", "preprocess", "model", "diffusion", "train", "sample", "evaluate", "tracking"):
+        params.section(section)
+    return params
+
+
+def _points(paths: ImagePaths, minutes: Sequence[float], train_metrics: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """``[(label, checkpoint)]`` of one image: the snapshots that exist, plus the final model when
+    training ended by its step count; and notes on the marks it never reached."""
+    points, missing = [], []
+    for m in minutes:
+        path = paths.snapshots / snapshot_name(m)
+        (points.append((f"{m:g} min", path)) if path.is_file() else missing.append(f"{m:g}"))
+    notes = []
+    if not train_metrics.get("stopped_by_time", True):
+        points.append(("final", paths.checkpoint))
+        if missing:
+            notes.append(f"{paths.image}: training reached train.steps={train_metrics.get('steps')} after "
+                         f"{train_metrics.get('train_seconds_total', 0) / 60:.2f} min, before the marks "
+                         f"{', '.join(missing)} min (raise train.steps to reach them); the final model is a point")
+    elif missing:
+        notes.append(f"{paths.image}: no snapshot at {', '.join(missing)} min")
+    return points, notes
+
+
+def score_point(params: Params, bundle_path: Path, real: Any, device: Any, progress: bool) -> tuple[dict[str, Any], Any]:
+    """Sample one checkpoint with the ``sample`` section and score it -> ``(row fields, samples in [0,1])``."""
+    from ..diffusion import build_sampler
+    from ..diffusion.x0 import x0_clip_of
+    from ..generate import generate, load_bundle, output_size
+    from ..progress import make_progress
+    from ..stages.evaluate import compute
+
+    cfg = params.section("sample")
+    bundle = load_bundle(bundle_path, device, use_ema=True, precision=cfg.precision)
+    size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    sampler = build_sampler(cfg, bundle.diffusion)
+    bar = make_progress(f"sample {bundle_path.name}", -(-cfg.num_samples // cfg.batch_size) * len(sampler.visited()),
+                        progress, unit="step")
+    samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
+                                clip_x0=x0_clip_of(cfg),
+                                progress=lambda i, n: bar.update(1))
+    bar.close()
+    fakes = ((samples + 1) / 2).clamp(0, 1)
+    metrics = compute(params, real, fakes, deep=False)
+    snap = bundle.checkpoint.get("snapshot") or {}
+    seconds = float(snap.get("seconds", bundle.checkpoint.get("train_seconds", float("nan"))))
+    row = {"minutes": float(snap["minutes"]) if "minutes" in snap else seconds / 60.0,
+           "steps": int(bundle.checkpoint["step"]), "train_seconds": seconds,
+           "sample_seconds": timings["sample_seconds"], **{k: metrics.get(k) for k in WEIGHT_FREE},
+           **brightness_stats(real, fakes), "checkpoint": str(bundle_path)}
+    return row, fakes
+
+
+def mean_rows(rows: list[dict]) -> list[dict]:
+    """The mean of each metric over the images, per snapshot label (labels in first-seen order)."""
+    out = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        row: dict[str, Any] = {"image": f"mean of {len(mine)}", "label": label}
+        for col in ("minutes", "steps", "train_seconds", "sample_seconds", *WEIGHT_FREE, "bright_max_dev"):
+            vals = [float(r[col]) for r in mine if isinstance(r.get(col), (int, float)) and r.get(col) == r.get(col)]
+            row[col] = sum(vals) / len(vals) if vals else None
+        out.append(row)
+    return out
+
+
+def render_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    return buf.getvalue()
+
+
+def plot(rows: list[dict], means: list[dict], path: Path, title: str) -> Path:
+    """One panel per weight-free metric: value vs training minutes, a line per image, the mean dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(WEIGHT_FREE), figsize=(4.2 * len(WEIGHT_FREE), 3.8))
+    better = {"patch_swd": "lower", "copy_fraction": "lower", "copy_nn_dist": "higher", "pixel_diversity": "higher"}
+    for ax, metric in zip(axes, WEIGHT_FREE):
+        for image in dict.fromkeys(r["image"] for r in rows):
+            pts = sorted((r["minutes"], r[metric]) for r in rows if r["image"] == image and r.get(metric) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=image)
+        pts = sorted((m["minutes"], m[metric]) for m in means if m.get(metric) is not None and m.get("minutes"))
+        if pts:
+            ax.plot(*zip(*pts), "k--", marker="*", label="mean")
+        ax.set_xscale("log")
+        ax.set_xlabel("minutes of training (log)")
+        ax.set_title(f"{metric} ({better[metric]} is better)", fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _log(msg: str) -> None:
+    print(f"[time-curve] {msg}", file=sys.stderr, flush=True)
+
+
+def run_time_curve(images_dir: str | Path, *, images: str, minutes: Sequence[float], out: str | Path,
+                   params_path: str | Path = "params.yaml", overrides: Sequence[str] = (), num: int | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train each selected image once with snapshots at ``minutes``, sample and score every snapshot,
+    write the CSV/JSON/PNG/sheets into ``out`` and log them to MLflow. Returns the result dict."""
+    from ..stages import preprocess, train
+    from ..stages.evaluate import load_unit
+    from ..runtime import resolve_device
+    from .sheets import contact_sheet
+
+    images_dir, out = Path(images_dir), Path(out)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{images_dir}: images folder not found")
+    names = select_images(images_dir, images)
+    params = curve_params(params_path, overrides, images_dir, out, minutes, num)
+    device = resolve_device(params.section("sample").device)
+    results = Path(params.section("data").results_dir)
+    rows: list[dict] = []
+    notes: list[str] = []
+    sheets: dict[str, str] = {}
+    for i, name in enumerate(names, 1):
+        _log(f"{i}/{len(names)} {name}: training with snapshots at {', '.join(f'{m:g}' for m in minutes)} min")
+        paths = ImagePaths(name, results)
+        preprocess.run(params, name)
+        train_metrics = train.run(params, name, progress=progress)
+        points, image_notes = _points(paths, minutes, train_metrics)
+        notes += image_notes
+        real = load_unit(paths.processed)
+        sheet_rows: list[tuple[str, list]] = [(f"training {name}", [tensor_to_image(real[0] * 2 - 1)])]
+        for label, ckpt in points:
+            row, fakes = score_point(params, ckpt, real, device, progress)
+            rows.append({"image": name, "label": label, **row})
+            _log(f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
+                 f"copy_fraction {row['copy_fraction']:.3f}")
+            sheet_rows.append((label, [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]))
+        rel = f"sheets/{name}.png"
+        contact_sheet(sheet_rows, out / rel)
+        sheets[name] = rel
+    means = mean_rows(rows)
+    settings = {"images_dir": str(images_dir), "images": names, "minutes": list(minutes), "out": str(out),
+                "params": str(params_path), "overrides": list(overrides), "device": str(device),
+                "train": params.section_dict("train"), "sample": params.section_dict("sample"),
+                "max_size": params.section("preprocess").max_size}
+    result = {"rows": rows, "means": means, "notes": notes, "sheets": sheets, "settings": settings,
+              "files": {k: str(out / v) for k, v in FILES.items()}}
+    from ..artifacts import write_json
+
+    atomic_write(out / FILES["csv"], lambda tmp: tmp.write_text(render_csv(rows + means)))
+    write_json(out / FILES["json"], result)
+    title = (f"{len(names)} images at {settings['max_size']} px, {params.path}"
+             + (f" ({', '.join(overrides)})" if overrides else ""))
+    plot(rows, means, out / FILES["plot"], title[:160])
+    _log_mlflow(params, result, out)
+    for n in notes:
+        _log(f"note: {n}")
+    return result
+
+
+def _log_mlflow(params: Params, result: dict[str, Any], out: Path) -> None:
+    from ..tracking import stage_run
+
+    tracking = params.section("tracking")
+    with stage_run("time-curve", "_time_curve", enabled=tracking.enabled, experiment=tracking.experiment,
+                   uri=tracking.tracking_uri, local_note=f"The curve is still in {out}.") as tracker:
+        s = result["settings"]
+        tracker.log_params({"images_dir": s["images_dir"], "images": ",".join(s["images"])[:500],
+                            "minutes": ",".join(f"{m:g}" for m in s["minutes"]), "params": s["params"],
+                            "overrides": " ".join(s["overrides"])[:500], "train": s["train"], "sample": s["sample"]})
+        for r in result["rows"]:
+            key = re.sub(r"[^\w.-]+", "_", r["image"])
+            tracker.log_metrics({f"{key}.{m}": r[m] for m in WEIGHT_FREE if r.get(m) is not None},
+                                step=int(round(r["train_seconds"])))
+        for m in result["means"]:
+            if m.get("train_seconds") is not None:
+                tracker.log_metrics({f"mean.{c}": m[c] for c in WEIGHT_FREE if m.get(c) is not None},
+                                    step=int(round(m["train_seconds"])))
+        for f in result["files"].values():
+            tracker.log_artifact(f)
+        if (out / "sheets").is_dir():
+            tracker.log_artifact(out / "sheets", "sheets")

@@ -1,0 +1,50 @@
+"""Arm specs and image selections of the benchmark: parsing and the errors a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sindiffusion.benchmark.arms import Arm, check_arms, parse_arm, select_images
+from sindiffusion.config import ConfigError
+from tests.evaluation.tiny_pipeline import write_image
+
+
+def test_parse_arm_with_overrides_keeps_commas_inside_values():
+    arm = parse_arm("patch=configs/patch.yaml:train.steps=3,model.channel_mult=[1, 2],sample.steps=4")
+    assert arm == Arm("patch", Path("configs/patch.yaml"), ("train.steps=3", "model.channel_mult=[1, 2]",
+                                                            "sample.steps=4"))
+    assert parse_arm(arm.spec()) == arm
+    assert parse_arm("unet=params.yaml") == Arm("unet", Path("params.yaml"))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("params.yaml", "NAME=PARAMS_FILE"),
+    ("unet=", "NAME=PARAMS_FILE"),
+    ("a b=params.yaml", "'a b'"),
+    ("singan=params.yaml", "reserved"),
+    ("u=params.yaml:steps", "not section.key=value"),
+])
+def test_bad_arm_names_the_problem(text, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_arm(text)
+
+
+def test_duplicate_arm_names():
+    with pytest.raises(ConfigError, match="repeated: u"):
+        check_arms([parse_arm("u=a.yaml"), parse_arm("u=b.yaml")])
+
+
+def test_select_images_ranges_lists_and_limit(tmp_path):
+    for n in ("10", "2", "1", "3", "b", "a"):
+        write_image(tmp_path / f"{n}.png", seed=0, size=(16, 16))
+    assert select_images(tmp_path) == ["1", "2", "3", "10", "a", "b"]
+    assert select_images(tmp_path, limit=2) == ["1", "2"]
+    assert select_images(tmp_path, "2-10") == ["2", "3", "10"]
+    assert select_images(tmp_path, "10,1,a,1-2") == ["1", "2", "10", "a"]
+    for bad, words in (("1-2,7", "'7' is not an image"), ("4-9", "numbered 4-9"), ("3-1", "start > end")):
+        with pytest.raises(ValueError, match=words):
+            select_images(tmp_path, bad)
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        select_images(tmp_path / "none")

@@ -1,0 +1,150 @@
+"""The one-command benchmark at toy scale: arms side by side, baselines, sheets, resume, merge.
+
+Tiny images (40x56 -> 32 px), 4 training steps, 3 DDIM steps: numbers mean nothing, the
+structure, the bookkeeping and the errors are what is tested.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sindiffusion.benchmark import places
+from sindiffusion.benchmark.sheets import PAD
+from tests.evaluation.tiny_pipeline import cli, write_image, write_params
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """Three images (1, 2, 3), tiny params, a baselines folder (SinGAN for 1 and 2, GPNN = a copy of 1)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no pretrained weights
+    for i in (1, 2, 3):
+        write_image(tmp_path / "images" / f"{i}.jpg", seed=i)
+    write_image(tmp_path / "baselines" / "singan" / "1.png", seed=11)
+    write_image(tmp_path / "baselines" / "singan" / "2.png", seed=12, size=(80, 112))  # resized to the training size
+    (tmp_path / "baselines" / "gpnn").mkdir()
+    shutil.copy(tmp_path / "images" / "1.jpg", tmp_path / "baselines" / "gpnn" / "1.jpg")
+    return tmp_path
+
+
+def rows_of(out: Path) -> list[dict]:
+    return list(csv.DictReader((out / "benchmark.csv").open()))
+
+
+def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
+    params = write_params(bench, steps=4, sample_steps=3, tracking=True)
+    monkeypatch.chdir(bench)
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = bench / "bench"
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1,2", "--out", out,
+            "--arm", f"a={params}", "--arm", f"b={params}:train.steps=2,sample.num_samples=3",
+            "--baselines", bench / "baselines", "--no-progress"]
+    assert cli(*argv) == 0
+    rows = rows_of(out)
+    image_rows = {(r["method"], r["image"]): r for r in rows if r["kind"] == "image"}
+    assert set(image_rows) == {("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("SinGAN", "1"), ("SinGAN", "2"),
+                               ("GPNN", "1")}  # image 3 not selected; GPNN has no sample of 2
+    for arm, n in (("a", 2), ("b", 3)):
+        for image in ("1", "2"):
+            r = image_rows[(arm, image)]
+            assert int(r["n_samples"]) == n and float(r["patch_swd"]) > 0 and float(r["pixel_diversity"]) > 0
+            assert 0 < float(r["per_sample_s"]) < float(r["first_sample_s"])
+            assert 0 < float(r["train_s"]) < float(r["first_sample_s"])
+            assert 0 <= float(r["bright_max_dev"]) <= 1 and 0 <= int(float(r["bright_over"])) <= n
+            assert r["sifid_pool1"] == "" and r["lpips_diversity"] == ""  # unavailable, not 0
+    gpnn, singan = image_rows[("GPNN", "1")], image_rows[("SinGAN", "1")]
+    assert float(gpnn["copy_nn_dist"]) < float(singan["copy_nn_dist"])  # the copy copies
+    assert float(gpnn["bright_max_dev"]) < 0.01 and gpnn["train_s"] == "" and gpnn["pixel_diversity"] == ""
+    means = {r["method"]: r for r in rows if r["kind"] == "mean"}
+    assert [r["method"] for r in rows if r["kind"] == "mean"] == ["a", "b", "GPNN", "SinGAN"]  # arms, then baseline folders
+    assert means["b"]["n_samples"] == "6"  # totals, not means
+    assert float(means["a"]["bright_max_dev"]) == max(float(image_rows[("a", i)]["bright_max_dev"]) for i in "12")
+    assert float(means["a"]["patch_swd"]) == pytest.approx(
+        sum(float(image_rows[("a", i)]["patch_swd"]) for i in "12") / 2)
+    md = (out / "benchmark.md").read_text()
+    assert "| 1 | a |" in md and "| 2 | b |" in md and "| GPNN | mean of 1 |" in md and "[1](sheets/1.png)" in md
+    assert "`a`:" in md and "train.steps=2" in md and "inception_v3_google-0cc3c7c2.pth" in md
+    sheet = Image.open(out / "sheets" / "1.png")
+    train_h = Image.open(out / "a" / "1" / "preprocess" / "image.png").height
+    assert sheet.height == 5 * (train_h + PAD) + PAD  # training, a, b, SinGAN, GPNN
+    assert Image.open(out / "sheets" / "2.png").height == 4 * (train_h + PAD) + PAD  # no GPNN sample of 2
+    assert (out / "benchmark.png").stat().st_size > 1000
+
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{bench / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("tiny-benchmark").experiment_id],
+                             "tags.`sindiffusion.stage` = 'benchmark'")[0]
+    assert run.data.metrics["b.mean_n_samples"] == 6 and "gpnn.mean_copy_nn_dist" in run.data.metrics
+    assert {f.path for f in client.list_artifacts(run.info.run_id, "sheets")} == {"sheets/1.png", "sheets/2.png"}
+    assert client.get_experiment_by_name("tiny-benchmark-a") is not None  # each arm's stage runs apart
+
+    # resume: a rerun reuses finished images; a half-done image reruns only its missing stages
+    ckpt = out / "b" / "2" / "train" / "model.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    timing = json.loads((out / "b" / "2" / "benchmark" / "timing.json").read_text())
+    (out / "b" / "2" / "benchmark" / "row.json").unlink()
+    shutil.rmtree(out / "b" / "2" / "samples")
+    row_a = (out / "a" / "1" / "benchmark" / "row.json").read_text()
+    assert cli(*argv) == 0
+    assert ckpt.stat().st_mtime_ns == stamp and (out / "a" / "1" / "benchmark" / "row.json").read_text() == row_a
+    again = json.loads((out / "b" / "2" / "benchmark" / "timing.json").read_text())
+    assert again["train_s"] == timing["train_s"] and again["preprocess_s"] == timing["preprocess_s"]
+    assert {(r["method"], r["image"]) for r in rows_of(out) if r["kind"] == "image"} == set(image_rows)
+
+
+def test_subsets_merge_into_the_table_of_one_run(bench):
+    params = write_params(bench, steps=4, sample_steps=3, tracking=False)
+    common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines",
+              "--no-progress"]
+    assert cli("benchmark", *common, "--images", "1-2", "--out", bench / "full") == 0
+    # two partial runs of the same command; their per-image results are the full run's (reused on resume)
+    for part, sel in (("A", "1"), ("B", "2")):
+        shutil.copytree(bench / "full" / places.OURS, bench / part / places.OURS)
+        assert cli("benchmark", *common, "--images", sel, "--out", bench / part) == 0
+        assert [r["image"] for r in rows_of(bench / part) if r["method"] == places.OURS and r["kind"] == "image"] == [sel]
+    assert cli("benchmark-merge", bench / "A", bench / "B", "--out", bench / "C") == 0
+    assert (bench / "C" / "benchmark.csv").read_text() == (bench / "full" / "benchmark.csv").read_text()
+    merged = json.loads((bench / "C" / "benchmark.json").read_text())
+    assert merged["settings"]["merged_from"] == [str(bench / "A"), str(bench / "B")]
+    assert sorted(p.name for p in (bench / "C" / "sheets").iterdir()) == ["1.png", "2.png"]
+
+    # the same results folder under other settings, or runs of other arms: refused, nothing written
+    before = (bench / "full" / "benchmark.csv").read_text()
+    assert cli("benchmark", *common, "--images", "1-2", "--out", bench / "full", "--set", "train.steps=5") == 2
+    assert (bench / "full" / "benchmark.csv").read_text() == before
+    shutil.copytree(bench / "A", bench / "D")
+    data = json.loads((bench / "D" / "benchmark.json").read_text())
+    data["settings"]["arms"][places.OURS]["fingerprint"] = "other"
+    (bench / "D" / "benchmark.json").write_text(json.dumps(data))
+    assert cli("benchmark-merge", bench / "B", bench / "D", "--out", bench / "E") == 2
+    assert cli("benchmark-merge", bench / "B", bench / "missing", "--out", bench / "E") == 2
+    assert not (bench / "E" / "benchmark.csv").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--images", "1,9"], "'9' is not an image"),
+    (["--arm", "a=params.yaml", "--arm", "a=params.yaml"], "repeated"),
+    (["--arm", "a=missing.yaml"], "missing.yaml: params file not found"),
+    (["--arm", "a=params.yaml:train.nope=1"], "train.nope"),
+    (["--arm", "a=params.yaml", "--arm", "b=params.yaml:evaluate.patch_size=5"], "evaluate section differs"),
+])
+def test_bad_input_is_exit_2_before_any_work(bench, monkeypatch, capsys, extra, words):
+    write_params(bench, tracking=False)
+    monkeypatch.chdir(bench)
+    assert cli("benchmark", "--images-dir", bench / "images", "--out", bench / "o", *extra) == 2
+    assert words in capsys.readouterr().err
+    assert not (bench / "o").exists()
+
+
+def test_bad_folders_are_exit_2(tmp_path):
+    assert cli("benchmark", "--images-dir", tmp_path / "missing", "--out", tmp_path / "o") == 2
+    (tmp_path / "empty").mkdir()
+    assert cli("benchmark", "--images-dir", tmp_path / "empty", "--out", tmp_path / "o") == 2
+    assert cli("benchmark-merge", tmp_path / "o", "--out", tmp_path / "m") == 2

@@ -1,0 +1,80 @@
+"""`sindiffusion time-curve` at toy scale: fractional-minute snapshots of one training per image,
+weight-free metrics per snapshot, CSV + JSON + plot + sheets + MLflow. Numbers mean nothing here."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from sindiffusion.benchmark.time_curve import parse_minutes
+from tests.evaluation.tiny_pipeline import cli, write_image, write_params
+from tests.stages._tiny import one_torch_thread  # noqa: F401
+
+
+def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    for i in (1, 2, 3):
+        write_image(tmp_path / "images" / f"{i}.png", seed=i)
+    params = write_params(tmp_path, steps=100000, sample_steps=3, tracking=True)
+    out = tmp_path / "curve"
+    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "1,3", "--minutes", "0.05,0.025",
+               "--num", "2", "--params", params, "--out", out, "--no-progress") == 0
+    rows = list(csv.DictReader((out / "time_curve.csv").open()))
+    points = [(r["image"], r["label"]) for r in rows]
+    assert points == [("1", "0.025 min"), ("1", "0.05 min"), ("3", "0.025 min"), ("3", "0.05 min"),
+                      ("mean of 2", "0.025 min"), ("mean of 2", "0.05 min")]
+    for r in rows[:4]:
+        assert float(r["patch_swd"]) > 0 and 0 <= float(r["copy_fraction"]) <= 1 and float(r["pixel_diversity"]) > 0
+        assert int(r["steps"]) > 0 and float(r["train_seconds"]) >= float(r["minutes"]) * 60
+    # image 1's first step also pays torch's warm-up (seconds): compare the marks on image 3
+    assert int(rows[0]["steps"]) <= int(rows[1]["steps"]) and int(rows[2]["steps"]) < int(rows[3]["steps"])
+    # the training stopped at the last mark (train.max_minutes = 0.05), not at train.steps
+    metrics = json.loads((out / "runs/1/train/metrics.json").read_text())
+    assert metrics["stopped_by_time"] and metrics["steps"] < 100000
+    result = json.loads((out / "time_curve.json").read_text())
+    assert result["settings"]["minutes"] == [0.025, 0.05] and result["notes"] == []
+    assert (out / "time_curve.png").stat().st_size > 10000 and (out / "sheets/1.png").is_file()
+    assert "time-curve: 4 points of 2 images" in capsys.readouterr().out
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["tiny-time-curve"], output_format="list")
+    curve = [r for r in runs if "mean.patch_swd" in r.data.metrics]
+    assert len(curve) == 1 and "1.patch_swd" in curve[0].data.metrics
+    history = mlflow.MlflowClient().get_metric_history(curve[0].info.run_id, "1.patch_swd")
+    assert len(history) == 2
+
+
+def test_training_that_ends_before_the_marks_gives_a_final_point(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    out = tmp_path / "curve"
+    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--minutes", "5",
+               "--num", "2", "--params", params, "--out", out, "--no-progress") == 0
+    result = json.loads((out / "time_curve.json").read_text())
+    assert [r["label"] for r in result["rows"]] == ["final"] and result["rows"][0]["steps"] == 3
+    assert "before the marks 5 min" in result["notes"][0]
+
+
+@pytest.mark.parametrize("text", ["", "1,-2", "1,1", "x"])
+def test_bad_minutes(text):
+    with pytest.raises(ValueError, match="--minutes"):
+        parse_minutes(text)
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, tracking=False)
+    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "b", "--params", params,
+               "--out", tmp_path / "o") == 2
+    assert "'b' is not an image of" in capsys.readouterr().err
+    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params,
+               "--minutes", "0", "--out", tmp_path / "o") == 2
+    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params,
+               "--set", "train.max_minutes=-1", "--out", tmp_path / "o") == 2
+    assert "train.max_minutes: must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,61 @@
+"""scripts/gpu-check.sh: the CPU smoke run writes the full JSON + sheets; without CUDA it fails in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.stages._tiny import make_image
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "gpu-check.sh"
+
+
+def _run(*args: str, out: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+    full.pop("GPU_CHECK_IMAGE", None)
+    return subprocess.run(["bash", str(SCRIPT), *args], env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cpu_smoke_writes_every_part(tmp_path):
+    image = make_image(tmp_path / "img" / "scene.png", width=48, height=40)
+    out = tmp_path / "out"
+    res = _run("--cpu-smoke", str(image), out=out)
+    assert res.returncode == 0, res.stderr + (out / "gpu-check.log").read_text()
+    result = json.loads((out / "gpu-check.json").read_text())
+    assert result["env"]["mode"] == "cpu-smoke" and result["env"]["cuda_available"] is False
+    status = result["status"]
+    assert status == {"env": "ok", "speed": "ok", "paper": "ok", "gpu-fast": "ok", "patch": status["patch"]}
+    assert status["patch"] in ("ok", "skipped")
+    speed = result["parts"]["speed"]["result"]["variants"]
+    assert [(v["precision"], v["channels_last"]) for v in speed] == [("fp32", "off"), ("bf16", "on")]
+    assert all(v["train_seconds_per_iter"] > 0 and v["step_seconds_batch1"] > 0 for v in speed)
+    for cfg in ("paper", "gpu-fast"):
+        part = result["parts"][cfg]
+        assert part["train"]["stopped_by_time"] and part["train"]["steps"] >= 1
+        assert part["sample"]["num_samples"] == 4 and part["sample"]["seconds_per_sample"] > 0
+        assert {"patch_swd", "copy_fraction", "copy_nn_dist", "pixel_diversity", "bright_max_dev"} <= set(part["metrics"])
+        assert (out / "sheets" / f"{cfg}.png").is_file() and part["wall_seconds"] > 0
+    assert result["parts"]["gpu-fast"]["settings"]["train"]["loss_weighting"] == "min_snr"
+    assert "gpu-check: done in" in res.stderr
+
+
+def test_without_cuda_it_fails_in_one_line(tmp_path):
+    image = make_image(tmp_path / "scene.png")
+    res = _run(str(image), out=tmp_path / "out", timeout=120)
+    assert res.returncode == 3
+    assert res.stderr.strip().splitlines() == [
+        "gpu-check: no CUDA device (torch.cuda.is_available() is False); use --cpu-smoke for the CPU test run"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args,message", [(["--fast"], "unknown option --fast"),
+                                          (["/nonexistent/x.png"], "no training image")])
+def test_bad_usage(tmp_path, args, message):
+    res = _run(*args, out=tmp_path / "out", timeout=60)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
