@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from sindiffusion.diffusion.gaussian import GaussianDiffusion
 from sindiffusion.diffusion.loop import sample_loop
-from sindiffusion.diffusion.samplers import DDIMSampler, DDPMSampler
+from types import SimpleNamespace
+
+from sindiffusion.diffusion.samplers import build_sampler
 from sindiffusion.models.patch import PatchConfig, PatchDenoiser, posterior_mean_patches
 from sindiffusion.validation import FieldError
 
@@ -111,7 +113,7 @@ def test_batch_with_mixed_timesteps_matches_one_by_one():
 def test_samples_are_deterministic_per_seed_any_size(sampler):
     image = _image()
     model = PatchDenoiser(PatchConfig(patch_size=5), image, DIFF.alphas_cumprod)
-    smp = DDIMSampler(DIFF, 5, 0.0) if sampler == "ddim" else DDPMSampler(DIFF, 5)
+    smp = build_sampler(SimpleNamespace(sampler=sampler, steps=5, eta=0.0), DIFF)
 
     def draw(seed: int, size=(24, 48)) -> torch.Tensor:
         return sample_loop(model, DIFF, smp, (2, 3, *size), generator=torch.Generator().manual_seed(seed), clip_x0=False)

@@ -4,6 +4,7 @@ manipulate with every application, via the CLI, plus its bad inputs (exit 2, not
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
+from sindiffusion.diffusion.samplers import build_sampler
 from sindiffusion.generate import generate, load_bundle
 from tests.stages._tiny import project
 from tests.stages.test_manipulate import ALL_EDITS, _mask
@@ -64,9 +66,10 @@ def test_pipeline_end_to_end(trained: Path):
 
 def test_samples_deterministic_per_seed(trained: Path):
     bundle = load_bundle(trained / "results" / "img" / "train" / "model.pt", torch.device("cpu"))
-    a, _ = generate(bundle, 2, (40, 48), sampler="ddim", steps=3, eta=1.0, seed=3, clip_x0=False)
-    b, _ = generate(bundle, 2, (40, 48), sampler="ddim", steps=3, eta=1.0, seed=3, clip_x0=False)
-    c, _ = generate(bundle, 2, (40, 48), sampler="ddim", steps=3, eta=1.0, seed=4, clip_x0=False)
+    smp = build_sampler(SimpleNamespace(sampler="ddim", steps=3, eta=1.0), bundle.diffusion)
+    a, _ = generate(bundle, 2, (40, 48), smp, seed=3, clip_x0=False)
+    b, _ = generate(bundle, 2, (40, 48), smp, seed=3, clip_x0=False)
+    c, _ = generate(bundle, 2, (40, 48), smp, seed=4, clip_x0=False)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
