@@ -18,10 +18,11 @@ from sindiffusion.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from sindiffusion.models.unet import UNet, UNetConfig
+from sindiffusion.models.unet import UNet
+from tests.tiny import TINY_UNET
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
-TINY = UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4)
+TINY = TINY_UNET
 DIFFUSION = {"schedule": "linear", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02, "variance": "fixed_large"}
 
 

@@ -31,9 +31,11 @@ from typing import Any
 import torch
 
 from ..artifacts import atomic_write
+from ..config import EvaluateConfig
 from ._images import ImageBatch, as_image, as_same_size_batch
 from .diversity import LPIPSAlex, lpips_diversity
-from .patches import DEFAULT_COPY_THRESHOLD, copy_score, patch_swd, pixel_diversity
+from .patches import DEFAULT_COPY_THRESHOLD
+from .registry import run_metrics
 from .sifid import InceptionFeatures, sifid, sifid_metric_name
 from .weights import MissingWeightsError, verify_weights
 
@@ -149,14 +151,12 @@ def evaluate_samples(
     out: dict[str, Any] = {"num_samples": n}
     unavailable: dict[str, str] = {}
 
-    # weight-free
-    if n >= 2:
-        out["pixel_diversity"] = pixel_diversity(real_b, fakes_b)
-    else:
-        out["pixel_diversity"] = None
-        unavailable["pixel_diversity"] = "needs at least 2 samples"
-    out.update(copy_score(real_b, fakes_b, patch_size=patch_size, stride=copy_stride, threshold=copy_threshold))
-    out["patch_swd"] = patch_swd(real_b, fakes_b, patch_size=patch_size, seed=swd_seed)
+    # weight-free: every registered metric, with the evaluate section's settings
+    cfg = EvaluateConfig(patch_size=patch_size, copy_stride=copy_stride, copy_threshold=copy_threshold,
+                         swd_seed=swd_seed)
+    values, missing = run_metrics(real_b, fakes_b, cfg)
+    out.update(values)
+    unavailable.update(missing)
 
     if not deep:
         out["unavailable"] = unavailable
