@@ -1,4 +1,5 @@
-"""Shared pytest configuration: fixtures for real services live in tests/support/."""
+"""Shared pytest configuration: the tiny fixtures (``tiny_unet``, ``smooth``, ``tiny_checkpoint``; see
+:mod:`tests.tiny`); fixtures for real services live in tests/support/."""
 
 import os
 import shutil
@@ -9,7 +10,27 @@ import pytest
 # Tests never talk to a user's MLflow server or write ./mlflow.db unless they ask for it.
 os.environ.setdefault("SINDIFFUSION_TRACKING", "off")
 
+from tests.tiny import TINY_UNET, make_checkpoint, smooth_image  # noqa: E402  (after the environment is set)
+
 pytest_plugins = ["tests.support.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def tiny_unet():
+    """The tiny UNet config (:data:`tests.tiny.TINY_UNET`)."""
+    return TINY_UNET
+
+
+@pytest.fixture
+def smooth():
+    """:func:`tests.tiny.smooth_image`: ``smooth(seed, height=32, width=None, batch=1)`` -> ``[B, 3, H, W]``."""
+    return smooth_image
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny trained checkpoint of image ``img`` in a session folder (:func:`tests.tiny.make_checkpoint`)."""
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_checkpoint"), "img")
 
 
 @pytest.fixture(scope="session")

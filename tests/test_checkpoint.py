@@ -8,12 +8,21 @@ import pytest
 import torch
 
 from sindiffusion import checkpoint as ckpt_mod
-from sindiffusion.checkpoint import (FORMAT, VERSION, CheckpointError, diffusion_from_checkpoint, load_checkpoint,
-                                     model_from_checkpoint, save_checkpoint, sha256_file)
-from sindiffusion.models.unet import UNet, UNetConfig
+from sindiffusion.artifacts import sha256_file
+from sindiffusion.checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    diffusion_from_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from sindiffusion.models.unet import UNet
+from tests.tiny import TINY_UNET
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
-TINY = UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4)
+TINY = TINY_UNET
 DIFFUSION = {"schedule": "linear", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02, "variance": "fixed_large"}
 
 

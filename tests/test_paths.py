@@ -36,6 +36,13 @@ def test_image_paths():
     assert ImagePaths("x") == ImagePaths("x", Path("results"))
 
 
+def test_every_template_is_a_typed_attribute():
+    """No lookup magic: each template is a declared attribute (typed ``Path``), and nothing else is."""
+    declared = {k for k, v in vars(ImagePaths).items() if type(v).__name__ == "_Artifact"}
+    assert declared == set(TEMPLATES)
+    assert "__getattr__" not in vars(ImagePaths)
+
+
 def _touch(d: Path, *names: str) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for n in names:

@@ -8,17 +8,16 @@ import torch
 from sindiffusion.checkpoint import save_checkpoint
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.data import save_image
-from sindiffusion.models import UNetConfig
 from sindiffusion.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch):
+def test_readme_python_example_runs(tmp_path, monkeypatch, tiny_unet):
     monkeypatch.chdir(tmp_path)
     image = torch.rand(3, 24, 32) * 2 - 1
     save_image(image, "results/hubble/preprocess/image.png")
-    trainer = Trainer(image, UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4), DiffusionConfig(),
+    trainer = Trainer(image, tiny_unet, DiffusionConfig(),
                       TrainConfig(steps=2, batch_size=2, crop_size=None, device="cpu"), {"name": "hubble", "size": [24, 32]},
                       torch.device("cpu"))
     trainer.train_step()

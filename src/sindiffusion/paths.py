@@ -64,6 +64,20 @@ def check_image_name(name: str, where: str = "--image") -> str:
     return name
 
 
+class _Artifact:
+    """A typed attribute of :class:`ImagePaths`: the :data:`TEMPLATES` entry of the attribute's name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name not in TEMPLATES:
+            raise AttributeError(f"ImagePaths.{name}: no such template in TEMPLATES")
+        self.key = name
+
+    def __get__(self, obj: "ImagePaths | None", owner: type) -> Path:
+        if obj is None:
+            raise AttributeError(self.key)
+        return Path(TEMPLATES[self.key].format(results=obj.results, image=obj.image))
+
+
 @dataclass(frozen=True)
 class ImagePaths:
     """Artifact paths of one training image (the name is checked by :func:`check_image_name`)."""
@@ -71,13 +85,23 @@ class ImagePaths:
     image: str
     results: Path = Path("results")
 
+    processed = _Artifact()
+    processed_meta = _Artifact()
+    checkpoint = _Artifact()
+    resume = _Artifact()
+    snapshots = _Artifact()
+    loss = _Artifact()
+    train_metrics = _Artifact()
+    samples = _Artifact()
+    grid = _Artifact()
+    samples_meta = _Artifact()
+    eval_dir = _Artifact()
+    eval_metrics = _Artifact()
+    manipulate = _Artifact()
+    manipulate_meta = _Artifact()
+
     def __post_init__(self) -> None:
         check_image_name(self.image)
-
-    def __getattr__(self, key: str) -> Path:
-        if key in TEMPLATES:
-            return Path(TEMPLATES[key].format(results=self.results, image=self.image))
-        raise AttributeError(key)
 
 
 def snapshot_name(minutes: float) -> str:

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from sindiffusion.diffusion import GaussianDiffusion, make_sampler
-from sindiffusion.models import UNet, UNetConfig
+from sindiffusion.models import UNet
+from tests.tiny import TINY_UNET
 
 TINY_CLIP = "sindiffusion-test-tiny-clip"
 
@@ -36,7 +37,7 @@ class CountingModel(nn.Module):
 def random_unet(seed: int = 0) -> UNet:
     """A tiny UNet whose zero-initialised convs are re-initialised, so its eps output is not 0."""
     torch.manual_seed(seed)
-    model = UNet(UNetConfig(base_channels=8, channel_mult=(1, 2), encoder_blocks=1, decoder_blocks=2, groups=4))
+    model = UNet(TINY_UNET)
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and not bool(m.weight.abs().sum() > 0):
             m.reset_parameters()
@@ -70,14 +71,6 @@ def ddim(diffusion: GaussianDiffusion):
 @pytest.fixture
 def ddpm(diffusion: GaussianDiffusion):
     return make_sampler("ddpm", diffusion, 8)
-
-
-def smooth_image(seed: int, size: int = 32, batch: int = 1) -> torch.Tensor:
-    """A smooth random image ``[batch, 3, size, size]`` in [-0.9, 0.9] (low-res noise, upsampled)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand((batch, 3, 4, 4), generator=g) * 1.8 - 0.9
-    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-    return img.clamp(-0.9, 0.9)
 
 
 @pytest.fixture(scope="session")

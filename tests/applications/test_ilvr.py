@@ -14,16 +14,16 @@ from sindiffusion.applications import (
     ILVRHook,
     LowPass,
     composite,
-    edit,
-    harmonize,
+    ilvr_sample,
     ilvr_sdedit,
-    paint_to_image,
     sdedit_timestep,
     super_resolve,
 )
 from sindiffusion.diffusion import make_sampler, sample_loop
 
-from .conftest import CountingModel, smooth_image
+from tests.tiny import smooth_image
+
+from .conftest import CountingModel
 
 
 def _lp_distance(x: torch.Tensor, ref: torch.Tensor, factor: int) -> float:
@@ -72,20 +72,21 @@ def test_sdedit_start_runs_fewer_steps_and_must_match_loop(unet, diffusion, ddim
 
 def test_paint_to_image_shape_and_determinism(unet, diffusion, ddim):
     painting = smooth_image(10)
-    a = paint_to_image(unet, diffusion, ddim, painting, factor=8, strength=0.7, batch_size=2,
-                       generator=torch.Generator().manual_seed(5))
-    b = paint_to_image(unet, diffusion, ddim, painting, factor=8, strength=0.7, batch_size=2,
-                       generator=torch.Generator().manual_seed(5))
+    a = ilvr_sample(unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2,
+                    generator=torch.Generator().manual_seed(5))
+    b = ilvr_sample(unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2,
+                    generator=torch.Generator().manual_seed(5))
     assert a.shape == (2, 3, 32, 32) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
 
 
-@pytest.mark.parametrize("application", [harmonize, edit])
-def test_mask_confines_the_change(unet, diffusion, ddim, application):
+@pytest.mark.parametrize("strength", [0.6, None])
+def test_mask_confines_the_change(unet, diffusion, ddim, strength):
     reference = smooth_image(11, batch=2)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:20, 10:26] = 1.0  # 1 = region to change (pasted object / edited region)
-    out = application(unet, diffusion, ddim, reference, mask, factor=2, generator=torch.Generator().manual_seed(0))
+    out = ilvr_sample(unet, diffusion, ddim, reference, 2, strength=strength, mask=mask,
+                      generator=torch.Generator().manual_seed(0))
     outside = mask.expand_as(reference) == 0
     assert torch.equal(out[outside], reference[outside])
     assert (out[~outside] - reference[~outside]).abs().mean() > 1e-3
@@ -103,7 +104,7 @@ def test_mask_hook_without_sdedit_and_composite(unet, diffusion, ddpm):
 
 
 def test_super_resolve_shape_and_consistency(unet, diffusion, ddim):
-    low = smooth_image(13, size=8)
+    low = smooth_image(13, height=8)
     sr = super_resolve(unet, diffusion, ddim, low, 4, batch_size=2, generator=torch.Generator().manual_seed(0))
     assert sr.shape == (2, 3, 32, 32)
     down = F.interpolate(sr, size=(8, 8), mode="bicubic", align_corners=False, antialias=True)
@@ -115,7 +116,7 @@ def test_super_resolve_shape_and_consistency(unet, diffusion, ddim):
     with pytest.raises(ValueError, match="scale must be an integer >= 2"):
         super_resolve(unet, diffusion, ddim, low, 1)
     with pytest.raises(ValueError, match="too large"):
-        super_resolve(unet, diffusion, ddim, smooth_image(0, size=2), 4)
+        super_resolve(unet, diffusion, ddim, smooth_image(0, height=2), 4)
 
 
 def test_lowpass_behaviour_and_errors():

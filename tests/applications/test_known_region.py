@@ -19,12 +19,14 @@ from sindiffusion.applications import (
 )
 from sindiffusion.diffusion import make_sampler, sample_loop
 
-from .conftest import CountingModel, smooth_image
+from tests.tiny import smooth_image
+
+from .conftest import CountingModel
 
 
 @pytest.mark.parametrize("sampler_name", ["ddim", "ddpm"])
 def test_outpainting_keeps_known_region_exactly(unet, diffusion, sampler_name):
-    image = smooth_image(1, size=32)[..., 8:24]  # [1, 3, 32, 16]
+    image = smooth_image(1, height=32)[..., 8:24]  # [1, 3, 32, 16]
     canvas, mask = outpaint_canvas(image, left=8, right=8)
     assert canvas.shape == (1, 3, 32, 32) and mask.shape == (1, 1, 32, 32)
     assert mask[..., 8:24].sum() == 0 and mask[..., :8].min() == 1 and mask[..., 24:].min() == 1
@@ -39,7 +41,7 @@ def test_outpainting_keeps_known_region_exactly(unet, diffusion, sampler_name):
 
 
 def test_inpainting_with_user_mask(unet, diffusion, ddim, tmp_path: Path):
-    image = smooth_image(2, size=32, batch=2)
+    image = smooth_image(2, height=32, batch=2)
     arr = np.zeros((32, 32), dtype=np.uint8)
     arr[10:20, 5:25] = 255  # white = generate
     Image.fromarray(arr).save(tmp_path / "mask.png")
@@ -87,7 +89,7 @@ def test_resample_count_bounds():
 
 
 def test_outpaint_to_size_anchors():
-    image = smooth_image(0, size=16)
+    image = smooth_image(0, height=16)
     canvas, mask = outpaint_to_size(image, 16, 48, anchor="left")
     assert canvas.shape == (1, 3, 16, 48)
     assert torch.equal(canvas[..., :16], image) and mask[..., :16].sum() == 0 and mask[..., 16:].min() == 1
@@ -130,6 +132,6 @@ def test_validate_mask_errors():
 
 
 def test_known_image_must_fit_the_samples(unet, diffusion, ddim):
-    canvas, mask = outpaint_canvas(smooth_image(0, size=16), right=16)
+    canvas, mask = outpaint_canvas(smooth_image(0, height=16), right=16)
     with pytest.raises(ValueError, match="does not fit the samples"):
         sample_loop(unet, diffusion, ddim, (1, 3, 32, 32), hooks=[KnownRegionHook(canvas, mask)])

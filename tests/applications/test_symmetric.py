@@ -12,7 +12,7 @@ from PIL import Image
 from sindiffusion.applications.kinds.symmetric import MirrorHook, mirror
 from sindiffusion.cli import main
 from sindiffusion.diffusion import sample_loop
-from tests.applications.helpers import make_checkpoint, write_params
+from tests.applications.helpers import write_params
 
 
 @pytest.mark.parametrize("axis,dim", [("vertical", -1), ("horizontal", -2)])
@@ -32,9 +32,9 @@ def test_the_loop_gives_exactly_symmetric_samples(unet, diffusion, ddim, axis, d
     assert torch.equal(x, x.flip(dim)) and x.std() > 0.01
 
 
-def test_one_off_command_writes_a_symmetric_result(tmp_path, monkeypatch, capsys):
+def test_one_off_command_writes_a_symmetric_result(tmp_path, monkeypatch, capsys, tiny_checkpoint):
     monkeypatch.chdir(tmp_path)
-    ckpt = make_checkpoint(tmp_path, "img", seed=0)
+    ckpt = tiny_checkpoint
     params = write_params(tmp_path, {}, steps=3)
     out = tmp_path / "sym"
     assert main(["symmetric", "--checkpoint", str(ckpt), "--out", str(out), "--params", str(params), "--width", "40",

@@ -11,8 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from sindiffusion.data.io import (ImageError, atomic_write, image_to_tensor, load_image, make_grid, save_image,
-                                  tensor_to_image)
+from sindiffusion.artifacts import atomic_write
+from sindiffusion.data.io import (
+    ImageError,
+    image_to_tensor,
+    load_image,
+    make_grid,
+    save_image,
+    tensor_to_image,
+)
 
 
 def _rgb(img: Image.Image) -> np.ndarray:

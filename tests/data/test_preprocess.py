@@ -11,9 +11,10 @@ from PIL import Image
 from sindiffusion.data.io import ImageError
 from sindiffusion.data.preprocess import min_side, preprocess_image, valid_size
 from sindiffusion.models.receptive_field import analytic_receptive_field
-from sindiffusion.models.unet import PRESETS, UNetConfig
+from sindiffusion.models.unet import PRESETS
+from tests.tiny import TINY_UNET
 
-TINY = UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4)
+TINY = TINY_UNET
 
 
 @pytest.mark.parametrize("m", [2, 4, 8])

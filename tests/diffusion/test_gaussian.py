@@ -51,9 +51,12 @@ def test_output_from_eps_matches_closed_form_posterior(diffusion, variance):
         tt = torch.tensor([t])
         xt = d.q_sample(x0, tt, eps)
         out = d.output_from_eps(xt, t, eps, clip_x0=False)
-        mean, post_var, _ = d.q_posterior(x0, xt, tt)
+        # Ho et al. eq. (7), written out here as the independent reference
+        abar, abar_prev, beta = d.abar(t), d.abar(t - 1), d.betas[t].item()
+        mean = (beta * abar_prev ** 0.5 / (1 - abar)) * x0 + ((1 - abar_prev) * (1 - beta) ** 0.5 / (1 - abar)) * xt
+        post_var = beta * (1 - abar_prev) / (1 - abar)
         assert torch.allclose(out.mean, mean, atol=1e-5)
-        expected = d.betas[t].item() if variance == "fixed_large" else post_var.flatten()[0].item()
+        expected = beta if variance == "fixed_large" else post_var
         assert out.variance.flatten()[0].item() == pytest.approx(expected, rel=1e-6)
 
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from sindiffusion.models import PRESETS, UNet, UNetConfig, count_parameters
+from tests.tiny import TINY_UNET
 
-TINY = UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4)
+TINY = TINY_UNET
 
 
 def test_paper_preset_matches_official_parameter_count():

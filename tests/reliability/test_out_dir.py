@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from sindiffusion.artifacts import MARKER
 from sindiffusion.cli import main
-from sindiffusion.outdir import MARKER
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
 CKPT = "results/img/train/model.pt"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sindiffusion.checkpoint import load_checkpoint, sha256_file
+from sindiffusion.artifacts import sha256_file
+from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
 from sindiffusion.training.trainer import Trainer
 from tests.stages._tiny import make_image, one_torch_thread, project  # noqa: F401
@@ -215,7 +216,7 @@ def test_wall_clock_snapshots_budget_and_progress_lines(tmp_path, monkeypatch, c
     assert metrics["stopped_by_time"] is True and 0 < metrics["steps"] < 100000
     assert metrics["train_seconds_total"] >= 0.36
     assert "train: snapshot at 0.002 min" in err
-    assert "train: " in err and f"/100000 (0%)" in err and "ETA" in err  # the last line when the budget ends
+    assert "train: " in err and "/100000 (0%)" in err and "ETA" in err  # the last line when the budget ends
     assert main(["sample", "--image", "img", "--no-progress", "--checkpoint", str(snaps / "min_0.004.pt"),
                  "--out", str(tmp_path / "snap_samples")]) == 0
     assert len(list((tmp_path / "snap_samples").glob("sample_*.png"))) == 2

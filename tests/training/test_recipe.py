@@ -7,14 +7,13 @@ import torch
 
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.diffusion import GaussianDiffusion, make_betas
-from sindiffusion.models.unet import UNetConfig
-from sindiffusion.precision import autocast_dtype, describe
+from sindiffusion.runtime import autocast_dtype, describe
 from sindiffusion.training import Trainer
 from sindiffusion.training.ema import auto_decay
 from sindiffusion.training.lr import lr_factor
+from tests.tiny import TINY_UNET
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
-TINY_UNET = UNetConfig(base_channels=8, channel_mult=(1, 2), encoder_blocks=1, decoder_blocks=2, groups=4)
 
 
 def test_lr_warmup_then_cosine_to_zero():
@@ -53,7 +52,7 @@ def test_min_snr_weights():
 
 
 def test_precision_resolution(monkeypatch):
-    from sindiffusion import precision
+    from sindiffusion import runtime as precision
 
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16

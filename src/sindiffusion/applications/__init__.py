@@ -16,10 +16,8 @@ from .ilvr import (
     ILVRHook,
     LowPass,
     composite,
-    edit,
-    harmonize,
+    ilvr_sample,
     ilvr_sdedit,
-    paint_to_image,
     sdedit_timestep,
     super_resolve,
 )
@@ -49,7 +47,7 @@ __all__ = [
     "ANCHORS", "KnownRegionHook", "fill_masked_region", "load_mask", "noised_reference", "outpaint_canvas",
     "outpaint_to_size", "paste_known", "validate_mask",
     # ILVR (eq. 7)
-    "ILVRHook", "LowPass", "composite", "edit", "harmonize", "ilvr_sdedit", "paint_to_image", "sdedit_timestep",
+    "ILVRHook", "LowPass", "composite", "ilvr_sample", "ilvr_sdedit", "sdedit_timestep",
     "super_resolve",
     # text (eq. 5)
     "CLIPGuidanceHook", "CLIPNormalize", "MissingCLIPWeightsError", "clip_score", "encode_text", "load_clip",

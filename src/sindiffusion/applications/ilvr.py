@@ -35,10 +35,8 @@ __all__ = [
     "ILVRHook",
     "LowPass",
     "composite",
-    "edit",
-    "harmonize",
+    "ilvr_sample",
     "ilvr_sdedit",
-    "paint_to_image",
     "sdedit_timestep",
     "super_resolve",
 ]
@@ -226,10 +224,17 @@ def ilvr_sdedit(
     return ILVRHook(reference, factor, t_start=t_start, stop_at=stop_at, mask=mask, weight=weight), t_start
 
 
-def _run(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, reference: torch.Tensor, factor: int,
-         strength: float | None, *, batch_size: int | None, stop_at: int | float, mask: torch.Tensor | None,
-         weight: float, extra_hooks: Sequence[SamplingHook], generator: torch.Generator | None,
-         device: torch.device | str, progress: Callable[[int, int], None] | None) -> torch.Tensor:
+def ilvr_sample(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, reference: torch.Tensor,
+                factor: int, *, strength: float | None = None, mask: torch.Tensor | None = None,
+                stop_at: int | float = 0, batch_size: int | None = None, weight: float = 1.0,
+                extra_hooks: Sequence[SamplingHook] = (), generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """ILVR sampling (eq. 7) towards ``reference`` ``[1 or B, 3, H, W]`` in [-1, 1] -> ``[B, 3, H, W]``.
+
+    Paint-to-image: ``strength`` 0.6-0.8, ``factor`` 4-8. Harmonization / editing: also a ``mask``
+    (1 = the pasted object / edited region; the rest is returned unchanged), a small ``factor``
+    keeps shape and colours. ``strength=None``: start from pure noise (no SDEdit).
+    """
     reference = reference.to(device)
     hook, t_start = ilvr_sdedit(reference, factor, sampler, strength, stop_at=stop_at,
                                 mask=None if mask is None else mask.to(device), weight=weight)
@@ -237,48 +242,6 @@ def _run(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, refere
     shape = (b, *reference.shape[1:])
     return sample_loop(model, diffusion, sampler, shape, hooks=[hook, *extra_hooks], generator=generator,
                        device=device, t_start=t_start, progress=progress)
-
-
-def paint_to_image(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, painting: torch.Tensor, *,
-                   factor: int = 4, strength: float | None = 0.7, stop_at: int | float = 0,
-                   batch_size: int | None = None, extra_hooks: Sequence[SamplingHook] = (),
-                   generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Paint-to-image: a rough painting ``[1 or B, 3, H, W]`` in [-1, 1] -> realistic ``[B, 3, H, W]``.
-
-    SDEdit from ``strength * T`` (0.6-0.8 recommended) plus ILVR with ``N = factor`` (4-8).
-    """
-    return _run(model, diffusion, sampler, painting, factor, strength, batch_size=batch_size, stop_at=stop_at,
-                mask=None, weight=1.0, extra_hooks=extra_hooks, generator=generator, device=device, progress=progress)
-
-
-def harmonize(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, composite_image: torch.Tensor,
-              mask: torch.Tensor, *, factor: int = 4, strength: float | None = 0.6, stop_at: int | float = 0,
-              batch_size: int | None = None, extra_hooks: Sequence[SamplingHook] = (),
-              generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-              progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Harmonization: re-render a pasted object (``mask`` = 1 on the object) in the image's style.
-
-    ``composite_image`` is the naive cut-and-paste ``[1 or B, 3, H, W]`` in [-1, 1]; the background
-    (mask = 0) is returned unchanged. A small ``factor`` keeps the object's shape and colours.
-    """
-    return _run(model, diffusion, sampler, composite_image, factor, strength, batch_size=batch_size,
-                stop_at=stop_at, mask=mask, weight=1.0, extra_hooks=extra_hooks, generator=generator,
-                device=device, progress=progress)
-
-
-def edit(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, edited: torch.Tensor,
-         mask: torch.Tensor, *, factor: int = 4, strength: float | None = 0.6, stop_at: int | float = 0,
-         batch_size: int | None = None, extra_hooks: Sequence[SamplingHook] = (),
-         generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Editing: make a user edit (e.g. moved/copied regions) look natural; pixels outside ``mask`` are kept.
-
-    ``edited``: ``[1 or B, 3, H, W]`` in [-1, 1]; ``mask``: 1 on the edited region.
-    """
-    return _run(model, diffusion, sampler, edited, factor, strength, batch_size=batch_size, stop_at=stop_at,
-                mask=mask, weight=1.0, extra_hooks=extra_hooks, generator=generator, device=device,
-                progress=progress)
 
 
 def super_resolve(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, low_res: torch.Tensor,
@@ -300,5 +263,5 @@ def super_resolve(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sample
     h, w = low_res.shape[-2:]
     reference = F.interpolate(low_res.float(), size=(scale * h, scale * w), mode="bicubic",
                               align_corners=False).clamp(-1.0, 1.0)
-    return _run(model, diffusion, sampler, reference, scale, None, batch_size=batch_size, stop_at=stop_at,
-                mask=None, weight=1.0, extra_hooks=extra_hooks, generator=generator, device=device, progress=progress)
+    return ilvr_sample(model, diffusion, sampler, reference, scale, batch_size=batch_size, stop_at=stop_at,
+                       extra_hooks=extra_hooks, generator=generator, device=device, progress=progress)

@@ -26,12 +26,20 @@ from typing import Any, Callable
 
 import torch
 
-from ..checkpoint import check_checkpoint_image, sha256_file
+from ..artifacts import sha256_file
+from ..checkpoint import check_checkpoint_image
 from ..data.io import make_grid, save_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate
-from .base import APPLICATIONS, EditContext, EditResult, PreparedEdit, Settings, working_size
+from .base import (
+    APPLICATIONS,
+    EditContext,
+    EditResult,
+    PreparedEdit,
+    Settings,
+    working_size,
+)
 from .config import EditSpec, ManipulateConfig, ManipulateError
 
 __all__ = ["EditResult", "PreparedEdit", "Settings", "check_checkpoint_image", "prepare_edit", "run_edit",
@@ -119,7 +127,7 @@ def write_edit(folder: Path, prep: PreparedEdit, result: EditResult, extra: dict
     if prep.clip is not None:
         meta["clip"] = {"model": prep.clip.model_name, "pretrained": prep.clip.pretrained}
     meta.update(extra or {})
-    from ..stages.common import write_json
+    from ..artifacts import write_json
 
     write_json(folder / "edit.json", meta)
     return meta

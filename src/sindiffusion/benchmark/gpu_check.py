@@ -72,7 +72,7 @@ def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
     """Versions and the device: what the numbers of the other parts were measured on."""
     import torch
 
-    from ..precision import cpu_bf16_flags
+    from ..runtime import cpu_bf16_flags
 
     env: dict[str, Any] = {"status": "ok", "mode": "cpu-smoke" if cpu_smoke else "gpu", "python": sys.version.split()[0],
                            "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
@@ -118,7 +118,7 @@ def part_config(out: Path, name: str, params_path: str, image: Path, minutes: fl
     def body(part: dict[str, Any]) -> None:
         from ..stages import preprocess, sample, train
         from ..stages.evaluate import compute, load_unit
-        from ..training.trainer import resolve_device
+        from ..runtime import resolve_device
         from .per_image import brightness_stats, load_samples
         from .sheets import contact_sheet
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
+from ..artifacts import write_json
 from ..config import Params
 from ..paths import ImagePaths
-from ..stages.common import write_json
 
 BRIGHTNESS_TOLERANCE = 0.1
 #: BT.601 luma weights (R, G, B)

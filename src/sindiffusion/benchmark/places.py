@@ -174,7 +174,7 @@ def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmar
     ``files``, ...). Raises if no image could be evaluated by any arm.
     """
     from ..stages import evaluate
-    from ..training.trainer import resolve_device
+    from ..runtime import resolve_device
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():

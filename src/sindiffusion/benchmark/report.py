@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.io import atomic_write
+from ..artifacts import atomic_write
 from .arms import natural_key
 
 #: SinDiffusion paper, Table 1 (Places50; SIFID lower is better, LPIPS diversity higher is better)

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import atomic_write
 from ..config import Params, load_params
-from ..data.io import atomic_write
 
 #: (levels, encoder_blocks, decoder_blocks): RF 17, 45, 101 px = 0.35, 0.94, 2.1 of a 48 px image.
 #: Measured with these defaults on Places50 image 1 (2-core CPU, ~7.5 CPU-minutes): the 1-level model

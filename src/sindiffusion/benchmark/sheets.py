@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..data.io import atomic_write
+from ..artifacts import atomic_write
 
 PER_ARM = 4
 LABEL_W = 130

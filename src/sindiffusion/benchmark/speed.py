@@ -13,12 +13,13 @@ import time
 
 import torch
 
+from ..artifacts import atomic_write
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion import GaussianDiffusion
-from ..data.io import atomic_write
 from ..models.unet import PRESETS, UNet, UNetConfig, count_parameters
-from ..precision import autocast, autocast_dtype, describe
-from ..training.trainer import Trainer, resolve_device
+from ..runtime import autocast, autocast_dtype, describe
+from ..runtime import resolve_device
+from ..training.trainer import Trainer
 
 
 def _sync(device: torch.device) -> None:

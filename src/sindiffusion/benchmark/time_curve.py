@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import atomic_write
 from ..config import Params, load_params
-from ..data.io import atomic_write, tensor_to_image
+from ..data.io import tensor_to_image
 from ..paths import ImagePaths, snapshot_name
 from .arms import select_images
 from .per_image import brightness_stats
@@ -191,7 +192,7 @@ def run_time_curve(images_dir: str | Path, *, images: str, minutes: Sequence[flo
     write the CSV/JSON/PNG/sheets into ``out`` and log them to MLflow. Returns the result dict."""
     from ..stages import preprocess, train
     from ..stages.evaluate import load_unit
-    from ..training.trainer import resolve_device
+    from ..runtime import resolve_device
     from .sheets import contact_sheet
 
     images_dir, out = Path(images_dir), Path(out)
@@ -229,7 +230,7 @@ def run_time_curve(images_dir: str | Path, *, images: str, minutes: Sequence[flo
                 "max_size": params.section("preprocess").max_size}
     result = {"rows": rows, "means": means, "notes": notes, "sheets": sheets, "settings": settings,
               "files": {k: str(out / v) for k, v in FILES.items()}}
-    from ..stages.common import write_json
+    from ..artifacts import write_json
 
     atomic_write(out / FILES["csv"], lambda tmp: tmp.write_text(render_csv(rows + means)))
     write_json(out / FILES["json"], result)

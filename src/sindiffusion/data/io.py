@@ -7,14 +7,14 @@ PIL images are RGB, 8 bit.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from ..artifacts import atomic_write
 
 
 class ImageError(ValueError):
@@ -96,49 +96,6 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), mode="RGB")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temp_affixes(path: Path) -> tuple[str, str]:
-    """Prefix and suffix of :func:`atomic_write`'s temporary files for ``path``."""
-    return f".{path.name}.", ".tmp" + path.suffix
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = _temp_affixes(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Delete the temporary files that :func:`atomic_write` of ``path`` left when its process was
-    killed mid-write (``.<name>.XXXXXXXX.tmp<suffix>`` beside it; nothing else); returns them.
-
-    Call it only where no other process writes ``path`` at the same time.
-    """
-    path = Path(path)
-    prefix, suffix = _temp_affixes(path)
-    if not path.parent.is_dir():
-        return []
-    stale = [p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix)
-             and len(p.name) == len(prefix) + 8 + len(suffix)]  # mkstemp's 8 random characters
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
 
 
 def save_image(img: Image.Image | torch.Tensor, path: str | Path) -> Path:

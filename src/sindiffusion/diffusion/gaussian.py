@@ -82,14 +82,6 @@ class GaussianDiffusion:
         self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
         self.sqrt_recip_alphas_cumprod = (1.0 / self.alphas_cumprod).sqrt()
         self.sqrt_recipm1_alphas_cumprod = (1.0 / self.alphas_cumprod - 1.0).sqrt()
-        # Eq. (7): posterior q(x_{t-1} | x_t, x_0) = N(mu~, beta~ I).
-        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-        # beta~_0 = 0: clip the log so it stays finite (improved-diffusion convention).
-        self.posterior_log_variance_clipped = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
-        )
-        self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1.0 - self.alphas_cumprod)
-        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * alphas.sqrt() / (1.0 - self.alphas_cumprod)
 
     @classmethod
     def from_config(cls, schedule: str, num_timesteps: int, beta_start: float, beta_end: float,
@@ -146,11 +138,6 @@ class GaussianDiffusion:
         abar_s = 1.0 if s < 0 else float(self.alphas_cumprod[s])
         ratio = float(self.alphas_cumprod[t]) / abar_s
         return ratio ** 0.5 * x_s + (1.0 - ratio) ** 0.5 * noise
-
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eq. (6)-(7): mean, variance and log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = _extract(self.posterior_mean_coef1, t, x_t) * x0 + _extract(self.posterior_mean_coef2, t, x_t) * x_t
-        return mean, _extract(self.posterior_variance, t, x_t), _extract(self.posterior_log_variance_clipped, t, x_t)
 
     # ------------------------------------------------------------------ reverse process
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

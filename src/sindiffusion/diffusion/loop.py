@@ -18,7 +18,7 @@ Order of operations at each visited step ``t`` (``t_prev`` is the next step, -1 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -37,7 +37,6 @@ class SamplingContext:
     generator: torch.Generator
     device: torch.device
     shape: tuple[int, ...]
-    extras: dict = field(default_factory=dict)
     #: one generator per sample of the batch (else all noise comes from ``generator``)
     per_sample: Sequence[torch.Generator] = ()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -30,13 +31,15 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
     return torch.tensor(betas, dtype=torch.float64)
 
 
-SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+#: Schedule name -> ``fn(T, beta_start, beta_end)``; ``diffusion.schedule`` chooses from it (cosine ignores the betas).
+SCHEDULES: dict[str, Callable[[int, float, float], torch.Tensor]] = {
+    "linear": linear_betas,
+    "cosine": lambda num_timesteps, beta_start, beta_end: cosine_betas(num_timesteps),
+}
 
 
 def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """Build the named schedule; raises ``ValueError`` naming the allowed values."""
-    if schedule == "linear":
-        return linear_betas(num_timesteps, beta_start, beta_end)
-    if schedule == "cosine":
-        return cosine_betas(num_timesteps)
-    raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
+    """Build the named schedule (:data:`SCHEDULES`); raises ``ValueError`` naming the allowed values."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
+    return SCHEDULES[schedule](num_timesteps, beta_start, beta_end)

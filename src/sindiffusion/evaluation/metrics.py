@@ -21,21 +21,21 @@ meaningless. They only appear when a caller passes
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..artifacts import atomic_write
+from ..config import EvaluateConfig
 from ._images import ImageBatch, as_image, as_same_size_batch
 from .diversity import LPIPSAlex, lpips_diversity
-from .patches import DEFAULT_COPY_THRESHOLD, copy_score, patch_swd, pixel_diversity
+from .patches import DEFAULT_COPY_THRESHOLD
+from .registry import run_metrics
 from .sifid import InceptionFeatures, sifid, sifid_metric_name
 from .weights import MissingWeightsError, verify_weights
 
@@ -151,14 +151,12 @@ def evaluate_samples(
     out: dict[str, Any] = {"num_samples": n}
     unavailable: dict[str, str] = {}
 
-    # weight-free
-    if n >= 2:
-        out["pixel_diversity"] = pixel_diversity(real_b, fakes_b)
-    else:
-        out["pixel_diversity"] = None
-        unavailable["pixel_diversity"] = "needs at least 2 samples"
-    out.update(copy_score(real_b, fakes_b, patch_size=patch_size, stride=copy_stride, threshold=copy_threshold))
-    out["patch_swd"] = patch_swd(real_b, fakes_b, patch_size=patch_size, seed=swd_seed)
+    # weight-free: every registered metric, with the evaluate section's settings
+    cfg = EvaluateConfig(patch_size=patch_size, copy_stride=copy_stride, copy_threshold=copy_threshold,
+                         swd_seed=swd_seed)
+    values, missing = run_metrics(real_b, fakes_b, cfg)
+    out.update(values)
+    unavailable.update(missing)
 
     if not deep:
         out["unavailable"] = unavailable
@@ -264,20 +262,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     assert_reportable(metrics)
     data = _to_jsonable(metrics)
     text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -4,44 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import platform
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from ..config import STAGE_SECTIONS, Params
-from ..data.io import atomic_write
 from ..paths import ImagePaths
+from ..runtime import device_name
 from ..tracking import Tracker, git_commit, stage_run
 
 
 def image_paths(params: Params, image: str) -> ImagePaths:
     return ImagePaths(image=image, results=Path(params.section("data").results_dir))
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Atomic, pretty JSON; NaN/inf become null (DVC and browsers reject them)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    text = json.dumps(clean(data), indent=2, sort_keys=True) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()}"
 
 
 @contextlib.contextmanager

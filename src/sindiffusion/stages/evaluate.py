@@ -28,7 +28,7 @@ import torch
 from ..config import Params
 from ..data.io import ImageError, image_to_tensor, load_image
 from ..paths import ImagePaths
-from ..training.trainer import resolve_device
+from ..runtime import resolve_device
 from .common import image_paths, tracked
 
 #: metrics printed first, in this order (others follow alphabetically)

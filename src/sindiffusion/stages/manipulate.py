@@ -20,7 +20,12 @@ from typing import Any
 
 import torch
 
-from ..applications.config import EditSpec, ManipulateError, parse_edit, validate_all_edits
+from ..applications.config import (
+    EditSpec,
+    ManipulateError,
+    parse_edit,
+    validate_all_edits,
+)
 from ..applications.manipulate import (
     PreparedEdit,
     check_checkpoint_image,
@@ -30,19 +35,19 @@ from ..applications.manipulate import (
     warn,
     write_edit,
 )
+from ..artifacts import check_out_dir, write_json, writing_dir
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
-from ..precision import describe
+from ..runtime import describe
 from ..progress import make_progress
-from ..training.trainer import resolve_device
-from ..outdir import check_out_dir, writing_dir
-from .common import image_paths, tracked, write_json
+from ..runtime import resolve_device
+from .common import image_paths, tracked
 
 
 def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
     """The processed training image whose sha256 the checkpoint records (first candidate that matches)."""
-    from ..checkpoint import sha256_file
+    from ..artifacts import sha256_file
 
     sha = str(bundle.checkpoint["image"].get("sha256", ""))
     recorded = bundle.checkpoint["image"].get("path")

@@ -6,17 +6,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..artifacts import check_out_dir, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
-from ..precision import describe
+from ..runtime import describe
 from ..progress import make_progress
-from ..outdir import check_out_dir, writing_dir
-from ..training.trainer import resolve_device
-from .common import image_paths, tracked, write_json
+from ..runtime import resolve_device
+from .common import image_paths, tracked
 
 
 def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,

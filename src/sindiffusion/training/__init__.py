@@ -1,6 +1,6 @@
 """EMA, augmentation and the trainer."""
 
 from .ema import EMA
-from .trainer import Trainer, resolve_device
+from .trainer import Trainer
 
-__all__ = ["EMA", "Trainer", "resolve_device"]
+__all__ = ["EMA", "Trainer"]

@@ -11,25 +11,12 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
-from ..precision import autocast, autocast_dtype, describe
+from ..runtime import autocast, autocast_dtype, describe
 from ..progress import make_progress
-from ..runtime import Preempted, StopSignals
+from ..runtime import Preempted, StopSignals, resolve_device
 from .augment import random_crops, random_rescale
 from .ema import EMA, auto_decay
 from .lr import lr_factor
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; anything else is passed to ``torch.device``.
-
-    A Slurm job may see ``CUDA_VISIBLE_DEVICES`` without a usable GPU: ``auto`` then falls back to CPU.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 class Trainer:
@@ -113,8 +100,11 @@ class Trainer:
     def make_batch(self) -> torch.Tensor:
         """``[B, 3, H', W']`` in [-1, 1]: the image, rescaled (and cropped) as configured."""
         cfg = self.train_cfg
-        batch = self.image.expand(cfg.batch_size, -1, -1, -1)
-        batch = random_rescale(batch, cfg.scale_min, cfg.scale_max, self.unet_cfg.size_multiple, self.generator)
+        # one pair of scale factors per step for the whole batch (official): resize the image once, then
+        # repeat it -- the same numbers as resizing B copies, B times less CPU work (on an H200 the paper
+        # config trained at 6.9 it/s with the per-copy resize vs 11.4 it/s in benchmark-speed without it)
+        image = random_rescale(self.image, cfg.scale_min, cfg.scale_max, self.unet_cfg.size_multiple, self.generator)
+        batch = image.expand(cfg.batch_size, -1, -1, -1)
         if cfg.crop_size:
             batch = random_crops(batch, cfg.crop_size, self.generator)
         return batch.contiguous()

@@ -1,0 +1,85 @@
+"""The import layering, in one sentence: core <- libraries <- stages <- benchmark <- command line.
+
+* core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation,
+  config, generate, progress, tracking, demo -- no knowledge of what uses them;
+* libraries: training, applications, evaluation -- import only core (and each other);
+* stages: read config, call one library function, write outputs, log;
+* benchmark: studies that run stages;
+* command line: ``cli`` and every ``*.cli`` module (the subcommands of a subsystem).
+
+A module may import its own layer or lower ones, never a higher one. The test walks every import
+statement (module level and inside functions) of ``src/sindiffusion``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sindiffusion"
+ORDER = ["core", "library", "stages", "benchmark", "cli"]
+LAYERS = {
+    "core": {"models", "diffusion", "data", "checkpoint", "paths", "runtime", "artifacts", "registry", "validation",
+             "config", "generate", "progress", "tracking", "demo", ""},
+    "library": {"training", "applications", "evaluation"},
+    "stages": {"stages"},
+    "benchmark": {"benchmark"},
+    "cli": {"cli", "__main__"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if parts[-1] == "cli":
+        return "cli"
+    top = parts[1] if len(parts) > 1 else ""
+    found = [name for name, tops in LAYERS.items() if top in tops]
+    assert found, f"{module}: not in any layer; add {top!r} to LAYERS (and to the docstring)"
+    return found[0]
+
+
+def _imports(path: Path, package_dir: Path = PACKAGE) -> list[tuple[str, str]]:
+    """``(importing module, imported sindiffusion module)`` for every import in ``path``."""
+    rel = path.relative_to(package_dir.parent).with_suffix("")
+    module = ".".join(rel.parts)
+    package = module.removesuffix(".__init__") if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    module = module.removesuffix(".__init__")
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = (package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else [])
+            target = ".".join(base + ([node.module] if node.module else []))
+            targets = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        out += [(module, t) for t in targets if t.split(".")[0] == "sindiffusion"]
+    return out
+
+
+def _all_imports() -> list[tuple[str, str]]:
+    return [edge for path in sorted(PACKAGE.rglob("*.py")) for edge in _imports(path)]
+
+
+def test_no_module_imports_a_higher_layer():
+    edges = _all_imports()
+    assert len(edges) > 100  # the walk found the package's imports
+    upward = [f"{a} ({_layer(a)}) imports {b} ({_layer(b)})" for a, b in edges
+              if ORDER.index(_layer(b)) > ORDER.index(_layer(a))]
+    assert upward == []
+
+
+def test_config_imports_no_subsystem():
+    """config.py takes choices from core registries only (samplers, schedules, x0 modes, presets, names)."""
+    imported = {b for a, b in _all_imports() if a == "sindiffusion.config"}
+    assert imported and all(_layer(b) == "core" for b in imported), imported
+
+
+def test_the_walk_catches_an_upward_import(tmp_path):
+    probe = tmp_path / "sindiffusion" / "models" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("def f():\n    from ..stages import common\n")
+    edges = _imports(probe, tmp_path / "sindiffusion")
+    assert edges == [("sindiffusion.models.probe", "sindiffusion.stages")]
+    assert ORDER.index(_layer(edges[0][1])) > ORDER.index(_layer(edges[0][0]))
