@@ -36,6 +36,7 @@ from .diffusion.schedule import SCHEDULES
 from .diffusion.x0 import MODES as X0_MODES
 from .models.unet import PRESETS, UNetConfig
 from .paths import check_image_name
+from .runtime import PRECISIONS
 from .validation import FieldError
 
 
@@ -46,8 +47,6 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------- field rules
 Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
-#: Network precision (:mod:`sindiffusion.runtime`).
-Precision = Literal["auto", "fp32", "bf16"]
 
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
@@ -376,7 +375,7 @@ class TrainConfig:
     log_every: int = opt(10, ge=1)
     save_every: int = opt(1000, ge=1)
     device: str = opt("auto", pattern=DEVICE_PATTERN)
-    precision: Precision = "auto"
+    precision: str = opt("auto", choices=PRECISIONS)
     """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16 / AMX), else fp32;
     or ``fp32`` / ``bf16``. The loss is always computed in fp32."""
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -423,7 +422,7 @@ class SamplingSettings:
     """``dynamic``: the quantile of |x0| that sets the threshold."""
     clip_x0_low_noise: float = opt(0.2, gt=0, le=1)
     """``low_noise``: clamp only below this fraction of the timesteps."""
-    precision: Precision = "auto"
+    precision: str = opt("auto", choices=PRECISIONS)
     """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
     use_ema: bool = True
     device: str = opt("auto", pattern=DEVICE_PATTERN)
