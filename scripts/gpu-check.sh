@@ -10,7 +10,8 @@
 #   scripts/gpu-check.sh [IMAGE]              IMAGE: one Places50 image (default: $GPU_CHECK_IMAGE, else the
 #                                             first image in .gpu-data/ -- copy it there yourself, never commit it)
 #   scripts/gpu-check.sh --cpu-smoke [IMAGE]  everything with a tiny model on the CPU in < 60 s (tests use this)
-# Environment: OUT, PYTHON (default python3), GPU_CHECK_TRAIN_MINUTES (default 3 per configuration),
+# Environment: OUT, PYTHON (default: the first of python3, python that imports torch), GPU_CHECK_TRAIN_MINUTES (default 2.5 per configuration:
+#   measured on an H200, env 4 s + speed 81 s + paper 206 s at 3 min, so 3 min each would end at ~8.3 min),
 #   GPU_CHECK_WHEELS (a folder of wheels to install missing dependencies from, offline); a folder .gpu-pylib/
 #   of pure-Python packages (yaml, tqdm) is used for modules the interpreter lacks.
 # Exit: 0 all parts ok or skipped; 1 a part failed or timed out (see the JSON); 2 bad usage / no image /
@@ -116,7 +117,7 @@ if [ "$CPU_SMOKE" = 1 ]; then
          --iters 1 --device cpu --variant fp32,off,off --variant bf16,on,off)
   L_SPEED=60; L_TRAIN=60; L_PATCH=60
 else
-  MINUTES="${GPU_CHECK_TRAIN_MINUTES:-3}"
+  MINUTES="${GPU_CHECK_TRAIN_MINUTES:-2.5}"
   TINY=()
   SPEED=(--preset paper --iters 5 --sample-batches 1 8 --variant bf16,on,off --variant bf16,off,off
          --variant fp32,on,off --variant bf16,on,on)

@@ -6,9 +6,11 @@ A checkpoint is a plain dict of tensors and primitives (loadable with
     format          "sindiffusion-checkpoint"
     version         1
     step            int, optimisation steps done
-    config          {"model": ..., "diffusion": ..., "train": ...} as trained
+    config          {"model": ..., "diffusion": ..., "train": ...} as trained; ``model.kind`` names the
+                    model kind (absent = ``unet``: every checkpoint written before kinds existed)
     image           {"name", "sha256", "size": [H, W], "path"}: the training image
-    model, ema      state dicts (raw and EMA weights)
+    model, ema      state dicts (raw and EMA weights; a training-free ``patch`` model stores its
+                    training image ``image: [1, 3, H, W]`` in [-1, 1] in both, sharing storage)
     optimizer       AdamW state dict
     rng             {"torch": ByteTensor, "train_generator": ByteTensor, "cuda": [ByteTensor] }
 
@@ -24,7 +26,7 @@ import torch
 
 from .artifacts import atomic_write, sha256_file
 from .diffusion.gaussian import GaussianDiffusion
-from .models.unet import UNet, UNetConfig
+from .models.kinds import kind_of_checkpoint
 
 FORMAT = "sindiffusion-checkpoint"
 VERSION = 1
@@ -84,13 +86,10 @@ def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, im
     return warnings
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> UNet:
-    """Rebuild the UNet described by the checkpoint and load its (EMA) weights."""
-    cfg = dict(ckpt["config"]["model"])
-    cfg["channel_mult"] = tuple(cfg["channel_mult"])
-    model = UNet(UNetConfig(**cfg))
-    model.load_state_dict(ckpt["ema" if use_ema else "model"])
-    return model.eval()
+def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> torch.nn.Module:
+    """Rebuild the model described by the checkpoint (any registered kind) and load its (EMA) weights."""
+    kind = kind_of_checkpoint(ckpt)
+    return kind.from_checkpoint(ckpt, ckpt["ema" if use_ema else "model"], diffusion_from_checkpoint(ckpt)).eval()
 
 
 def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:

@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
     p.set_defaults(func=_time_curve)
 
+    p = sub.add_parser("denoise-gap", help="a trained UNet vs the closed-form patch denoiser on its own noisy "
+                       "training image, per noise level: CSV + plot + MLflow")
+    _common(p, image=False)
+    p.add_argument("--checkpoint", required=True, help="a UNet checkpoint (results/<image>/train/model.pt)")
+    p.add_argument("--out", default="results-denoise-gap", help="output folder (default: results-denoise-gap)")
+    p.add_argument("--points", type=int, default=12, help="noise levels from t=0 to T-1 (default: 12)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-file", help="the training image (default: the path recorded in the checkpoint)")
+    p.set_defaults(func=_denoise_gap)
+
     for hook in _EXTENSIONS:
         hook(sub, _common)
     return parser
@@ -141,6 +151,9 @@ def _train(args: argparse.Namespace) -> None:
     from .stages import train
 
     metrics = train.run(load(args), args.image, progress=not args.no_progress)
+    if metrics.get("model_kind", "unet") != "unet" and not metrics["steps"]:
+        print(f"{args.image}: {metrics['model_kind']} model built in {metrics['train_seconds']:.2f} s (training-free)")
+        return
     print(f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
           f"{metrics['it_per_s']:.2f} it/s")
 
@@ -190,6 +203,23 @@ def _time_curve(args: argparse.Namespace) -> None:
                                        progress=not args.no_progress)
     print(f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
           f"{result['files']['csv']}, {result['files']['plot']}")
+
+
+def _denoise_gap(args: argparse.Namespace) -> None:
+    from .benchmark import denoise_gap
+
+    params = load(args)
+    model = params.section("model")  # --params configs/patch.yaml: compare with that closed form
+    rows = denoise_gap.denoise_gap(args.checkpoint, closed_form=model if model.kind == "patch" else None,
+                                   points=args.points, seed=args.seed, image_path=args.image_file)
+    from .checkpoint import load_checkpoint
+
+    image = str(load_checkpoint(args.checkpoint)["image"]["name"])
+    files = denoise_gap.write_outputs(rows, args.out, {"checkpoint": str(args.checkpoint), "image": image})
+    denoise_gap.log_mlflow(rows, files, params.section("tracking"), image)
+    for r in rows:
+        print(f"t={r['t']:4d}  UNet-vs-closed {r['rmse_gap']:.4f}  UNet {r['rmse_unet']:.4f}  closed {r['rmse_closed']:.4f}")
+    print(f"denoise-gap: {files['csv']}, {files['plot']}")
 
 
 def _load_extensions() -> None:

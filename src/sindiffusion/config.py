@@ -25,19 +25,21 @@ import functools
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import yaml
 
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import SCHEDULES
 from .diffusion.x0 import MODES as X0_MODES
-from .models.unet import PRESETS, UNetConfig
+from .models.kinds import DEFAULT_KIND
+from .models.kinds import MODEL_KINDS as _MODEL_KIND_REGISTRY
+from .models.unet_kind import UNetOptions
 from .paths import check_image_name
 from .runtime import PRECISIONS
-from .validation import FieldError
+from .validation import Choices, FieldError, opt
 
 
 class ConfigError(ValueError):
@@ -45,26 +47,10 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------- field rules
-Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
 
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
-
-
-def opt(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None, choices: Choices | None = None,
-        pattern: str | None = None, min_len: int = 0, item: dict[str, Any] | None = None,
-        also: Sequence[str] = (), help: str = "") -> Any:
-    """A dataclass field with its rule: bounds (``ge``/``gt``/``le``/``lt``), ``choices`` (names, or
-    a callable returning them, e.g. a registry's ``names``), a regex ``pattern``, a minimum length
-    (strings, lists), ``item`` (the same keywords for the items of a list) and ``also`` (words accepted
-    besides values of the type, for a ``Union[number or bool, str]``)."""
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "pattern": pattern, "min_len": min_len,
-            "item": item, "also": tuple(also), "help": help}
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"rule": meta})
-    return field(default=default, metadata={"rule": meta})
 
 
 _TYPE_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
@@ -298,33 +284,10 @@ class PreprocessConfig:
     allow_large: bool = False
 
 
-#: ``model.kind`` -> options dataclass. Model kinds register their options here (see :class:`UNetOptions`).
-MODEL_KINDS = KindTable("model kind", {}, default="unet")
-
-
-@MODEL_KINDS.register("unet")
-@dataclass(frozen=True)
-class UNetOptions:
-    """``model.kind: unet`` (default): ``preset`` (``paper``, ``enhanced`` or ``custom``) plus per-key overrides."""
-
-    kind: str = opt("unet", choices=MODEL_KINDS.names)
-    preset: str = opt("paper", choices=lambda: (*PRESETS, "custom"))
-    base_channels: Optional[int] = opt(None, ge=1)
-    channel_mult: Optional[tuple[int, ...]] = opt(None, min_len=1, item={"ge": 1})
-    encoder_blocks: Optional[int] = opt(None, ge=1)
-    decoder_blocks: Optional[int] = opt(None, ge=1)
-    groups: Optional[int] = opt(None, ge=1)
-    dropout: Optional[float] = opt(None, ge=0, lt=1)
-    grad_checkpointing: Optional[bool] = None
-
-    def unet(self) -> UNetConfig:
-        """Resolve the preset and overrides into a :class:`UNetConfig`."""
-        base = UNetConfig() if self.preset == "custom" else PRESETS[self.preset]
-        overrides = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("kind", "preset") and v is not None}
-        try:
-            return dataclasses.replace(base, **overrides)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+#: ``model.kind`` -> options dataclass, read from the model-kind registry (:mod:`sindiffusion.models.kinds`:
+#: each kind is one module with its options and how to build, store and restore the model).
+MODEL_KINDS = KindTable("model kind", {name: kind.options for name, kind in _MODEL_KIND_REGISTRY.items()},
+                        default=DEFAULT_KIND)
 
 
 #: The options of the default model kind (kept under its historical name).

@@ -13,7 +13,6 @@ import torch
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
 from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
 from .diffusion.x0 import X0ClipLike
-from .models.unet import UNet
 from .runtime import autocast, autocast_dtype
 
 
@@ -21,7 +20,8 @@ from .runtime import autocast, autocast_dtype
 class ModelBundle:
     """A trained model with its diffusion process and the checkpoint's description."""
 
-    model: UNet
+    model: torch.nn.Module
+    """Any registered model kind: ``(x_t [B,3,H,W], t [B]) -> eps``."""
     diffusion: GaussianDiffusion
     checkpoint: dict[str, Any]
     device: torch.device

@@ -70,7 +70,7 @@ def test_schema_rejects_bad_params(tmp_path):
     assert "steps" in res.stdout and "many" in res.stdout
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml", "configs/patch.yaml"])
 def test_shipped_params_files_pass_the_schema(params_file):
     from snakemake.utils import validate
 

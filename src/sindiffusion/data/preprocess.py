@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
+from ..models.kinds import Geometry
 from ..models.receptive_field import analytic_receptive_field
 from ..models.unet import UNetConfig
 from .io import ImageError, load_image
 
 
-def min_side(unet: UNetConfig) -> int:
-    """Smallest allowed side: the deepest level must still be 4 px wide."""
-    return 4 * unet.size_multiple
+def min_side(net: UNetConfig | Geometry) -> int:
+    """Smallest allowed side: for a UNet the deepest level must still be 4 px wide."""
+    return net.min_side if isinstance(net, Geometry) else 4 * net.size_multiple
 
 
 def valid_size(height: int, width: int, max_size: int, multiple: int) -> tuple[int, int]:
@@ -62,9 +64,14 @@ class PreprocessResult:
         return d
 
 
-def preprocess_image(path: str | Path, max_size: int, unet: UNetConfig,
-                     max_pixels: int | None = 100_000_000) -> tuple[Image.Image, PreprocessResult]:
-    """Load ``path`` and resize it for training. Raises :class:`ImageError` on bad input."""
+def preprocess_image(path: str | Path, max_size: int, unet: UNetConfig | Geometry,
+                     max_pixels: int | None = 100_000_000,
+                     receptive_field: Callable[[tuple[int, int]], int] | None = None) -> tuple[Image.Image, PreprocessResult]:
+    """Load ``path`` and resize it for training. Raises :class:`ImageError` on bad input.
+
+    ``unet``: a UNet architecture, or the :class:`Geometry` of any model kind; ``receptive_field``
+    maps the processed ``(H, W)`` to the model's receptive field in px (default: the UNet's).
+    """
     img = load_image(path, max_pixels=max_pixels)
     w, h = img.size
     smallest = min_side(unet)
@@ -78,7 +85,7 @@ def preprocess_image(path: str | Path, max_size: int, unet: UNetConfig,
                          f"network's minimum of {smallest}x{smallest} px; raise max_size or crop the image")
     if (th, tw) != (h, w):
         img = img.resize((tw, th), Image.Resampling.BICUBIC, reducing_gap=None)
-    rf = analytic_receptive_field(unet)
+    rf = receptive_field((th, tw)) if receptive_field else analytic_receptive_field(unet)
     return img, PreprocessResult(
         source=str(path),
         original_size=(h, w),

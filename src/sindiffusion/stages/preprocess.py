@@ -8,6 +8,7 @@ from ..artifacts import write_json
 from ..config import Params
 from ..data.io import save_image
 from ..data.preprocess import preprocess_image
+from ..models.kinds import get_kind
 from ..paths import find_source_image
 from .common import image_paths, tracked
 
@@ -18,10 +19,12 @@ def run(params: Params, image: str, source: str | Path | None = None) -> dict:
     On bad input raises :class:`~sindiffusion.data.io.ImageError` before anything is written.
     """
     cfg = params.section("preprocess")
-    unet = params.section("model").unet()
+    model = params.section("model")
+    kind = get_kind(model.kind)
     paths = image_paths(params, image)
     src = Path(source) if source else find_source_image(params.section("data").images_dir, image)
-    img, result = preprocess_image(src, cfg.max_size, unet, None if cfg.allow_large else cfg.max_pixels)
+    img, result = preprocess_image(src, cfg.max_size, kind.geometry(model), None if cfg.allow_large else cfg.max_pixels,
+                                   receptive_field=lambda size: kind.receptive_field(model, size))
     with tracked("preprocess", image, params, None, f"The outputs are in {paths.processed.parent}.") as tracker:
         save_image(img, paths.processed)
         meta = result.to_dict()

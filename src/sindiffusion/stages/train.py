@@ -1,12 +1,18 @@
-"""``sindiffusion train``: fit the UNet to the processed image; resumable."""
+"""``sindiffusion train``: fit the model to the processed image (resumable), or, for a training-free
+model kind, build it from the image and store it in the same checkpoint format."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import shutil
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -17,6 +23,8 @@ from ..runtime import Preempted
 from ..runtime import resolve_device
 from ..training.trainer import Trainer
 from .common import image_paths, tracked
+from ..diffusion.gaussian import GaussianDiffusion
+from ..models.kinds import ModelKind, get_kind
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
 
@@ -51,16 +59,19 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     """
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
-    unet = model_cfg.unet()
+    kind = get_kind(model_cfg.kind)
     paths = image_paths(params, image)
     img = load_image(paths.processed)
     x = image_to_tensor(img)
-    m = unet.size_multiple
+    m = kind.geometry(model_cfg).size_multiple
     if x.shape[1] % m or x.shape[2] % m:
         raise ValueError(f"{paths.processed}: size {tuple(x.shape[1:])} is not a multiple of {m}; "
                          "run `sindiffusion preprocess` with the same model section")
     info = {"name": image, "sha256": sha256_file(paths.processed), "size": list(x.shape[1:]), "path": str(paths.processed)}
     device = resolve_device(train_cfg.device)
+    if not kind.trainable:
+        return _build_training_free(params, image, kind, model_cfg, diffusion_cfg, x, info, device)
+    unet = model_cfg.unet()
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
     print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
@@ -140,6 +151,37 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         if params.section("tracking").log_checkpoint:
             tracker.log_artifact(paths.checkpoint, "checkpoint")
         tracker.log_artifact(paths.loss)
+    return metrics
+
+
+def _build_training_free(params: Params, image: str, kind: ModelKind, model_cfg: Any, diffusion_cfg: Any,
+                         x: torch.Tensor, info: dict, device: torch.device) -> dict:
+    """A model kind with nothing to optimise: build it (its patch index) once to validate and time it,
+    then write the same outputs as training (checkpoint, empty loss curve, metrics)."""
+    paths = image_paths(params, image)
+    diffusion = GaussianDiffusion.from_config(diffusion_cfg.schedule, diffusion_cfg.timesteps, diffusion_cfg.beta_start,
+                                              diffusion_cfg.beta_end, diffusion_cfg.variance)
+    image_t = x[None].contiguous()  # [1, 3, H, W] in [-1, 1]
+    t0 = time.perf_counter()
+    model = kind.build(model_cfg, diffusion, image_t).to(device)
+    if hasattr(model, "build_index"):
+        model.build_index()
+    seconds = time.perf_counter() - t0
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {"step": 0, "config": {"model": kind.stored_config(model_cfg), "diffusion": dataclasses.asdict(diffusion_cfg),
+                                  "train": {}},
+            "image": info, "model": state, "ema": state}
+    with tracked("train", image, params, device, f"The model is in {paths.checkpoint}.", {"model_kind": kind.name}) as tracker:
+        save_checkpoint(paths.checkpoint, ckpt)
+        _write_loss_rows(paths.loss, [])
+        metrics = {"final_loss": None, "steps": 0, "it_per_s": None, "train_seconds": seconds, "index_seconds": seconds,
+                   "resumed_from_step": 0, "device": str(device), "model_kind": kind.name}
+        write_json(paths.train_metrics, metrics)
+        tracker.log_metrics({"index_seconds": seconds})
+        tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
+        if params.section("tracking").log_checkpoint:
+            tracker.log_artifact(paths.checkpoint, "checkpoint")
+    print(f"{kind.name} model: built from {paths.processed} in {seconds:.2f} s (nothing to train)", file=sys.stderr)
     return metrics
 
 

@@ -1,0 +1,378 @@
+"""A training-free denoiser: the closed-form posterior mean over the training image's patches.
+
+Why this works
+--------------
+For a finite training set the MMSE denoiser has a closed form. Take a patch-local denoiser: the
+clean value around a pixel is predicted from the noisy ``p x p`` patch ``q`` around it, and the
+"training set" is the set of every ``p x p`` patch ``{p_i}`` of the one training image. Under the
+forward process ``q = sqrt(abar_t) p + sqrt(1 - abar_t) eps`` with a uniform prior over the
+patches, Bayes gives (Kamb & Ganguli 2024; Qiu, Kutulakos & Lindell, CVPR 2026)::
+
+    E[p | q] = sum_i w_i p_i,    w_i = softmax_i( -||q - sqrt(abar_t) p_i||^2 / (2 sigma_t^2) ),
+    sigma_t^2 = 1 - abar_t                                          (the softmax temperature)
+
+Expanding the square, ``||q||^2`` is the same for every ``i`` and drops out of the softmax, so the
+weights are one attention call with ``scale = 1 / sigma_t^2``::
+
+    logits_i = ( sqrt(abar_t) q . p_i  -  abar_t ||p_i||^2 / 2 ) / sigma_t^2
+             = [q, 1] . [sqrt(abar_t) p_i, -abar_t ||p_i||^2 / 2] * scale
+
+(queries = noisy patches with a 1 appended, keys = scaled clean patches with the bias appended,
+values = clean patches), which :func:`torch.nn.functional.scaled_dot_product_attention` computes
+in fused, memory-efficient kernels on CPU and GPU. Queries are processed ``chunk_size`` at a time,
+so memory is bounded by ``chunk_size x (number of patches)`` logits even on the math path; no
+``N x N`` matrix is ever held.
+
+Aggregation into pixels
+-----------------------
+Every pixel is covered by ``p^2`` patches, each with its own posterior. ``aggregate: center``
+takes only the patch centred on the pixel (values = centre pixels, 3 numbers: cheapest);
+``aggregate: window`` averages the estimates of the ``a x a`` (``fold_size``) patches nearest to the
+pixel with a Gaussian window (values = the central ``a x a`` sub-patches, folded back with
+:func:`torch.nn.functional.fold` and normalised by the folded window), which smooths the seams
+between neighbours that picked different training patches.
+
+Borders
+-------
+``padding: zero`` pads both the training image and the noisy image with zeros (mid-grey in
+[-1, 1]) by ``p // 2``: patches on the border then carry an exactly-zero margin, and a noisy
+border query (whose margin is also exactly zero) prefers them, so border content (the sky along
+the top) stays on the border (the "edge dictionary" of Kamb & Ganguli's ELS machine). ``reflect``
+pads with mirrored content, which lets border content appear anywhere.
+
+Coarse-to-fine (one epsilon-model, many scales)
+-----------------------------------------------
+A single scale with small patches is translation-equivariant texture with no layout. The image
+pyramid (ratio ``scale_ratio``, down to a coarsest short side of about ``coarsest_ratio * p``
+pixels) gives the coarse scales patches that cover a large fraction of the image, so their
+posterior decides the layout. The denoiser evaluates every scale on the *same* ``x_t``:
+area-downsampling ``x_t`` by ``s`` averages ``s^2`` independent noise values, so at scale ``k``
+the noise variance is ``sigma_t^2 * r_k`` with ``r_k = (H_k W_k) / (H W)`` and the coarse posterior
+uses that temperature (coarse scales are less noisy and commit to a layout earlier). The scales
+are combined like a Laplacian pyramid, coarsest first::
+
+    xhat_K = D_K(x_t^K)
+    xhat_k = D_k(x_t^k) - up(down(D_k(x_t^k))) + up(xhat_{k+1})     (k = K-1 ... 0)
+
+i.e. each finer scale keeps only the detail band of its own estimate and takes its low
+frequencies from the coarser result (the reference method's ``x <- x - up(down(x)) + up(x_c)``).
+Finer scales may be switched on only below a noise level (``fine_start``, a fraction of T):
+above it a scale returns the upsampled coarser estimate, which is SDEdit's "restart the finer
+scale from the upsampled coarse result" expressed inside one epsilon-model. Because the whole
+multi-scale estimate is one function ``(x_t, t) -> eps``, every sampler, hook and application of
+the package works with it unchanged.
+
+Speed knobs (each trades exactness for time; measured in docs/patch-model.md)
+----------------------------------------------------------------------------
+``pca_dims`` projects queries and keys on the top principal components of the scale's patches
+(distances are then exact up to the patch variance the components miss); ``key_stride`` keeps
+every ``s``-th patch position of the training image (subsampled patch set).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..validation import FieldError, opt
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """The ``model`` section for ``kind: patch``; every key is range-checked when params are loaded."""
+
+    kind: Literal["patch"] = "patch"
+    patch_size: int = opt(7, ge=1, le=63, help="odd side of the patches (px) at every scale")
+    patch_sizes: tuple[int, ...] = opt((), item={"ge": 1, "le": 63},
+                                       help="optional per-scale patch sides, finest first (length = scales)")
+    scale_ratio: float = opt(0.5, gt=0, lt=1, help="pyramid ratio between consecutive scales")
+    scales: int = opt(0, ge=0, le=12, help="number of scales; 0 = down to coarsest_ratio x patch side")
+    coarsest_ratio: float = opt(1.6, gt=0, help="coarsest short side / patch side when scales is 0")
+    padding: Literal["zero", "reflect"] = opt("zero", help="zero: border patches form their own dictionary")
+    aggregate: Literal["center", "window"] = opt("window", help="centre pixel, or Gaussian-window fold")
+    fold_size: int = opt(3, ge=1, help="aggregate window: side of the central sub-patch each patch votes for")
+    fold_sigma: float = opt(1.0, gt=0, help="Gaussian window width (px)")
+    fine_start: float = opt(1.0, ge=0, le=1, help="finer scales are active for t <= fine_start * T")
+    pca_dims: int = opt(0, ge=0, help="project patches on this many principal components (0 = exact)")
+    key_stride: int = opt(1, ge=1, le=16, help="keep every s-th training patch position")
+    query_stride: int = opt(1, ge=1, le=8, help="denoise a patch around every s-th pixel (window fold fills in)")
+    chunk_size: int = opt(1024, ge=1, le=1 << 20, help="queries per block: memory ~ chunk x patches x 4 B")
+    temperature: Literal["exact", "unit"] = opt("exact", help="coarse-scale noise: exact (downsampled) or unit")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_sizes", tuple(self.patch_sizes))
+        self.check()
+
+    def check(self, where: str = "model") -> None:
+        """Cross-key checks (``FieldError`` naming the key; its message says ``model.<key>``)."""
+        def bad(key: str, msg: str) -> None:
+            raise FieldError(key, f"{where}.{key}: {msg}" if where != "model" else msg)
+        for key, p in [("patch_size", self.patch_size)] + [(f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)]:
+            if p < 1 or p % 2 == 0:
+                bad(key, f"must be an odd integer >= 1, got {p}")
+        if not 0.0 < self.scale_ratio < 1.0:
+            bad("scale_ratio", f"must be in (0, 1), got {self.scale_ratio}")
+        if self.scales < 0 or self.scales > 12:
+            bad("scales", f"must be 0 (auto) or 1..12, got {self.scales}")
+        if self.patch_sizes and self.scales and len(self.patch_sizes) != self.scales:
+            bad("patch_sizes", f"has {len(self.patch_sizes)} entries but scales is {self.scales}")
+        if self.fold_size < 1 or self.fold_size % 2 == 0:
+            bad("fold_size", f"must be an odd integer >= 1, got {self.fold_size}")
+        if self.fold_size > min((self.patch_size,) + self.sizes()):
+            bad("fold_size", f"{self.fold_size} is larger than the patch side")
+        if not 0.0 <= self.fine_start <= 1.0:
+            bad("fine_start", f"must be in [0, 1], got {self.fine_start}")
+        if self.pca_dims < 0:
+            bad("pca_dims", f"must be >= 0, got {self.pca_dims}")
+        if not 1 <= self.key_stride <= 16:
+            bad("key_stride", f"must be in 1..16, got {self.key_stride}")
+        if not 1 <= self.query_stride <= 8:
+            bad("query_stride", f"must be in 1..8, got {self.query_stride}")
+        if self.query_stride > 1 and (self.aggregate != "window" or self.fold_size < 2 * self.query_stride - 1):
+            bad("query_stride", f"{self.query_stride} leaves pixels without an estimate: needs aggregate: window "
+                                f"and fold_size >= {2 * self.query_stride - 1}")
+        if not 1 <= self.chunk_size <= 1 << 20:
+            bad("chunk_size", f"must be in 1..{1 << 20}, got {self.chunk_size}")
+
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(self.patch_sizes)
+
+    def pyramid_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Sizes ``(H_k, W_k)`` of every scale for an image of ``size``, finest first."""
+        h, w = size
+        if self.scales:
+            n = self.scales
+        elif self.patch_sizes:
+            n = len(self.patch_sizes)
+        else:
+            target = self.coarsest_ratio * self.patch_size
+            n = 1
+            while min(h, w) * self.scale_ratio ** n >= target - 1e-9:
+                n += 1
+        return [(max(1, round(h * self.scale_ratio ** k)), max(1, round(w * self.scale_ratio ** k))) for k in range(n)]
+
+    def patch_size_at(self, k: int) -> int:
+        return self.patch_sizes[k] if self.patch_sizes else self.patch_size
+
+    def check_image(self, size: tuple[int, int], where: str = "model") -> None:
+        """The coarsest scale must hold at least one whole patch."""
+        sizes = self.pyramid_sizes(size)
+        for k, (h, w) in enumerate(sizes):
+            p = self.patch_size_at(k)
+            if p > min(h, w):
+                raise ValueError(f"{where}.patch_size: patch side {p} is larger than scale {k} of the "
+                                 f"{size[0]}x{size[1]} image ({h}x{w}); use fewer scales or smaller patches")
+
+
+def _down(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area (box) downsampling: averages independent noise exactly like the pyramid averages pixels."""
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="area")
+
+
+def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class _ScalePatches:
+    """The patch set of one scale: keys/values as ready-to-use tensors.
+
+    ``patches``: ``[N, 3 p p]`` clean patches in [-1, 1]; ``values``: ``[N, 3 a a]`` (the central
+    ``a x a`` sub-patch, ``a = 1`` for centre aggregation); ``mean``/``basis``: PCA (``[3pp]``,
+    ``[3pp, m]``) when ``pca_dims > 0``.
+    """
+
+    def __init__(self, image: torch.Tensor, p: int, cfg: PatchConfig) -> None:
+        pad = p // 2
+        mode = "constant" if cfg.padding == "zero" else "reflect"
+        padded = F.pad(image, (pad, pad, pad, pad), mode=mode) if pad else image
+        cols = F.unfold(padded, p)                              # [1, 3pp, H*W]
+        h, w = image.shape[-2:]
+        if cfg.key_stride > 1:
+            grid = cols.view(1, -1, h, w)[:, :, ::cfg.key_stride, ::cfg.key_stride]
+            cols = grid.reshape(1, grid.shape[1], -1)
+        patches = cols[0].T.contiguous()                        # [N, 3pp]
+        self.p, self.pad, self.mode = p, pad, mode
+        a = 1 if cfg.aggregate == "center" else min(cfg.fold_size, p)
+        self.a = a
+        idx = _central_index(p, a)
+        self.values = patches[:, idx].contiguous()              # [N, 3aa]
+        self.patches = patches
+        self.mean = self.basis = None
+        if cfg.pca_dims and cfg.pca_dims < patches.shape[1]:
+            self.mean = patches.mean(0)
+            centred = patches - self.mean
+            # Eigenvectors of the patch covariance, largest first ([3pp, m]).
+            cov = centred.T.double() @ centred.double() / max(1, centred.shape[0] - 1)
+            _, vecs = torch.linalg.eigh(cov)
+            self.basis = vecs[:, -cfg.pca_dims:].flip(1).to(patches.dtype).contiguous()
+            self.keys_proj = centred @ self.basis               # [N, m]
+        else:
+            self.keys_proj = patches
+        self.key_sq = (self.keys_proj ** 2).sum(1)              # [N]
+
+    def to(self, device: torch.device) -> "_ScalePatches":
+        for name in ("patches", "values", "mean", "basis", "keys_proj", "key_sq"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, v.to(device))
+        return self
+
+
+def _central_index(p: int, a: int) -> torch.Tensor:
+    """Indices of the central ``a x a`` pixels (all channels) in an unfolded ``3 x p x p`` patch."""
+    off = (p - a) // 2
+    rows = torch.arange(off, off + a)
+    pix = (rows[:, None] * p + rows[None, :]).reshape(-1)       # [aa] within one channel
+    return torch.cat([c * p * p + pix for c in range(3)])
+
+
+def posterior_mean_patches(queries: torch.Tensor, keys: torch.Tensor, key_sq: torch.Tensor, values: torch.Tensor,
+                           sqrt_abar: float, var: float, chunk_size: int) -> torch.Tensor:
+    """Softmax-weighted average of ``values`` for every query (the closed-form E[x0 | x_t] per patch).
+
+    Args:
+        queries: ``[M, d]`` noisy patches (already projected / centred like ``keys``).
+        keys: ``[N, d]`` clean patches; ``key_sq``: ``[N]`` their squared norms.
+        values: ``[N, v]`` what each patch votes for.
+        sqrt_abar, var: ``sqrt(abar_t)`` and the noise variance of the queries.
+        chunk_size: queries per block; at most ``chunk_size x N`` logits exist at once.
+    Returns:
+        ``[M, v]``: ``sum_i softmax_i(-||q - sqrt_abar k_i||^2 / (2 var)) values_i``.
+    """
+    # logits = (sqrt_abar q.k - abar |k|^2 / 2) / var: the exponent up to a per-query constant,
+    # i.e. attention with queries [q, 1], keys [sqrt_abar k, -abar |k|^2 / 2] and scale 1 / var.
+    scale = 1.0 / var
+    bias = (-0.5 * sqrt_abar ** 2 * scale) * key_sq                      # [N]
+    keys_t = (keys * (sqrt_abar * scale)).T.contiguous()                 # [d, N]
+    out = []
+    for start in range(0, queries.shape[0], chunk_size):
+        q = queries[start:start + chunk_size]
+        if q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
+            q_aug = torch.cat([q, q.new_ones(q.shape[0], 1)], 1)[None]
+            k_aug = torch.cat([keys_t.T, bias[:, None]], 1)[None]
+            out.append(F.scaled_dot_product_attention(q_aug, k_aug, values[None], scale=1.0)[0])
+        else:  # on the CPU one BLAS call, an in-place softmax and a second BLAS call are ~2x faster than SDPA
+            logits = torch.addmm(bias, q, keys_t)                         # [chunk, N]
+            weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()       # in place: no second [chunk, N]
+            out.append((weights @ values) / weights.sum(1, keepdim=True))
+    return torch.cat(out)
+
+
+class PatchDenoiser(nn.Module):
+    """``(x_t [B, 3, H, W] in ~[-1, 1], t [B] int64) -> eps [B, 3, H, W]`` with no trainable weights.
+
+    Holds the training image (``image``, ``[1, 3, H, W]`` in [-1, 1], the only state saved in a
+    checkpoint) and the noise schedule (``alphas_cumprod``, ``[T]``, float64, not saved: it comes
+    from the checkpoint's diffusion section). The per-scale patch sets are built on first use and
+    cached per device.
+    """
+
+    def __init__(self, cfg: PatchConfig, image: torch.Tensor, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        if image.dim() == 3:
+            image = image[None]
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"the training image must be [3, H, W] or [1, 3, H, W], got {tuple(image.shape)}")
+        cfg.check_image(tuple(image.shape[-2:]))
+        self.cfg = cfg
+        self.register_buffer("image", image.float().contiguous())
+        self.register_buffer("alphas_cumprod", alphas_cumprod.to(torch.float64), persistent=False)
+        self.train_sizes = cfg.pyramid_sizes(tuple(image.shape[-2:]))
+        self._scales: dict[str, list[_ScalePatches]] = {}
+
+    def build_index(self) -> list[_ScalePatches]:
+        """Build (or fetch) the patch sets of every scale on the image's device."""
+        key = str(self.image.device)
+        if key not in self._scales:
+            self.check_memory()
+            with torch.no_grad():
+                self._scales = {key: [_ScalePatches(_down(self.image, s), self.cfg.patch_size_at(k), self.cfg)
+                                      for k, s in enumerate(self.train_sizes)]}
+        return self._scales[key]
+
+    def logits_bytes(self) -> int:
+        """Peak bytes of one block of logits: ``chunk_size x (patches at the finest scale) x 4``."""
+        h, w = self.train_sizes[0]
+        keys = math.ceil(h / self.cfg.key_stride) * math.ceil(w / self.cfg.key_stride)
+        return self.cfg.chunk_size * keys * 4
+
+    def check_memory(self, available_bytes: int | None = None) -> None:
+        """Refuse a ``chunk_size`` whose logits would take more than half the memory."""
+        if available_bytes is None:
+            if self.image.is_cuda:
+                available_bytes = torch.cuda.mem_get_info(self.image.device)[0]
+            else:
+                available_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        need = self.logits_bytes()
+        if need > available_bytes // 2:
+            raise ValueError(f"model.chunk_size: {self.cfg.chunk_size} queries x {need // (4 * self.cfg.chunk_size)} "
+                             f"patches needs {need / 2**30:.1f} GiB of logits per block, more than half of the "
+                             f"{available_bytes / 2**30:.1f} GiB available; lower model.chunk_size")
+
+    def _posterior(self, x: torch.Tensor, sp: _ScalePatches, sqrt_abar: float, var: float) -> torch.Tensor:
+        """Closed-form x0 estimate at one scale: ``x [B, 3, h, w]`` noisy -> ``[B, 3, h, w]``."""
+        b, _, h, w = x.shape
+        p, a, s = sp.p, sp.a, self.cfg.query_stride
+        xp = F.pad(x, (sp.pad,) * 4, mode=sp.mode) if sp.pad else x
+        q = F.unfold(xp, p, stride=s)                                      # [B, 3pp, nh*nw]
+        nh, nw = (h - 1) // s + 1, (w - 1) // s + 1
+        q = q.transpose(1, 2).reshape(b * nh * nw, -1)
+        if sp.basis is not None:
+            q = (q - sqrt_abar * sp.mean) @ sp.basis                      # centre like the keys, project
+        est = posterior_mean_patches(q, sp.keys_proj, sp.key_sq, sp.values, sqrt_abar, var, self.cfg.chunk_size)
+        if a == 1:
+            return est.reshape(b, h, w, 3).permute(0, 3, 1, 2)
+        # Fold the a x a votes back with a Gaussian window, normalised by the folded window.
+        r = torch.arange(a, device=x.device, dtype=x.dtype) - (a - 1) / 2
+        g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * self.cfg.fold_sigma ** 2)).reshape(-1)
+        win = g.repeat(3)                                                  # [3aa]
+        votes = (est * win).reshape(b, nh * nw, -1).transpose(1, 2)        # [B, 3aa, nh*nw]
+        pad = a // 2
+        canvas = ((nh - 1) * s + a, (nw - 1) * s + a)                      # window centres at pad + i*s
+        num = F.fold(votes, canvas, a, stride=s)
+        den = F.fold(win[None, :, None].expand(1, -1, nh * nw), canvas, a, stride=s)
+        return (num / den)[..., pad:pad + h, pad:pad + w]
+
+    def denoise(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        """E[x0 | x_t] estimate at integer step ``t``: ``[B, 3, H, W]`` -> ``[B, 3, H, W]``."""
+        scales = self.build_index()
+        abar = float(self.alphas_cumprod[t])
+        sqrt_abar, var = math.sqrt(abar), 1.0 - abar
+        size = tuple(x_t.shape[-2:])
+        sizes = self.cfg.pyramid_sizes(size)
+        if len(sizes) != len(scales):  # a sample of another size: same number of scales as the training image
+            sizes = [(max(1, round(size[0] * self.cfg.scale_ratio ** k)), max(1, round(size[1] * self.cfg.scale_ratio ** k)))
+                     for k in range(len(scales))]
+        fine_on = t <= self.cfg.fine_start * (len(self.alphas_cumprod) - 1)
+        xhat = None
+        for k in range(len(scales) - 1, -1, -1):
+            hk, wk = sizes[k]
+            if xhat is not None and not fine_on:
+                xhat = _up(xhat, (hk, wk))
+                continue
+            xk = _down(x_t, (hk, wk))
+            # Area-averaging s^2 independent noise values divides their variance by s^2.
+            ratio = (hk * wk) / (size[0] * size[1]) if self.cfg.temperature == "exact" else 1.0
+            est = self._posterior(xk, scales[k], sqrt_abar, var * ratio)
+            if xhat is not None:
+                coarse = sizes[k + 1]
+                est = est - _up(_down(est, coarse), (hk, wk)) + _up(xhat, (hk, wk))
+            xhat = est
+        return xhat
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps consistent with the closed-form x0: ``(x_t - sqrt(abar) x0) / sqrt(1 - abar)``."""
+        if t.numel() and bool((t != t.reshape(-1)[0]).any()):
+            return torch.cat([self.forward(x_t[i:i + 1], t[i:i + 1]) for i in range(x_t.shape[0])])
+        step = int(t.reshape(-1)[0])
+        with torch.autocast(x_t.device.type, enabled=False):  # softmax temperatures down to 1e-4 need fp32
+            x = x_t.float()
+            x0 = self.denoise(x, step)
+            abar = float(self.alphas_cumprod[step])
+            return (x - abar ** 0.5 * x0) / (1.0 - abar) ** 0.5

@@ -1,0 +1,133 @@
+"""``model.kind: patch`` through the real pipeline: preprocess -> train (index) -> sample -> evaluate ->
+manipulate with every application, via the CLI, plus its bad inputs (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from sindiffusion.checkpoint import load_checkpoint
+from sindiffusion.cli import main
+from sindiffusion.diffusion.samplers import build_sampler
+from sindiffusion.generate import generate, load_bundle
+from tests.stages._tiny import project
+from tests.stages.test_manipulate import ALL_EDITS, _mask
+
+PATCH_MODEL = {"kind": "patch", "patch_size": 5, "coarsest_ratio": 1.5}
+
+
+def _patch_project(root: Path, **model) -> Path:
+    params = project(root)
+    raw = yaml.safe_load(params.read_text())
+    raw["model"] = {**PATCH_MODEL, **model}
+    raw["tracking"] = {"enabled": False}
+    raw["sample"].update({"steps": 4, "eta": 0.0})
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return params
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("patch-kind")
+    params = _patch_project(root)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in ("preprocess", "train", "sample", "evaluate"):
+            assert main([stage, "--image", "img", "--params", str(params), "--no-progress"]) == 0, stage
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_pipeline_end_to_end(trained: Path):
+    res = trained / "results" / "img"
+    ckpt = load_checkpoint(res / "train" / "model.pt")
+    assert ckpt["config"]["model"]["kind"] == "patch" and ckpt["step"] == 0
+    assert ckpt["model"]["image"].shape == (1, 3, 40, 48)  # the model *is* its training image
+    assert ckpt["image"]["name"] == "img"
+    metrics = json.loads((res / "train" / "metrics.json").read_text())
+    assert metrics["model_kind"] == "patch" and metrics["steps"] == 0 and metrics["index_seconds"] >= 0
+    assert (res / "train" / "loss.csv").read_text().strip() == "step,loss,it_per_s"
+    samples = sorted((res / "samples").glob("sample_*.png"))
+    assert len(samples) == 2 and np.asarray(Image.open(samples[0])).shape == (40, 48, 3)
+    ev = json.loads((res / "evaluate" / "metrics.json").read_text())
+    assert ev["patch_swd"] is not None and 0.0 <= ev["copy_fraction"] <= 1.0
+
+
+def test_samples_deterministic_per_seed(trained: Path):
+    bundle = load_bundle(trained / "results" / "img" / "train" / "model.pt", torch.device("cpu"))
+    smp = build_sampler(SimpleNamespace(sampler="ddim", steps=3, eta=1.0), bundle.diffusion)
+    a, _ = generate(bundle, 2, (40, 48), smp, seed=3, clip_x0=False)
+    b, _ = generate(bundle, 2, (40, 48), smp, seed=3, clip_x0=False)
+    c, _ = generate(bundle, 2, (40, 48), smp, seed=4, clip_x0=False)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch: pytest.MonkeyPatch):
+    root = trained
+    monkeypatch.chdir(root)
+    inputs = root / "inputs"
+    from sindiffusion.data.io import save_image
+    from tests.applications.helpers import smooth
+
+    save_image(smooth(5, 40, 48), inputs / "paint.png")
+    save_image(smooth(6, 40, 48), inputs / "composite.png")
+    _mask(inputs / "mask32.png", 40, 48, (8, 16, 8, 20))
+    _mask(inputs / "mask40.png", 40, 48, (10, 20, 10, 24))
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["manipulate"] = {"sampler": "ddim", "steps": 3, "eta": 1.0, "seed": 0, "num": 1, "batch_size": 2,
+                         "device": "cpu", "edits": {"img": ALL_EDITS}}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["manipulate", "--image", "img", "--params", "params.yaml", "--no-progress"]) == 0
+    out = root / "results" / "img" / "manipulate"
+    summary = json.loads((out / "manipulate.json").read_text())
+    assert [e["name"] for e in summary["edits"]] == [e["name"] for e in ALL_EDITS]
+    train = np.asarray(Image.open(root / "results" / "img" / "preprocess" / "image.png").convert("RGB"))
+    wide = np.asarray(Image.open(out / "wide" / "result.png").convert("RGB"))
+    assert np.array_equal(wide[4:44, 0:48], train)  # outpainting keeps the known region exactly
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"kind": "nope"}, "model.kind: unknown model kind 'nope'"),
+    ({**PATCH_MODEL, "patch_size": 4}, "model.patch_size: must be an odd integer"),
+    ({**PATCH_MODEL, "padding": "circular"}, "model.padding: 'circular' is not allowed"),
+    ({**PATCH_MODEL, "chunk_size": 0}, "model.chunk_size: must be >= 1"),
+    ({**PATCH_MODEL, "preset": "paper"}, "model.preset: unknown key"),
+    ({**PATCH_MODEL, "scales": 4, "patch_size": 7}, "model.patch_size: patch side 7 is larger than scale"),
+])
+def test_bad_patch_model_section_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, model, message):
+    params = _patch_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(params.read_text())
+    raw["model"] = model
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    before = sorted(p for p in tmp_path.rglob("*"))
+    code = 0
+    for stage in ("preprocess", "train"):
+        code = main([stage, "--image", "img", "--params", str(params), "--no-progress"])
+        if code:
+            break
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results" / "img" / "train").exists()
+    if "larger than scale" not in message:  # config errors stop before preprocess writes anything
+        assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_shipped_patch_config_loads():
+    """``--params configs/patch.yaml`` is the switch: every section valid, the model training-free."""
+    from sindiffusion.config import load_params
+
+    repo = Path(__file__).resolve().parents[2]
+    params = load_params(repo / "configs" / "patch.yaml")
+    assert params.section("model").kind == "patch" and params.section("sample").steps <= 25
