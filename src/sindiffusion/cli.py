@@ -15,6 +15,7 @@ import traceback
 from typing import Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
+from .runtime import PRECISIONS
 
 
 def image_name(value: str) -> str:
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
     p.add_argument("--variant", dest="variants", action="append", default=[], metavar="PRECISION,CHANNELS_LAST,COMPILE",

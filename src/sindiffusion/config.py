@@ -25,9 +25,9 @@ import functools
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import yaml
 
@@ -38,6 +38,7 @@ from .models.kinds import DEFAULT_KIND
 from .models.kinds import MODEL_KINDS as _MODEL_KIND_REGISTRY
 from .models.unet_kind import UNetOptions
 from .paths import check_image_name
+from .runtime import PRECISIONS
 from .validation import Choices, FieldError, opt
 
 
@@ -47,8 +48,6 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------------------- field rules
 
-#: Network precision (:mod:`sindiffusion.runtime`).
-Precision = Literal["auto", "fp32", "bf16"]
 
 #: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
@@ -339,7 +338,7 @@ class TrainConfig:
     log_every: int = opt(10, ge=1)
     save_every: int = opt(1000, ge=1)
     device: str = opt("auto", pattern=DEVICE_PATTERN)
-    precision: Precision = "auto"
+    precision: str = opt("auto", choices=PRECISIONS)
     """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16 / AMX), else fp32;
     or ``fp32`` / ``bf16``. The loss is always computed in fp32."""
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -386,7 +385,7 @@ class SamplingSettings:
     """``dynamic``: the quantile of |x0| that sets the threshold."""
     clip_x0_low_noise: float = opt(0.2, gt=0, le=1)
     """``low_noise``: clamp only below this fraction of the timesteps."""
-    precision: Precision = "auto"
+    precision: str = opt("auto", choices=PRECISIONS)
     """``auto`` = bf16 autocast on CUDA and on CPUs with native bf16, else fp32; or ``fp32`` / ``bf16``."""
     use_ema: bool = True
     device: str = opt("auto", pattern=DEVICE_PATTERN)

@@ -134,14 +134,18 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return tuple(f for f in BF16_CPU_FLAGS if f in flags)
 
 
+#: The ``precision`` values (``train.precision``, ``sample.precision``, ``manipulate.precision``).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """``auto``/``fp32``/``bf16`` on ``device`` -> the autocast dtype (``None`` = plain fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_flags()):
         return torch.bfloat16
     return None

@@ -17,8 +17,7 @@ from ..artifacts import atomic_write
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion import GaussianDiffusion
 from ..models.unet import PRESETS, UNet, UNetConfig, count_parameters
-from ..runtime import autocast, autocast_dtype, describe
-from ..runtime import resolve_device
+from ..runtime import PRECISIONS, autocast, autocast_dtype, describe, resolve_device
 from ..training.trainer import Trainer
 
 
@@ -79,7 +78,7 @@ def bench_step(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device:
 def parse_variant(text: str) -> tuple[str, str, bool]:
     """``"bf16,on,off"`` -> (precision, channels_last, compile); ValueError naming ``--variant``."""
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3 or parts[0] not in ("auto", "fp32", "bf16") or parts[1] not in ("auto", "on", "off") \
+    if len(parts) != 3 or parts[0] not in PRECISIONS or parts[1] not in ("auto", "on", "off") \
             or parts[2] not in ("on", "off"):
         raise ValueError(f"--variant {text!r}: expected PRECISION,CHANNELS_LAST,COMPILE with PRECISION in "
                          "auto/fp32/bf16, CHANNELS_LAST in auto/on/off, COMPILE in on/off, e.g. bf16,on,off")
