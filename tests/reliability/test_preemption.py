@@ -146,3 +146,25 @@ def test_sigkills_never_corrupt_and_lose_at_most_save_every(preprocessed, tmp_pa
     assert not list((root / "results/img/train").glob(".*.tmp*"))
     assert [int(r["step"]) for r in _rows(root)] == list(range(1, total + 1))  # complete, no duplicates
     _same_weights(root / MODEL, _straight(root, tmp_path_factory.mktemp("straight"), total))
+
+
+def test_stopped_training_run_is_killed_and_resumable_in_mlflow(preprocessed, monkeypatch, capfd):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    root = preprocessed
+    uri = f"sqlite:///{root}/mlflow.db"
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    proc = _start(root, "--set", f"tracking.tracking_uri={uri}")
+    _wait_until_step(root, proc, 2)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.join(120)
+    assert proc.exitcode == EXIT_RESUMABLE, capfd.readouterr().err
+    stopped = load_checkpoint(root / RESUME)["step"]
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("sindiffusion-test")
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.`sindiffusion.stage` = 'train'")
+    assert run.info.status == "KILLED"
+    tags = run.data.tags
+    assert tags["sindiffusion.resumable"] == "true" and tags["sindiffusion.stopped_at_step"] == str(stopped)
+    assert tags["sindiffusion.resume_checkpoint"] == str(RESUME)

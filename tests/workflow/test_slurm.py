@@ -3,7 +3,9 @@ the tiny pipeline for two images goes through sbatch; a failing job makes snakem
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import time
 
 import pytest
@@ -67,3 +69,60 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     assert re.search(r"SLURM-job '\d+' failed", bad.stdout), bad.stdout[-5000:]
     assert "sindiffusion preprocess: error" in (root / "logs" / "broken" / "preprocess.log").read_text()
     assert not (root / "results" / "broken" / "preprocess" / "image.png").exists()
+
+
+def _wait_for(predicate, timeout: float, what: str, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"snakemake ended (rc {proc.returncode}) while waiting for {what}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
+    """`scontrol requeue` of a running train job (what a preemption with PreemptMode=REQUEUE does):
+    Slurm sends SIGTERM, training writes its resume checkpoint at the current step and exits; the
+    requeued job (Slurm waits ~2 min before restarting it) resumes with no step lost and the loss
+    history complete, although Snakemake deleted the failed job's loss.csv."""
+    import subprocess
+    import sys
+
+    # a 30-second training (wall clock, whatever the machine's speed), logging every 5 steps
+    root = make_project(tmp_path / "requeue", images={"tiny_a": (40, 48)},
+                        params={"train": {"steps": 1_000_000, "max_minutes": 0.5, "log_every": 5,
+                                          "save_every": 1_000_000}})
+    env = slurm_cluster.env
+    env.pop("SNAKEMAKE_PROFILE", None)
+    env["SINDIFFUSION_TRACKING"] = "off"
+    loss = root / "results/tiny_a/train/loss.csv"
+    log = root / "snakemake-requeue.log"
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", str(PROFILES / "slurm"), *FAST_POLL,
+                                 "results/tiny_a/train/metrics.json"], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            _wait_for(lambda: loss.is_file() and len(loss.read_text().splitlines()) >= 3, 300,
+                      "the train job's first loss rows", proc)
+            jid = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_train/",
+                             log.read_text())[-1]
+            slurm_cluster.run("scontrol", "requeue", jid)
+            assert proc.wait(timeout=600) == 0, log.read_text()[-6000:]
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(60)
+    print(f"snakemake --profile slurm (train requeued once): {time.monotonic() - t0:.1f} s")
+
+    info = slurm_cluster.run("scontrol", "show", "job", jid)
+    assert "JobState=COMPLETED" in info and "Restarts=1" in info and "Requeue=1" in info, info
+    metrics = json.loads((root / "results/tiny_a/train/metrics.json").read_text())
+    stopped = metrics["resumed_from_step"]
+    assert stopped > 0, metrics
+    assert f"at step {stopped}" in (root / "logs/tiny_a/train.log").read_text()
+    steps = [int(line.split(",")[0]) for line in loss.read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and stopped in steps and steps[-1] == metrics["steps"]
+    assert set(range(5, steps[-1] + 1, 5)) <= set(steps)  # nothing lost before or after the requeue
