@@ -6,6 +6,7 @@ uses (``parametrize`` lists, helpers) import them from here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,6 +15,11 @@ from sindiffusion.models import UNetConfig
 
 #: 8 channels, 2 levels: ~90 k parameters, receptive field 45 px; sizes must be multiples of 2.
 TINY_UNET = UNetConfig(base_channels=8, channel_mult=(1, 2), encoder_blocks=1, decoder_blocks=2, groups=4)
+
+#: :data:`TINY_UNET` as the ``model`` section of a params.yaml (plain YAML types).
+TINY_MODEL_SECTION: dict = {"preset": "custom", **{k: list(v) if isinstance(v, tuple) else v
+                                                   for k, v in dataclasses.asdict(TINY_UNET).items()
+                                                   if k != "in_channels"}}  # RGB: not a params key
 
 
 def smooth_image(seed: int, height: int = 32, width: int | None = None, batch: int = 1) -> torch.Tensor:
@@ -27,8 +33,6 @@ def smooth_image(seed: int, height: int = 32, width: int | None = None, batch: i
 def make_checkpoint(root: Path, image: str, seed: int = 0, size: tuple[int, int] = (32, 32), **unet_overrides) -> Path:
     """``root/results/<image>/train/model.pt``: :data:`TINY_UNET` trained 2 steps on :func:`smooth_image`
     (written as ``root/results/<image>/preprocess/image.png``)."""
-    import dataclasses
-
     from sindiffusion.artifacts import sha256_file
     from sindiffusion.checkpoint import save_checkpoint
     from sindiffusion.config import DiffusionConfig, TrainConfig

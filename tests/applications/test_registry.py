@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sindiffusion.applications.base import APPLICATIONS, Application, applications, kinds_table
+from sindiffusion.applications.base import APPLICATIONS, Application, applications, kinds_keys_doc, kinds_table
 from sindiffusion.applications.config import EDIT_KINDS, EditOptions, parse_edit
 from sindiffusion import cli
 
@@ -44,4 +44,4 @@ class TestApplicationContract:
 def test_commands_are_unique_and_the_docs_table_is_generated():
     commands = [a.command() for a in applications()]
     assert len(set(commands)) == len(commands) >= 9
-    assert kinds_table() in DOCS.read_text()
+    assert kinds_table() in DOCS.read_text() and kinds_keys_doc() in DOCS.read_text()

@@ -18,13 +18,14 @@ import pytest
 from PIL import Image
 
 from sindiffusion.cli import main
+from tests.tiny import TINY_MODEL_SECTION
 
 IMAGES = ("tiny_a", "tiny_b")
 
 TINY_PARAMS = """\
 data: {{images_dir: {images}, results_dir: {results}}}
 preprocess: {{max_size: 32}}
-model: {{preset: custom, base_channels: 8, channel_mult: [1, 2], encoder_blocks: 1, decoder_blocks: 2, groups: 4}}
+model: {model}
 diffusion: {{timesteps: 1000}}
 train: {{steps: {steps}, batch_size: 2, crop_size: null, log_every: 2, save_every: 100, device: cpu}}
 sample: {{num_samples: 2, batch_size: 2, sampler: ddim, steps: {sample_steps}, eta: 1.0, device: cpu, scale_w: 1.0}}
@@ -47,6 +48,7 @@ def write_params(root: Path, *, steps: int = 10, sample_steps: int = 5, tracking
                  name: str = "params.yaml") -> Path:
     p = root / name
     p.write_text(TINY_PARAMS.format(images=root / "images", results=root / "results", steps=steps,
+                                    model=json.dumps(TINY_MODEL_SECTION),
                                     sample_steps=sample_steps, tracking=str(tracking).lower(),
                                     uri=f"sqlite:///{root / 'mlflow.db'}"))
     return p

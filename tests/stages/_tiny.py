@@ -11,10 +11,12 @@ import torch
 import yaml
 from PIL import Image
 
+from tests.tiny import TINY_MODEL_SECTION
+
 TINY_PARAMS: dict = {
     "data": {"images_dir": "data/images", "images": [], "results_dir": "results"},
     "preprocess": {"max_size": 48, "max_pixels": 100_000_000, "allow_large": False},
-    "model": {"preset": "custom", "base_channels": 8, "channel_mult": [1, 2], "groups": 4},
+    "model": TINY_MODEL_SECTION,
     "diffusion": {"timesteps": 100},
     "train": {"steps": 6, "batch_size": 2, "lr": 0.002, "log_every": 1, "save_every": 100, "crop_size": None,
               "ema_decay": 0.9, "seed": 0, "device": "cpu"},

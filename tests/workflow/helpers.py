@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tests.tiny import TINY_MODEL_SECTION
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = REPO_ROOT / "workflow" / "profiles"
 
 TINY_PARAMS: dict = {
     "data": {"images_dir": "data/images", "images": [], "results_dir": "results"},
     "preprocess": {"max_size": 48},
-    "model": {"preset": "custom", "base_channels": 8, "channel_mult": [1, 2], "encoder_blocks": 1,
-              "decoder_blocks": 2, "groups": 4, "dropout": 0.0, "grad_checkpointing": False},
+    "model": TINY_MODEL_SECTION,
     "diffusion": {"timesteps": 100, "schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
                   "variance": "fixed_large"},
     "train": {"steps": 15, "batch_size": 2, "lr": 0.001, "ema_decay": 0.9, "crop_size": None,

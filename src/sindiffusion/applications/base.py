@@ -182,6 +182,33 @@ def applications() -> list[type[Application]]:
     return [cls for _, cls in APPLICATIONS.items()]
 
 
+def _key_doc(f: dataclasses.Field, allowed: tuple[str, ...] | None) -> str:
+    if f.default is dataclasses.MISSING:
+        return f"**`{f.name}`**"
+    default = f.default
+    if default is None:
+        return f"`{f.name}`"
+    shown = str(default).lower() if isinstance(default, bool) else f"{default:g}" if isinstance(default, float) else (
+        str(default))
+    return f"`{f.name}` [{shown}" + (f"; {', '.join(c for c in allowed if c != default)}]" if allowed else "]")
+
+
+def kinds_keys_doc() -> str:
+    """The keys of every edit kind as markdown bullets (defaults in brackets, **bold** = required; docs)."""
+    from ..config import field_rules
+
+    common = {f.name for f in dataclasses.fields(EditOptions)}
+
+    def keys(cls: type, names: set[str] | None) -> str:
+        rules = field_rules(cls)
+        return ", ".join(_key_doc(f, rules[f.name].choices) for f in dataclasses.fields(cls)
+                         if (f.name in names if names is not None else f.name not in common))
+
+    lines = [f"* every edit: {keys(EditOptions, common)}."]
+    lines += [f"* `{a.name}`: {keys(a.Options, None)}." for a in applications()]
+    return "\n".join(lines) + "\n"
+
+
 def kinds_table() -> str:
     """The markdown table of docs/applications.md (a test keeps the docs equal to it)."""
     rows = ["| kind | command | what it does | hooks |", "| --- | --- | --- | --- |"]
