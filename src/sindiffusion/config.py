@@ -404,6 +404,10 @@ class SampleConfig(SamplingSettings):
     scale_h: float = opt(1.0, gt=0)
     scale_w: float = opt(1.0, gt=0)
     """Output size as a factor of the training image when height/width are not given."""
+    init: Literal["noise", "layout"] = opt("noise", help="start from pure noise, or from the training image's "
+                                           "low-pass noised to init_t (SDEdit, like GPNN's coarsest scale)")
+    init_t: float = opt(0.7, gt=0, le=1, help="init: layout: start at this fraction of the timesteps (diversity knob)")
+    init_factor: int = opt(16, ge=1, help="init: layout: low-pass factor (area down, bilinear up) of the layout")
 
 
 @dataclass(frozen=True)

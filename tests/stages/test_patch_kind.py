@@ -131,3 +131,23 @@ def test_shipped_patch_config_loads():
     repo = Path(__file__).resolve().parents[2]
     params = load_params(repo / "configs" / "patch.yaml")
     assert params.section("model").kind == "patch" and params.section("sample").steps <= 25
+
+
+def test_layout_start_keeps_the_layout_and_is_deterministic(trained: Path, monkeypatch: pytest.MonkeyPatch):
+    """``sample.init: layout``: a low init_t gives samples close to the image's low-pass; higher is freer."""
+    from sindiffusion.config import load_params
+    from sindiffusion.stages import sample
+
+    monkeypatch.chdir(trained)
+
+    def draw(init_t: float, out: str) -> np.ndarray:
+        params = load_params("params.yaml", ["sample.init=layout", f"sample.init_t={init_t}", "sample.init_factor=4",
+                                             "sample.steps=5"])
+        sample.run(params, "img", out_dir=trained / out, progress=False, force=True)
+        return np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255
+                         for p in sorted((trained / out).glob("sample_*.png"))])
+
+    train = np.asarray(Image.open(trained / "results" / "img" / "preprocess" / "image.png"), dtype=np.float32) / 255
+    low, high = draw(0.1, "low"), draw(0.95, "high")
+    assert np.abs(low - train).mean() < np.abs(high - train).mean()
+    assert np.array_equal(low, draw(0.1, "low2"))

@@ -42,9 +42,12 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
         n_batches = -(-cfg.num_samples // cfg.batch_size)
-        bar = make_progress("sample", n_batches * len(sampler.visited()), progress, unit="step")
+        t_first = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1))) if cfg.init == "layout" else None
+        bar = make_progress("sample", n_batches * len(sampler.visited(t_first)), progress, unit="step")
+        hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
         samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
-                                    clip_x0=x0_clip_of(cfg), progress=lambda i, n: bar.update(1))
+                                    clip_x0=x0_clip_of(cfg), progress=lambda i, n: bar.update(1),
+                                    hooks_for=hooks_for, t_start=t_start)
         bar.close()
         with writing_dir(out, force) as tmp:
             files = []
@@ -65,3 +68,16 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
         tracker.log_artifact(out / "grid.png")
     return meta
 
+
+def _layout_start(cfg, processed: Path, size: tuple[int, int], num_timesteps: int):
+    """``sample.init: layout``: hooks that start each sample from the training image's noised low-pass."""
+    if cfg.init != "layout":
+        return None, None
+    from ..applications.layout_start import LayoutStartHook, layout_of
+    from ..data.io import image_to_tensor, load_image
+
+    if not processed.is_file():
+        raise ValueError(f"{processed}: sample.init=layout needs the processed training image; run preprocess")
+    layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
+    t_start = int(round(cfg.init_t * (num_timesteps - 1)))
+    return (lambda start, end: [LayoutStartHook(layout)]), t_start
