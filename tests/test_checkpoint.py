@@ -19,8 +19,8 @@ from sindiffusion.checkpoint import (
     save_checkpoint,
 )
 from sindiffusion.models.unet import UNet
-from tests.tiny import TINY_UNET
 from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import TINY_UNET
 
 TINY = TINY_UNET
 DIFFUSION = {"schedule": "linear", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02, "variance": "fixed_large"}
@@ -150,13 +150,16 @@ def test_load_uses_weights_only(tmp_path, monkeypatch):
     assert seen.get("weights_only") is True
 
 
-@pytest.mark.parametrize("payload,expected", [
-    ({"format": "something-else", "version": VERSION}, "not a sindiffusion checkpoint"),
-    ({"version": VERSION}, "not a sindiffusion checkpoint"),
-    ([1, 2, 3], "not a sindiffusion checkpoint"),
-    ({"format": FORMAT, "version": VERSION + 1}, f"version {VERSION + 1} is not supported"),
-    ({"format": FORMAT, "version": VERSION, "step": 1}, "has no 'config' entry"),
-])
+@pytest.mark.parametrize(
+    "payload,expected",
+    [
+        ({"format": "something-else", "version": VERSION}, "not a sindiffusion checkpoint"),
+        ({"version": VERSION}, "not a sindiffusion checkpoint"),
+        ([1, 2, 3], "not a sindiffusion checkpoint"),
+        ({"format": FORMAT, "version": VERSION + 1}, f"version {VERSION + 1} is not supported"),
+        ({"format": FORMAT, "version": VERSION, "step": 1}, "has no 'config' entry"),
+    ],
+)
 def test_wrong_format_or_version(tmp_path, payload, expected):
     path = tmp_path / "bad.pt"
     if isinstance(payload, dict) and payload.get("format") == FORMAT and "step" not in payload:

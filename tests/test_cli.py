@@ -39,7 +39,8 @@ def test_preprocess_writes_png_and_json(proj, capsys):
     assert meta["original_size"] == [37, 90] and meta["processed_size"] == [20, 48]  # 37 * 48 / 90 = 19.7
     assert meta["source"].endswith("wide.png")
     assert meta["receptive_field_px"] > 0 and meta["receptive_field_fraction"] == pytest.approx(
-        meta["receptive_field_px"] / 48, abs=1e-3)
+        meta["receptive_field_px"] / 48, abs=1e-3
+    )
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "empty", "truncated_png", "truncated_jpg", "bomb"])
@@ -61,7 +62,7 @@ def test_preprocess_bad_file_in_images_dir(proj, capsys, suffix):
 
 
 def test_preprocess_too_small(proj, capsys):
-    small = make_image(proj / "data" / "images" / "small.png", width=30, height=7)
+    make_image(proj / "data" / "images" / "small.png", width=30, height=7)
     assert main(["preprocess", "--image", "small"]) == 2
     err = capsys.readouterr().err
     assert "data/images/small.png" in err and "too small" in err and "8x8" in err  # 2 levels: 4 * 2 px
@@ -73,8 +74,20 @@ def test_preprocess_pixel_limit_and_allow_large(proj, capsys):
     err = capsys.readouterr().err
     assert "img.png" in err and "1920 pixels exceeds the limit of 1000" in err and "allow_large" in err
     assert _outputs(proj) == []
-    assert main(["preprocess", "--image", "img", "--set", "preprocess.max_pixels=1000",
-                 "--set", "preprocess.allow_large=true"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                "--image",
+                "img",
+                "--set",
+                "preprocess.max_pixels=1000",
+                "--set",
+                "preprocess.allow_large=true",
+            ]
+        )
+        == 0
+    )
     assert (proj / "results/img/preprocess/image.png").is_file()
 
 

@@ -10,8 +10,15 @@ import pytest
 import yaml
 
 from sindiffusion import config as config_mod
-from sindiffusion.config import (SECTIONS, STAGE_SECTIONS, ConfigError, TrainConfig, build_section, load_params,
-                                 parse_override)
+from sindiffusion.config import (
+    SECTIONS,
+    STAGE_SECTIONS,
+    ConfigError,
+    TrainConfig,
+    build_section,
+    load_params,
+    parse_override,
+)
 from sindiffusion.models.unet import PRESETS, UNet, UNetConfig, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,19 +44,22 @@ def test_unknown_key_without_close_match_lists_known_keys(tmp_path):
         load_params(_write(tmp_path, {"sample": {"zzzzzz": 1}}))
 
 
-@pytest.mark.parametrize("section,key,value,expected", [
-    ("train", "steps", "ten", "expected an integer"),
-    ("train", "steps", 1.5, "expected an integer"),
-    ("train", "steps", True, "expected an integer"),
-    ("train", "lr", "fast", "expected a number"),
-    ("train", "lr", [1], "expected a number"),
-    ("train", "ema_warmup", "yes please", "expected true/false"),
-    ("train", "ema_warmup", 1, "expected true/false"),
-    ("sample", "sampler", 3, "expected a string"),
-    ("model", "channel_mult", 4, "expected a list"),
-    ("model", "channel_mult", [1, "two"], "expected an integer"),
-    ("data", "images", "img", "expected a list"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,expected",
+    [
+        ("train", "steps", "ten", "expected an integer"),
+        ("train", "steps", 1.5, "expected an integer"),
+        ("train", "steps", True, "expected an integer"),
+        ("train", "lr", "fast", "expected a number"),
+        ("train", "lr", [1], "expected a number"),
+        ("train", "ema_warmup", "yes please", "expected true/false"),
+        ("train", "ema_warmup", 1, "expected true/false"),
+        ("sample", "sampler", 3, "expected a string"),
+        ("model", "channel_mult", 4, "expected a list"),
+        ("model", "channel_mult", [1, "two"], "expected an integer"),
+        ("data", "images", "img", "expected a list"),
+    ],
+)
 def test_wrong_types(tmp_path, section, key, value, expected):
     path = _write(tmp_path, {section: {key: value}})
     with pytest.raises(ConfigError) as info:
@@ -59,8 +69,12 @@ def test_wrong_types(tmp_path, section, key, value, expected):
 
 
 def test_types_are_coerced(tmp_path):
-    params = load_params(_write(tmp_path, {"train": {"lr": 1, "steps": 5}, "model": {"channel_mult": [1, 2]},
-                                           "data": {"images": ["a", "b"]}}))
+    params = load_params(
+        _write(
+            tmp_path,
+            {"train": {"lr": 1, "steps": 5}, "model": {"channel_mult": [1, 2]}, "data": {"images": ["a", "b"]}},
+        )
+    )
     train = params.section("train")
     assert isinstance(train.lr, float) and train.lr == 1.0 and train.steps == 5
     assert params.section("model").channel_mult == (1, 2)
@@ -86,11 +100,14 @@ def test_unknown_section_requested(tmp_path):
         load_params(_write(tmp_path, {})).section("nope")
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("", "params file"),  # handled below: missing file
-    ("train: [unclosed\n", "invalid YAML"),
-    ("- a\n- b\n", "expected a mapping of sections"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("", "params file"),  # handled below: missing file
+        ("train: [unclosed\n", "invalid YAML"),
+        ("- a\n- b\n", "expected a mapping of sections"),
+    ],
+)
 def test_file_errors(tmp_path, text, expected):
     path = tmp_path / "params.yaml"
     if text:
@@ -108,19 +125,22 @@ def test_empty_file_is_all_defaults(tmp_path):
 
 
 # ------------------------------------------------------------------ overrides
-@pytest.mark.parametrize("text,keys,value", [
-    ("train.lr=1e-4", ["train", "lr"], 1e-4),
-    ("train.lr=5E-4", ["train", "lr"], 5e-4),
-    ("train.lr=0.5", ["train", "lr"], 0.5),
-    ("train.steps=100", ["train", "steps"], 100),
-    ("train.ema_warmup=true", ["train", "ema_warmup"], True),
-    ("train.crop_size=null", ["train", "crop_size"], None),
-    ("sample.sampler=ddim", ["sample", "sampler"], "ddim"),
-    ("model.channel_mult=[1, 2, 4, 8]", ["model", "channel_mult"], [1, 2, 4, 8]),
-    ("tracking.tracking_uri=http://host:5000", ["tracking", "tracking_uri"], "http://host:5000"),
-    ("data.images=[a, b]", ["data", "images"], ["a", "b"]),
-    ("a.b.c=x=y", ["a", "b", "c"], "x=y"),
-])
+@pytest.mark.parametrize(
+    "text,keys,value",
+    [
+        ("train.lr=1e-4", ["train", "lr"], 1e-4),
+        ("train.lr=5E-4", ["train", "lr"], 5e-4),
+        ("train.lr=0.5", ["train", "lr"], 0.5),
+        ("train.steps=100", ["train", "steps"], 100),
+        ("train.ema_warmup=true", ["train", "ema_warmup"], True),
+        ("train.crop_size=null", ["train", "crop_size"], None),
+        ("sample.sampler=ddim", ["sample", "sampler"], "ddim"),
+        ("model.channel_mult=[1, 2, 4, 8]", ["model", "channel_mult"], [1, 2, 4, 8]),
+        ("tracking.tracking_uri=http://host:5000", ["tracking", "tracking_uri"], "http://host:5000"),
+        ("data.images=[a, b]", ["data", "images"], ["a", "b"]),
+        ("a.b.c=x=y", ["a", "b", "c"], "x=y"),
+    ],
+)
 def test_parse_override(text, keys, value):
     got_keys, got = parse_override(text)
     assert got_keys == keys
@@ -231,17 +251,22 @@ def test_preset_with_overrides_and_custom(tmp_path):
 
 
 def test_unknown_preset(tmp_path):
-    with pytest.raises(ConfigError, match=r"model.preset: 'huge' is not allowed; choose one of paper, enhanced, custom"):
+    with pytest.raises(
+        ConfigError, match=r"model.preset: 'huge' is not allowed; choose one of paper, enhanced, custom"
+    ):
         load_params(_write(tmp_path, {"model": {"preset": "huge"}})).section("model").unet()
 
 
-@pytest.mark.parametrize("model,expected", [
-    ({"encoder_blocks": 2, "decoder_blocks": 2}, r"decoder_blocks \(2\) must be >= encoder_blocks \+ 1 \(3\)"),
-    ({"encoder_blocks": 1, "decoder_blocks": 1}, r"decoder_blocks \(1\) must be >= encoder_blocks \+ 1 \(2\)"),
-    ({"groups": 24}, r"model.groups \(24\) must divide"),
-    ({"channel_mult": []}, r"model.channel_mult: \[\] is too short"),
-    ({"dropout": 1.0}, r"model.dropout: must be < 1, got 1.0"),
-])
+@pytest.mark.parametrize(
+    "model,expected",
+    [
+        ({"encoder_blocks": 2, "decoder_blocks": 2}, r"decoder_blocks \(2\) must be >= encoder_blocks \+ 1 \(3\)"),
+        ({"encoder_blocks": 1, "decoder_blocks": 1}, r"decoder_blocks \(1\) must be >= encoder_blocks \+ 1 \(2\)"),
+        ({"groups": 24}, r"model.groups \(24\) must divide"),
+        ({"channel_mult": []}, r"model.channel_mult: \[\] is too short"),
+        ({"dropout": 1.0}, r"model.dropout: must be < 1, got 1.0"),
+    ],
+)
 def test_invalid_architecture_is_a_clear_config_error(tmp_path, model, expected):
     path = _write(tmp_path, {"model": {"preset": "paper", **model}})
     with pytest.raises(ConfigError, match=expected):
@@ -265,11 +290,14 @@ def test_kinded_model_section(tmp_path):
         load_params(_write(tmp_path, {"model": {"kind": "unte"}}))
 
 
-@pytest.mark.parametrize("data,match", [
-    ({"diffusion": {"beta_start": 0.03, "beta_end": 0.02}}, r"diffusion: diffusion.beta_start \(0.03\) must be <="),
-    ({"diffusion": {"timesteps": 10}}, r"diffusion.beta_end 0.02 rescaled to diffusion.timesteps=10 is 2"),
-    ({"train": {"scale_min": 2.0}}, r"train.scale_min \(2\) must be <= train.scale_max"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"diffusion": {"beta_start": 0.03, "beta_end": 0.02}}, r"diffusion: diffusion.beta_start \(0.03\) must be <="),
+        ({"diffusion": {"timesteps": 10}}, r"diffusion.beta_end 0.02 rescaled to diffusion.timesteps=10 is 2"),
+        ({"train": {"scale_min": 2.0}}, r"train.scale_min \(2\) must be <= train.scale_max"),
+    ],
+)
 def test_checks_across_keys_name_the_keys(tmp_path, data, match):
     with pytest.raises(ConfigError, match=match):
         load_params(_write(tmp_path, data))
@@ -292,8 +320,12 @@ def test_the_schema_accepts_and_refuses_what_the_config_does(tmp_path):
     schema = config_mod.json_schema()
     for name in ("params.yaml", "configs/paper.yaml"):
         jsonschema.validate(yaml.safe_load((REPO / name).read_text()), schema)
-    for bad in ({"data": {}, "train": {"precision": "fp16"}}, {"data": {}, "model": {"kind": "nope"}},
-                {"data": {}, "sample": {"steps": 0}}, {"data": {}, "model": {"preset": "paper", "dropout": 1}}):
+    for bad in (
+        {"data": {}, "train": {"precision": "fp16"}},
+        {"data": {}, "model": {"kind": "nope"}},
+        {"data": {}, "sample": {"steps": 0}},
+        {"data": {}, "model": {"preset": "paper", "dropout": 1}},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
 
@@ -323,25 +355,48 @@ def test_clip_x0_modes_are_accepted(tmp_path, value):
     assert load_params(path).section("sample").clip_x0 == value
 
 
-@pytest.mark.parametrize("section,key,value,expected", [
-    ("sample", "clip_x0", "always", r"sample\.clip_x0: expected true/false, got str 'always'; allowed: true/false or dynamic or low_noise"),
-    ("sample", "clip_x0_percentile", 1.5, r"sample\.clip_x0_percentile: must be <= 1, got 1.5"),
-    ("sample", "clip_x0_low_noise", 0, r"sample\.clip_x0_low_noise: must be > 0, got 0"),
-    ("sample", "precision", "fp16", r"sample\.precision: 'fp16' is not allowed.*choose one of auto, fp32, bf16"),
-    ("train", "precision", "fp16", r"train\.precision: 'fp16' is not allowed.*choose one of"),
-    ("train", "loss_weighting", "snr", r"train\.loss_weighting: 'snr' is not allowed.*choose one of none, min_snr"),
-    ("train", "min_snr_gamma", 0, r"train\.min_snr_gamma: must be > 0, got 0"),
-    ("train", "lr_warmup", -1, r"train\.lr_warmup: must be >= 0, got -1"),
-    ("train", "lr_schedule", "linear", r"train\.lr_schedule: 'linear' is not allowed; choose one of constant, cosine"),
-    ("train", "ema_decay", "fast", r"train\.ema_decay: expected a number, got str 'fast'; allowed: a number >= 0 and <= 1 or auto"),
-    ("train", "ema_decay", 1.5, r"train\.ema_decay: must be <= 1, got 1.5"),
-    ("train", "ema_half_life", 0, r"train\.ema_half_life: must be > 0, got 0"),
-    ("diffusion", "parameterization", "x0", r"diffusion\.parameterization: 'x0' is not allowed; choose one of eps, v"),
-    ("train", "max_minutes", 0, r"train\.max_minutes: must be > 0, got 0"),
-    ("train", "snapshot_minutes", [1, -2], r"train\.snapshot_minutes\[1\]: must be > 0, got -2"),
-    ("train", "snapshot_minutes", [1, 1], r"train\.snapshot_minutes: repeated values"),
-    ("train", "snapshot_minutes", 5, r"train\.snapshot_minutes: expected a list"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,expected",
+    [
+        (
+            "sample",
+            "clip_x0",
+            "always",
+            r"sample\.clip_x0: expected true/false, got str 'always'; allowed: true/false or dynamic or low_noise",
+        ),
+        ("sample", "clip_x0_percentile", 1.5, r"sample\.clip_x0_percentile: must be <= 1, got 1.5"),
+        ("sample", "clip_x0_low_noise", 0, r"sample\.clip_x0_low_noise: must be > 0, got 0"),
+        ("sample", "precision", "fp16", r"sample\.precision: 'fp16' is not allowed.*choose one of auto, fp32, bf16"),
+        ("train", "precision", "fp16", r"train\.precision: 'fp16' is not allowed.*choose one of"),
+        ("train", "loss_weighting", "snr", r"train\.loss_weighting: 'snr' is not allowed.*choose one of none, min_snr"),
+        ("train", "min_snr_gamma", 0, r"train\.min_snr_gamma: must be > 0, got 0"),
+        ("train", "lr_warmup", -1, r"train\.lr_warmup: must be >= 0, got -1"),
+        (
+            "train",
+            "lr_schedule",
+            "linear",
+            r"train\.lr_schedule: 'linear' is not allowed; choose one of constant, cosine",
+        ),
+        (
+            "train",
+            "ema_decay",
+            "fast",
+            r"train\.ema_decay: expected a number, got str 'fast'; allowed: a number >= 0 and <= 1 or auto",
+        ),
+        ("train", "ema_decay", 1.5, r"train\.ema_decay: must be <= 1, got 1.5"),
+        ("train", "ema_half_life", 0, r"train\.ema_half_life: must be > 0, got 0"),
+        (
+            "diffusion",
+            "parameterization",
+            "x0",
+            r"diffusion\.parameterization: 'x0' is not allowed; choose one of eps, v",
+        ),
+        ("train", "max_minutes", 0, r"train\.max_minutes: must be > 0, got 0"),
+        ("train", "snapshot_minutes", [1, -2], r"train\.snapshot_minutes\[1\]: must be > 0, got -2"),
+        ("train", "snapshot_minutes", [1, 1], r"train\.snapshot_minutes: repeated values"),
+        ("train", "snapshot_minutes", 5, r"train\.snapshot_minutes: expected a list"),
+    ],
+)
 def test_recipe_options_are_checked_at_load_time(tmp_path, section, key, value, expected):
     path = _write(tmp_path, {section: {key: value}})
     with pytest.raises(ConfigError, match=rf"{path}: {expected}"):

@@ -19,8 +19,23 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sindiffusion"
 ORDER = ["core", "library", "stages", "benchmark", "cli"]
 LAYERS = {
-    "core": {"models", "diffusion", "data", "checkpoint", "paths", "runtime", "artifacts", "registry", "validation",
-             "config", "generate", "progress", "tracking", "demo", ""},
+    "core": {
+        "models",
+        "diffusion",
+        "data",
+        "checkpoint",
+        "paths",
+        "runtime",
+        "artifacts",
+        "registry",
+        "validation",
+        "config",
+        "generate",
+        "progress",
+        "tracking",
+        "demo",
+        "",
+    },
     "library": {"training", "applications", "evaluation"},
     "stages": {"stages"},
     "benchmark": {"benchmark"},
@@ -47,7 +62,7 @@ def _imports(path: Path, package_dir: Path = PACKAGE) -> list[tuple[str, str]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = (package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else [])
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
             targets = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
@@ -65,8 +80,11 @@ def _all_imports() -> list[tuple[str, str]]:
 def test_no_module_imports_a_higher_layer():
     edges = _all_imports()
     assert len(edges) > 100  # the walk found the package's imports
-    upward = [f"{a} ({_layer(a)}) imports {b} ({_layer(b)})" for a, b in edges
-              if ORDER.index(_layer(b)) > ORDER.index(_layer(a))]
+    upward = [
+        f"{a} ({_layer(a)}) imports {b} ({_layer(b)})"
+        for a, b in edges
+        if ORDER.index(_layer(b)) > ORDER.index(_layer(a))
+    ]
     assert upward == []
 
 

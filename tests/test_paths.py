@@ -11,8 +11,17 @@ from sindiffusion.paths import IMAGE_SUFFIXES, TEMPLATES, ImagePaths, find_sourc
 
 
 def test_templates_are_per_image_and_under_results():
-    assert {"processed", "processed_meta", "checkpoint", "resume", "loss", "train_metrics", "samples", "grid",
-            "samples_meta"} <= set(TEMPLATES)
+    assert {
+        "processed",
+        "processed_meta",
+        "checkpoint",
+        "resume",
+        "loss",
+        "train_metrics",
+        "samples",
+        "grid",
+        "samples_meta",
+    } <= set(TEMPLATES)
     for key, template in TEMPLATES.items():
         assert template.startswith("{results}/{image}/"), key
         assert set(re.findall(r"{(\w+)}", template)) == {"results", "image"}, key

@@ -26,7 +26,11 @@ def test_resumed_and_stopped_early_runs():
         log.update(1)
     log.close()  # stopped between two marks: one last line
     lines = buf.getvalue().splitlines()
-    assert [ln.split(" |")[0] for ln in lines] == ["sample: 55/100 (55%)", "sample: 60/100 (60%)", "sample: 62/100 (62%)"]
+    assert [ln.split(" |")[0] for ln in lines] == [
+        "sample: 55/100 (55%)",
+        "sample: 60/100 (60%)",
+        "sample: 62/100 (62%)",
+    ]
     assert "step/s" in lines[0]
 
 

@@ -17,9 +17,14 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, tiny_unet):
     monkeypatch.chdir(tmp_path)
     image = torch.rand(3, 24, 32) * 2 - 1
     save_image(image, "results/hubble/preprocess/image.png")
-    trainer = Trainer(image, tiny_unet, DiffusionConfig(),
-                      TrainConfig(steps=2, batch_size=2, crop_size=None, device="cpu"), {"name": "hubble", "size": [24, 32]},
-                      torch.device("cpu"))
+    trainer = Trainer(
+        image,
+        tiny_unet,
+        DiffusionConfig(),
+        TrainConfig(steps=2, batch_size=2, crop_size=None, device="cpu"),
+        {"name": "hubble", "size": [24, 32]},
+        torch.device("cpu"),
+    )
     trainer.train_step()
     save_checkpoint("results/hubble/train/model.pt", trainer.state_dict())
 

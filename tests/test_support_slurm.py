@@ -53,10 +53,18 @@ FAST_POLL = ["--slurm-init-seconds-before-status-checks", "5"]
 
 
 def _snakemake(workdir: Path, env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *FAST_POLL,
-           "--slurm-keep-successful-logs", "--verbose", *args]
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(PROFILE),
+        *FAST_POLL,
+        "--slurm-keep-successful-logs",
+        "--verbose",
+        *args,
+    ]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -15,8 +15,13 @@ from tests.stages._tiny import one_torch_thread, project  # noqa: F401
 
 def test_flatten():
     flat = flatten({"train": {"lr": 1e-4, "steps": 3}, "model": {"channel_mult": (1, 2), "x": {"y": None}}, "a": "b"})
-    assert flat == {"train.lr": "0.0001", "train.steps": "3", "model.channel_mult": "[1, 2]", "model.x.y": "None",
-                    "a": "b"}
+    assert flat == {
+        "train.lr": "0.0001",
+        "train.steps": "3",
+        "model.channel_mult": "[1, 2]",
+        "model.x.y": "None",
+        "a": "b",
+    }
 
 
 def test_resolve_uri(monkeypatch):
@@ -146,7 +151,7 @@ def test_sqlite_runs_are_nested_per_image(sqlite_project, tmp_path, capsys):
         inputs = run.inputs.dataset_inputs
         assert len(inputs) == 1, run.info.run_name
         ds = inputs[0].dataset
-        assert (ds.name, ds.digest, ds.source_type) == ("img", sha[:tracking.DIGEST_CHARS], "local")
+        assert (ds.name, ds.digest, ds.source_type) == ("img", sha[: tracking.DIGEST_CHARS], "local")
         assert json.loads(ds.profile) == {"sha256": sha, "height": 40, "width": 48}
         assert json.loads(ds.source)["uri"].endswith("results/img/preprocess/image.png")
         assert [(t.key, t.value) for t in inputs[0].tags] == [("mlflow.data.context", "training")]
@@ -165,8 +170,11 @@ def test_experiment_kind_set_on_old_experiments_but_a_chosen_kind_is_kept(tmp_pa
     for name in ("old", "chosen", "guessed"):
         tracking.MlflowTracker(uri, name, "img", "train").finish()
     kind = lambda exp_id: client.get_experiment(exp_id).tags[tracking.EXPERIMENT_KIND_TAG]
-    assert (kind(old), kind(chosen), kind(guessed)) == ("custom_model_development", "forecasting",
-                                                        "custom_model_development")
+    assert (kind(old), kind(chosen), kind(guessed)) == (
+        "custom_model_development",
+        "forecasting",
+        "custom_model_development",
+    )
 
 
 def test_ui_url_opens_the_training_runs_view():

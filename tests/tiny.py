@@ -17,9 +17,14 @@ from sindiffusion.models import UNetConfig
 TINY_UNET = UNetConfig(base_channels=8, channel_mult=(1, 2), encoder_blocks=1, decoder_blocks=2, groups=4)
 
 #: :data:`TINY_UNET` as the ``model`` section of a params.yaml (plain YAML types).
-TINY_MODEL_SECTION: dict = {"preset": "custom", **{k: list(v) if isinstance(v, tuple) else v
-                                                   for k, v in dataclasses.asdict(TINY_UNET).items()
-                                                   if k != "in_channels"}}  # RGB: not a params key
+TINY_MODEL_SECTION: dict = {
+    "preset": "custom",
+    **{
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(TINY_UNET).items()
+        if k != "in_channels"
+    },
+}  # RGB: not a params key
 
 
 def smooth_image(seed: int, height: int = 32, width: int | None = None, batch: int = 1) -> torch.Tensor:

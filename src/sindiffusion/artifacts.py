@@ -58,8 +58,10 @@ def check_out_dir(out: str | Path, force: bool = False) -> Path:
         raise OutputDirError(f"--out {out}: exists and is not a folder; choose a new path")
     if force or (out / MARKER).is_file() or not any(out.iterdir()):
         return out
-    raise OutputDirError(f"--out {out}: folder exists, is not empty and was not written by sindiffusion; "
-                         "pass --force to replace it (its contents are deleted) or choose a new path")
+    raise OutputDirError(
+        f"--out {out}: folder exists, is not empty and was not written by sindiffusion; "
+        "pass --force to replace it (its contents are deleted) or choose a new path"
+    )
 
 
 def replace_dir(tmp: Path, final: Path, force: bool = False) -> None:
@@ -131,8 +133,14 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     prefix, suffix = _temp_affixes(path)
     if not path.parent.is_dir():
         return []
-    stale = [p for p in path.parent.iterdir() if p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix)
-             and len(p.name) == len(prefix) + 8 + len(suffix)]  # mkstemp's 8 random characters
+    stale = [
+        p
+        for p in path.parent.iterdir()
+        if p.is_file()
+        and p.name.startswith(prefix)
+        and p.name.endswith(suffix)
+        and len(p.name) == len(prefix) + 8 + len(suffix)
+    ]  # mkstemp's 8 random characters
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

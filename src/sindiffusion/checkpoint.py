@@ -61,8 +61,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, image: str,
-                           processed: Path | None, strict: bool = True) -> list[str]:
+def check_checkpoint_image(
+    checkpoint: dict[str, Any], ckpt_path: str | Path, image: str, processed: Path | None, strict: bool = True
+) -> list[str]:
     """Check that a checkpoint was trained on ``image`` (its recorded ``image.name`` and ``image.sha256``).
 
     A different name is always an error. A different sha256 of the processed image (when the file
@@ -73,13 +74,16 @@ def check_checkpoint_image(checkpoint: dict[str, Any], ckpt_path: str | Path, im
     if name != image:
         raise CheckpointError(
             f"{ckpt_path}: this checkpoint was trained on image {name!r} (sha256 {sha[:12]}...), not {image!r}; "
-            f"use the checkpoint of {image!r} (results/{image}/train/model.pt)")
+            f"use the checkpoint of {image!r} (results/{image}/train/model.pt)"
+        )
     warnings: list[str] = []
     if processed is not None and processed.is_file() and sha:
         actual = sha256_file(processed)
         if actual != sha:
-            msg = (f"{ckpt_path}: trained on a different version of {processed} (sha256 {sha[:12]}... in the "
-                   f"checkpoint, {actual[:12]}... on disk); re-run `sindiffusion train --image {image}`")
+            msg = (
+                f"{ckpt_path}: trained on a different version of {processed} (sha256 {sha[:12]}... in the "
+                f"checkpoint, {actual[:12]}... on disk); re-run `sindiffusion train --image {image}`"
+            )
             if strict:
                 raise CheckpointError(msg)
             warnings.append(msg)
@@ -95,5 +99,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> torch.n
 def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:
     d = ckpt["config"]["diffusion"]
     # checkpoints written before v-prediction existed predict eps
-    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"],
-                                         d.get("parameterization", "eps"))
+    return GaussianDiffusion.from_config(
+        d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"], d.get("parameterization", "eps")
+    )

@@ -30,18 +30,28 @@ def image_name(value: str) -> str:
 
 def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one params value (repeatable), e.g. --set train.steps=100")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one params value (repeatable), e.g. --set train.steps=100",
+    )
     if image:
-        p.add_argument("--image", required=True, type=image_name,
-                       help="image name: the stem of a file in data.images_dir")
+        p.add_argument(
+            "--image", required=True, type=image_name, help="image name: the stem of a file in data.images_dir"
+        )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def add_force(p: argparse.ArgumentParser) -> None:
     """``--force``: let ``--out`` replace a non-empty folder that sindiffusion did not write."""
-    p.add_argument("--force", action="store_true",
-                   help="replace --out even if it is a non-empty folder sindiffusion did not write (deletes it)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is a non-empty folder sindiffusion did not write (deletes it)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,27 +99,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
-    p.add_argument("--variant", dest="variants", action="append", default=[], metavar="PRECISION,CHANNELS_LAST,COMPILE",
-                   help="time several settings in one run (repeatable), e.g. --variant bf16,on,off --variant bf16,on,on")
+    p.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        metavar="PRECISION,CHANNELS_LAST,COMPILE",
+        help="time several settings in one run (repeatable), e.g. --variant bf16,on,off --variant bf16,on,on",
+    )
     p.add_argument("--params", help="take the UNet from this params file's model section instead of --preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="with --params: override a value (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="with --params: override a value (repeatable)",
+    )
     p.add_argument("--json", help="also write the results to this JSON file (rewritten after each variant)")
     p.set_defaults(func=_benchmark_speed)
 
-    p = sub.add_parser("time-curve", help="quality vs minutes of training: snapshots of one training per image, "
-                       "weight-free metrics, CSV + plot + MLflow")
+    p = sub.add_parser(
+        "time-curve",
+        help="quality vs minutes of training: snapshots of one training per image, "
+        "weight-free metrics, CSV + plot + MLflow",
+    )
     _common(p, image=False)
     p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
-    p.add_argument("--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, "
-                   "e.g. 1,2,3 or 1-3")
-    p.add_argument("--minutes", default="1,2,5,10,20", help="wall-clock snapshot marks in minutes (default: 1,2,5,10,20)")
+    p.add_argument(
+        "--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, e.g. 1,2,3 or 1-3"
+    )
+    p.add_argument(
+        "--minutes", default="1,2,5,10,20", help="wall-clock snapshot marks in minutes (default: 1,2,5,10,20)"
+    )
     p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
     p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
     p.set_defaults(func=_time_curve)
 
-    p = sub.add_parser("denoise-gap", help="a trained UNet vs the closed-form patch denoiser on its own noisy "
-                       "training image, per noise level: CSV + plot + MLflow")
+    p = sub.add_parser(
+        "denoise-gap",
+        help="a trained UNet vs the closed-form patch denoiser on its own noisy "
+        "training image, per noise level: CSV + plot + MLflow",
+    )
     _common(p, image=False)
     p.add_argument("--checkpoint", required=True, help="a UNet checkpoint (results/<image>/train/model.pt)")
     p.add_argument("--out", default="results-denoise-gap", help="output folder (default: results-denoise-gap)")
@@ -138,13 +169,14 @@ def load(args: argparse.Namespace, extra: Sequence[str] = ()):
     return params
 
 
-
 def _preprocess(args: argparse.Namespace) -> None:
     from .stages import preprocess
 
     meta = preprocess.run(load(args), args.image, args.source)
-    print(f"{args.image}: {meta['original_size']} -> {meta['processed_size']}, receptive field "
-          f"{meta['receptive_field_px']} px ({meta['receptive_field_fraction']:.2f} of the image)")
+    print(
+        f"{args.image}: {meta['original_size']} -> {meta['processed_size']}, receptive field "
+        f"{meta['receptive_field_px']} px ({meta['receptive_field_fraction']:.2f} of the image)"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -154,22 +186,35 @@ def _train(args: argparse.Namespace) -> None:
     if metrics.get("model_kind", "unet") != "unet" and not metrics["steps"]:
         print(f"{args.image}: {metrics['model_kind']} model built in {metrics['train_seconds']:.2f} s (training-free)")
         return
-    print(f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
-          f"{metrics['it_per_s']:.2f} it/s")
+    print(
+        f"{args.image}: trained {metrics['steps']} steps, final loss {metrics['final_loss']:.4f}, "
+        f"{metrics['it_per_s']:.2f} it/s"
+    )
 
 
 def _sample(args: argparse.Namespace) -> None:
     from .stages import sample
     from .stages.common import image_paths
 
-    extra = [f"sample.{k}={v}" for k, v in (("num_samples", args.num), ("height", args.height), ("width", args.width),
-                                              ("sampler", args.sampler), ("steps", args.steps), ("seed", args.seed))
-             if v is not None]
+    extra = [
+        f"sample.{k}={v}"
+        for k, v in (
+            ("num_samples", args.num),
+            ("height", args.height),
+            ("width", args.width),
+            ("sampler", args.sampler),
+            ("steps", args.steps),
+            ("seed", args.seed),
+        )
+        if v is not None
+    ]
     params = load(args, extra)
     meta = sample.run(params, args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force)
     out = args.out or image_paths(params, args.image).samples
-    print(f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
-          f"{meta['sample_seconds']:.1f} s -> {out}")
+    print(
+        f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
+        f"{meta['sample_seconds']:.1f} s -> {out}"
+    )
 
 
 def _images(args: argparse.Namespace) -> None:
@@ -197,12 +242,20 @@ def _time_curve(args: argparse.Namespace) -> None:
 
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num {args.num}: must be >= 1")
-    result = time_curve.run_time_curve(args.images_dir, images=args.images,
-                                       minutes=time_curve.parse_minutes(args.minutes), out=args.out,
-                                       params_path=args.params, overrides=args.overrides, num=args.num,
-                                       progress=not args.no_progress)
-    print(f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
-          f"{result['files']['csv']}, {result['files']['plot']}")
+    result = time_curve.run_time_curve(
+        args.images_dir,
+        images=args.images,
+        minutes=time_curve.parse_minutes(args.minutes),
+        out=args.out,
+        params_path=args.params,
+        overrides=args.overrides,
+        num=args.num,
+        progress=not args.no_progress,
+    )
+    print(
+        f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
+        f"{result['files']['csv']}, {result['files']['plot']}"
+    )
 
 
 def _denoise_gap(args: argparse.Namespace) -> None:
@@ -210,15 +263,23 @@ def _denoise_gap(args: argparse.Namespace) -> None:
 
     params = load(args)
     model = params.section("model")  # --params configs/patch.yaml: compare with that closed form
-    rows = denoise_gap.denoise_gap(args.checkpoint, closed_form=model if model.kind == "patch" else None,
-                                   points=args.points, seed=args.seed, image_path=args.image_file)
+    rows = denoise_gap.denoise_gap(
+        args.checkpoint,
+        closed_form=model if model.kind == "patch" else None,
+        points=args.points,
+        seed=args.seed,
+        image_path=args.image_file,
+    )
     from .checkpoint import load_checkpoint
 
     image = str(load_checkpoint(args.checkpoint)["image"]["name"])
     files = denoise_gap.write_outputs(rows, args.out, {"checkpoint": str(args.checkpoint), "image": image})
     denoise_gap.log_mlflow(rows, files, params.section("tracking"), image)
     for r in rows:
-        print(f"t={r['t']:4d}  UNet-vs-closed {r['rmse_gap']:.4f}  UNet {r['rmse_unet']:.4f}  closed {r['rmse_closed']:.4f}")
+        print(
+            f"t={r['t']:4d}  UNet-vs-closed {r['rmse_gap']:.4f}  UNet {r['rmse_unet']:.4f}  "
+            f"closed {r['rmse_closed']:.4f}"
+        )
     print(f"denoise-gap: {files['csv']}, {files['plot']}")
 
 
@@ -257,8 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if os.environ.get("SINDIFFUSION_DEBUG"):
             traceback.print_exc()
-        print(f"sindiffusion {args.command}: failed: {type(err).__name__}: {err} "
-              "(set SINDIFFUSION_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"sindiffusion {args.command}: failed: {type(err).__name__}: {err} "
+            "(set SINDIFFUSION_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -53,8 +53,14 @@ class ConfigError(ValueError):
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
 
 
-_TYPE_WORDS = {bool: "true/false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
-               tuple: "a list"}
+_TYPE_WORDS = {
+    bool: "true/false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "a mapping",
+    tuple: "a list",
+}
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,11 @@ class Rule:
                 text += f" with at least {self.min_len} item(s)"
         else:
             text = _TYPE_WORDS[self.type]
-            bounds = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-                      if v is not None]
+            bounds = [
+                f"{op} {v:g}"
+                for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                if v is not None
+            ]
             text += (" " + " and ".join(bounds)) if bounds else ""
             if self.pattern:
                 text += f" matching {self.pattern}"
@@ -112,13 +121,22 @@ class Rule:
         if isinstance(value, str) and value in self.also:
             return value
         tp = self.type
-        ok = (isinstance(value, bool) if tp is bool else
-              isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else
-              isinstance(value, int) and not isinstance(value, bool) if tp is int else
-              isinstance(value, (list, tuple)) if tp is tuple else isinstance(value, tp))
+        ok = (
+            isinstance(value, bool)
+            if tp is bool
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if tp is float
+            else isinstance(value, int) and not isinstance(value, bool)
+            if tp is int
+            else isinstance(value, (list, tuple))
+            if tp is tuple
+            else isinstance(value, tp)
+        )
         if not ok:
-            raise error(f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}"
-                        + (f"; allowed: {self.allowed()}" if self.choices is not None or self.also else ""))
+            raise error(
+                f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}"
+                + (f"; allowed: {self.allowed()}" if self.choices is not None or self.also else "")
+            )
         if tp is float:
             value = float(value)
         if tp is tuple:
@@ -136,8 +154,12 @@ class Rule:
             raise error(f"{where}: is empty; allowed: {self.allowed()}")
         if tp is str and self.pattern and not re.fullmatch(self.pattern, value):
             raise error(f"{where}: {value!r} is not allowed; expected {self.allowed()}")
-        for bound, bad, word in ((self.ge, lambda v, b: v < b, ">="), (self.gt, lambda v, b: v <= b, ">"),
-                                 (self.le, lambda v, b: v > b, "<="), (self.lt, lambda v, b: v >= b, "<")):
+        for bound, bad, word in (
+            (self.ge, lambda v, b: v < b, ">="),
+            (self.gt, lambda v, b: v <= b, ">"),
+            (self.le, lambda v, b: v > b, "<="),
+            (self.lt, lambda v, b: v >= b, "<"),
+        ):
             if bound is not None and bad(value, bound):
                 raise error(f"{where}: must be {word} {bound:g}, got {value!r}")
         return value
@@ -166,9 +188,20 @@ def _rule(tp: Any, meta: Mapping[str, Any]) -> Rule:
         tp = dict
     if tp not in _TYPE_WORDS:
         raise TypeError(f"unsupported config type {tp!r}")
-    return Rule(type=tp, optional=optional, choices_from=choices, ge=meta.get("ge"), gt=meta.get("gt"),
-                le=meta.get("le"), lt=meta.get("lt"), pattern=meta.get("pattern"), min_len=meta.get("min_len") or 0,
-                item=item, also=also, help=meta.get("help") or "")
+    return Rule(
+        type=tp,
+        optional=optional,
+        choices_from=choices,
+        ge=meta.get("ge"),
+        gt=meta.get("gt"),
+        le=meta.get("le"),
+        lt=meta.get("lt"),
+        pattern=meta.get("pattern"),
+        min_len=meta.get("min_len") or 0,
+        item=item,
+        also=also,
+        help=meta.get("help") or "",
+    )
 
 
 @functools.cache
@@ -178,8 +211,14 @@ def field_rules(cls: type) -> dict[str, Rule]:
     return {f.name: _rule(hints[f.name], f.metadata.get("rule") or {}) for f in dataclasses.fields(cls)}
 
 
-def build_section(cls: type, raw: Any, where: str, *, key_where: Callable[[str], str] | None = None,
-                  error: type[Exception] = ConfigError) -> Any:
+def build_section(
+    cls: type,
+    raw: Any,
+    where: str,
+    *,
+    key_where: Callable[[str], str] | None = None,
+    error: type[Exception] = ConfigError,
+) -> Any:
     """Build dataclass ``cls`` from the mapping ``raw``: unknown keys (with a did-you-mean hint), types,
     choices and ranges are checked; ``where`` (e.g. ``params.yaml: train``) prefixes every message.
 
@@ -199,8 +238,11 @@ def build_section(cls: type, raw: Any, where: str, *, key_where: Callable[[str],
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(rules)}"
             raise error(f"{key_where(str(key))}: unknown key{hint}")
         kwargs[key] = rules[key].check(value, key_where(key), error)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise error(f"{key_where(missing[0])}: required ({rules[missing[0]].allowed()})")
     try:
@@ -237,8 +279,14 @@ class KindTable:
     def names(self) -> tuple[str, ...]:
         return tuple(self.kinds)
 
-    def build(self, raw: Any, where: str, *, key_where: Callable[[str], str] | None = None,
-              error: type[Exception] = ConfigError) -> Any:
+    def build(
+        self,
+        raw: Any,
+        where: str,
+        *,
+        key_where: Callable[[str], str] | None = None,
+        error: type[Exception] = ConfigError,
+    ) -> Any:
         key_where = key_where or (lambda key: f"{where}.{key}")
         if raw is None:
             raw = {}
@@ -250,8 +298,9 @@ class KindTable:
         if kind not in self.kinds:
             close = difflib.get_close_matches(str(kind), list(self.kinds), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise error(f"{key_where(self.key)}: unknown {self.what} {kind!r}{hint}; "
-                        f"choose one of {', '.join(self.kinds)}")
+            raise error(
+                f"{key_where(self.key)}: unknown {self.what} {kind!r}{hint}; choose one of {', '.join(self.kinds)}"
+            )
         return build_section(self.kinds[kind], raw, where, key_where=key_where, error=error)
 
 
@@ -286,8 +335,9 @@ class PreprocessConfig:
 
 #: ``model.kind`` -> options dataclass, read from the model-kind registry (:mod:`sindiffusion.models.kinds`:
 #: each kind is one module with its options and how to build, store and restore the model).
-MODEL_KINDS = KindTable("model kind", {name: kind.options for name, kind in _MODEL_KIND_REGISTRY.items()},
-                        default=DEFAULT_KIND)
+MODEL_KINDS = KindTable(
+    "model kind", {name: kind.options for name, kind in _MODEL_KIND_REGISTRY.items()}, default=DEFAULT_KIND
+)
 
 
 #: The options of the default model kind (kept under its historical name).
@@ -308,11 +358,14 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         if self.beta_start > self.beta_end:
-            raise ValueError(f"diffusion.beta_start ({self.beta_start:g}) must be <= diffusion.beta_end "
-                             f"({self.beta_end:g})")
+            raise ValueError(
+                f"diffusion.beta_start ({self.beta_start:g}) must be <= diffusion.beta_end ({self.beta_end:g})"
+            )
         if self.schedule == "linear" and self.beta_end * 1000 / self.timesteps >= 1:
-            raise ValueError(f"diffusion.beta_end {self.beta_end:g} rescaled to diffusion.timesteps={self.timesteps} "
-                             f"is {self.beta_end * 1000 / self.timesteps:g} (must be < 1); use more timesteps")
+            raise ValueError(
+                f"diffusion.beta_end {self.beta_end:g} rescaled to diffusion.timesteps={self.timesteps} "
+                f"is {self.beta_end * 1000 / self.timesteps:g} (must be < 1); use more timesteps"
+            )
 
 
 @dataclass(frozen=True)
@@ -404,8 +457,11 @@ class SampleConfig(SamplingSettings):
     scale_h: float = opt(1.0, gt=0)
     scale_w: float = opt(1.0, gt=0)
     """Output size as a factor of the training image when height/width are not given."""
-    init: Literal["noise", "layout"] = opt("noise", help="start from pure noise, or from the training image's "
-                                           "low-pass noised to init_t (SDEdit, like GPNN's coarsest scale)")
+    init: Literal["noise", "layout"] = opt(
+        "noise",
+        help="start from pure noise, or from the training image's "
+        "low-pass noised to init_t (SDEdit, like GPNN's coarsest scale)",
+    )
     init_t: float = opt(0.7, gt=0, le=1, help="init: layout: start at this fraction of the timesteps (diversity knob)")
     init_factor: int = opt(16, ge=1, help="init: layout: low-pass factor (area down, bilinear up) of the layout")
 
@@ -513,14 +569,20 @@ def _build(name: str, raw: Any, where: str) -> Any:
 def _schema(rule: Rule) -> dict[str, Any]:
     if rule.also:
         words = {"enum": list(rule.also)}
-        return {"anyOf": [_schema(dataclasses.replace(rule, also=(), help="")), words],
-                **({"description": rule.help} if rule.help else {})}
+        return {
+            "anyOf": [_schema(dataclasses.replace(rule, also=(), help="")), words],
+            **({"description": rule.help} if rule.help else {}),
+        }
     names = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", tuple: "array"}
     out: dict[str, Any] = {"type": [names[rule.type], "null"] if rule.optional else names[rule.type]}
     if rule.choices is not None:
         out["enum"] = list(rule.choices) + ([None] if rule.optional else [])
-    for key, bound in (("minimum", rule.ge), ("exclusiveMinimum", rule.gt), ("maximum", rule.le),
-                       ("exclusiveMaximum", rule.lt)):
+    for key, bound in (
+        ("minimum", rule.ge),
+        ("exclusiveMinimum", rule.gt),
+        ("maximum", rule.le),
+        ("exclusiveMaximum", rule.lt),
+    ):
         if bound is not None:
             out[key] = bound
     if rule.pattern:
@@ -535,8 +597,11 @@ def _schema(rule: Rule) -> dict[str, Any]:
 
 
 def _object_schema(cls: type) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False,
-            "properties": {name: _schema(rule) for name, rule in field_rules(cls).items()}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _schema(rule) for name, rule in field_rules(cls).items()},
+    }
 
 
 def json_schema() -> dict[str, Any]:
@@ -544,14 +609,20 @@ def json_schema() -> dict[str, Any]:
     props: dict[str, Any] = {}
     for name, spec in SECTIONS.items():
         if isinstance(spec, KindTable):
-            props[name] = {"oneOf": [{"type": "null"}]
-                           + [_kind_schema(spec, kind, cls) for kind, cls in spec.kinds.items()]}
+            props[name] = {
+                "oneOf": [{"type": "null"}] + [_kind_schema(spec, kind, cls) for kind, cls in spec.kinds.items()]
+            }
         else:
             props[name] = {**_object_schema(spec), "type": ["object", "null"]}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "description": "params.yaml of the SinDiffusion pipeline. GENERATED by `python -m sindiffusion.config` "
-                           "from sindiffusion/config.py (a test checks it is up to date); do not edit.",
-            "type": "object", "additionalProperties": False, "required": ["data"], "properties": props}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "params.yaml of the SinDiffusion pipeline. GENERATED by `python -m sindiffusion.config` "
+        "from sindiffusion/config.py (a test checks it is up to date); do not edit.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["data"],
+        "properties": props,
+    }
 
 
 def _kind_schema(table: KindTable, kind: str, cls: type) -> dict[str, Any]:

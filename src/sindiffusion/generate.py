@@ -62,8 +62,9 @@ def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True, pr
     return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision)
 
 
-def output_size(train_size: tuple[int, int], height: int | None, width: int | None,
-                scale_h: float, scale_w: float) -> tuple[int, int]:
+def output_size(
+    train_size: tuple[int, int], height: int | None, width: int | None, scale_h: float, scale_w: float
+) -> tuple[int, int]:
     """Explicit ``height``/``width`` win; otherwise the training size times the scale factors."""
     h = height if height else round(train_size[0] * scale_h)
     w = width if width else round(train_size[1] * scale_w)
@@ -79,10 +80,19 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
 
-def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Sampler, *, seed: int = 0,
-             batch_size: int = 8, hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
-             t_start: int | None = None, clip_x0: X0ClipLike = True,
-             progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def generate(
+    bundle: ModelBundle,
+    num: int,
+    size: tuple[int, int],
+    sampler: Sampler,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
+    t_start: int | None = None,
+    clip_x0: X0ClipLike = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Draw ``num`` samples of ``size = (H, W)`` in batches; returns ``([num, 3, H, W] in [-1, 1], timings)``.
 
     Sample ``i`` depends only on ``(seed, i)``, not on the batch size: its noise comes from its own
@@ -100,13 +110,26 @@ def generate(bundle: ModelBundle, num: int, size: tuple[int, int], sampler: Samp
         end = min(num, start + batch_size)
         gen = [torch.Generator().manual_seed(sample_seed(seed, i)) for i in range(start, end)]
         hooks = list(hooks_for(start, end)) if hooks_for else []
-        x = sample_loop(bundle.eps, bundle.diffusion, smp, (end - start, 3, *size), hooks=hooks, generator=gen,
-                        device=bundle.device, t_start=t_start, clip_x0=clip_x0, progress=progress)
+        x = sample_loop(
+            bundle.eps,
+            bundle.diffusion,
+            smp,
+            (end - start, 3, *size),
+            hooks=hooks,
+            generator=gen,
+            device=bundle.device,
+            t_start=t_start,
+            clip_x0=clip_x0,
+            progress=progress,
+        )
         n_steps += len(smp.visited(t_start))
         outs.append(x.float().cpu())
     if bundle.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    timings = {"sample_seconds": seconds, "seconds_per_sample": seconds / num,
-               "seconds_per_step": seconds / max(n_steps, 1)}
+    timings = {
+        "sample_seconds": seconds,
+        "seconds_per_sample": seconds / num,
+        "seconds_per_step": seconds / max(n_steps, 1),
+    }
     return torch.cat(outs), timings

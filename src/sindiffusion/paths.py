@@ -58,8 +58,10 @@ def check_image_name(name: str, where: str = "--image") -> str:
     file) prefixes the error message.
     """
     if not isinstance(name, str) or not re.fullmatch(IMAGE_NAME_PATTERN, name) or name in (".", ".."):
-        message = (f"image name {name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
-                   "(no path separators, not empty, not '.' or '..')")
+        message = (
+            f"image name {name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
+            "(no path separators, not empty, not '.' or '..')"
+        )
         raise ImageNameError(f"{where}: {message}" if where else message)
     return name
 
@@ -112,8 +114,11 @@ def snapshot_name(minutes: float) -> str:
 def find_source_image(images_dir: str | Path, name: str) -> Path:
     """The raw image ``<images_dir>/<name>.<ext>``; raises FileNotFoundError listing what exists."""
     images_dir = Path(images_dir)
-    matches = sorted(p for p in images_dir.iterdir() if p.is_file() and p.stem == name
-                     and p.suffix.lower() in IMAGE_SUFFIXES) if images_dir.is_dir() else []
+    matches = (
+        sorted(p for p in images_dir.iterdir() if p.is_file() and p.stem == name and p.suffix.lower() in IMAGE_SUFFIXES)
+        if images_dir.is_dir()
+        else []
+    )
     if not matches:
         have = ", ".join(list_images(images_dir)) or "none"
         raise FileNotFoundError(f"{images_dir}/{name}.*: no such image (images available: {have})")

@@ -29,8 +29,15 @@ class ProgressLog:
     updates (a resumed run starts at ``initial``).
     """
 
-    def __init__(self, desc: str, total: int, initial: int = 0, unit: str = "it", every: float = 0.05,
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        desc: str,
+        total: int,
+        initial: int = 0,
+        unit: str = "it",
+        every: float = 0.05,
+        stream: TextIO | None = None,
+    ) -> None:
         self.desc, self.total, self.n, self.unit = desc, max(int(total), 0), int(initial), unit
         self.start_n = self.n
         self.stream = stream
@@ -54,9 +61,12 @@ class ProgressLog:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.n) / rate if rate > 0 else float("nan")
         pct = 100.0 * self.n / self.total if self.total else 100.0
-        parts = [f"{self.desc}: {self.n}/{self.total} ({pct:.0f}%)" + (f" {self.postfix}" if self.postfix else ""),
-                 f"{rate:.3g} {self.unit}/s", f"elapsed {_hms(elapsed)}",
-                 f"ETA {_hms(eta) if eta == eta else '?'}"]
+        parts = [
+            f"{self.desc}: {self.n}/{self.total} ({pct:.0f}%)" + (f" {self.postfix}" if self.postfix else ""),
+            f"{rate:.3g} {self.unit}/s",
+            f"elapsed {_hms(elapsed)}",
+            f"ETA {_hms(eta) if eta == eta else '?'}",
+        ]
         return " | ".join(parts)
 
     def _emit(self) -> None:

@@ -50,8 +50,10 @@ class Preempted(Exception):
 
     def __str__(self) -> str:
         where = f"resume checkpoint {self.checkpoint} written" if self.checkpoint else "no resume checkpoint written"
-        return (f"stopped by {signal.Signals(self.signum).name} after step {self.step}; {where}; "
-                "run the same command again to resume")
+        return (
+            f"stopped by {signal.Signals(self.signum).name} after step {self.step}; {where}; "
+            "run the same command again to resume"
+        )
 
     @property
     def exit_status(self) -> int:
@@ -79,8 +81,12 @@ class StopSignals:
             raise KeyboardInterrupt
         if self.signum is None:
             self.signum = signum
-            print(f"received {signal.Signals(signum).name}: finishing the current step, then saving the resume "
-                  "checkpoint", file=sys.stderr, flush=True)
+            print(
+                f"received {signal.Signals(signum).name}: finishing the current step, then saving the resume "
+                "checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

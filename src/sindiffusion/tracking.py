@@ -63,8 +63,12 @@ def ui_url(server: str, experiment_id: str | None = None) -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              check=True).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip()
+            or "unknown"
+        )
     except Exception:
         return "unknown"
 
@@ -82,8 +86,14 @@ class Tracker:
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None: ...
-    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
-                    context: str = "training") -> None: ...
+    def log_dataset(
+        self,
+        name: str,
+        sha256: str,
+        source: str | Path,
+        profile: dict[str, Any] | None = None,
+        context: str = "training",
+    ) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
@@ -110,10 +120,17 @@ class MlflowTracker(Tracker):
             exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
             parent_id = self._parent_run_id(exp_id, image)
-            run = self.client.create_run(exp_id, run_name=f"{image}/{stage}", tags={
-                IMAGE_TAG: image, KIND_TAG: "stage", "sindiffusion.stage": stage,
-                MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: f"{image}/{stage}",
-            })
+            run = self.client.create_run(
+                exp_id,
+                run_name=f"{image}/{stage}",
+                tags={
+                    IMAGE_TAG: image,
+                    KIND_TAG: "stage",
+                    "sindiffusion.stage": stage,
+                    MLFLOW_PARENT_RUN_ID: parent_id,
+                    MLFLOW_RUN_NAME: f"{image}/{stage}",
+                },
+            )
         self.parent_run_id = parent_id
         self.run_id = run.info.run_id
 
@@ -137,7 +154,8 @@ class MlflowTracker(Tracker):
 
     def _parents(self, exp_id: str, image: str) -> list:
         runs = self.client.search_runs(
-            [exp_id], filter_string=f"tags.`{IMAGE_TAG}` = '{image}' and tags.`{KIND_TAG}` = 'image'",
+            [exp_id],
+            filter_string=f"tags.`{IMAGE_TAG}` = '{image}' and tags.`{KIND_TAG}` = 'image'",
             max_results=50,
         )
         return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
@@ -161,7 +179,7 @@ class MlflowTracker(Tracker):
 
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         import time
@@ -179,8 +197,14 @@ class MlflowTracker(Tracker):
         all its params above the image, which pushes the image out of view)."""
         self.client.log_image(self.parent_run_id if parent else self.run_id, image, key=key, step=step)
 
-    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
-                    context: str = "training") -> None:
+    def log_dataset(
+        self,
+        name: str,
+        sha256: str,
+        source: str | Path,
+        profile: dict[str, Any] | None = None,
+        context: str = "training",
+    ) -> None:
         """Log a training image as the dataset input of this run and of the image's parent run (the
         runs table's Dataset column): name = image name, digest = its sha256's first
         :data:`DIGEST_CHARS` hex digits, source = the file, profile = ``profile`` + the full sha256."""
@@ -188,9 +212,13 @@ class MlflowTracker(Tracker):
 
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        dataset = Dataset(name=name, digest=sha256[:DIGEST_CHARS], source_type="local",
-                          source=json.dumps({"uri": str(source)}),
-                          profile=json.dumps({**(profile or {}), "sha256": sha256}))
+        dataset = Dataset(
+            name=name,
+            digest=sha256[:DIGEST_CHARS],
+            source_type="local",
+            source=json.dumps({"uri": str(source)}),
+            profile=json.dumps({**(profile or {}), "sha256": sha256}),
+        )
         tags = [InputTag(key="mlflow.data.context", value=context)]
         for run_id in dict.fromkeys((self.run_id, self.parent_run_id)):
             self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
@@ -216,7 +244,7 @@ def _store_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    db = Path(uri[len("sqlite:///"):])
+    db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(str(db) + ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -253,19 +281,38 @@ class SafeTracker(Tracker):
             getattr(self.inner, name)(*args, **kwargs)
         except Exception as err:  # tracking must never kill a stage
             self.enabled = False
-            _warn(f"MLflow tracking failed in {name} ({type(err).__name__}: {err}); tracking is off for the "
-                  f"rest of this stage. {self.local_note}")
+            _warn(
+                f"MLflow tracking failed in {name} ({type(err).__name__}: {err}); tracking is off for the "
+                f"rest of this stage. {self.local_note}"
+            )
 
-    def log_params(self, params: dict[str, Any]) -> None: self._call("log_params", params)
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: self._call("log_metrics", metrics, step)
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._call("log_params", params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._call("log_metrics", metrics, step)
+
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
         self._call("log_image", image, key, step, parent)
-    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None,
-                    context: str = "training") -> None:
+
+    def log_dataset(
+        self,
+        name: str,
+        sha256: str,
+        source: str | Path,
+        profile: dict[str, Any] | None = None,
+        context: str = "training",
+    ) -> None:
         self._call("log_dataset", name, sha256, source, profile, context)
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: self._call("log_artifact", path, artifact_path)
-    def set_tags(self, tags: dict[str, str]) -> None: self._call("set_tags", tags)
-    def finish(self, status: str = "FINISHED") -> None: self._call("finish", status)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", path, artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._call("set_tags", tags)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._call("finish", status)
 
 
 def _warn(message: str) -> None:
@@ -273,8 +320,9 @@ def _warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
-def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
-                 local_note: str) -> Tracker:
+def open_tracker(
+    stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None, local_note: str
+) -> Tracker:
     """Start the stage's MLflow run, or return a no-op tracker (disabled, or server unreachable)."""
     if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
         return Tracker()
@@ -292,8 +340,9 @@ def open_tracker(stage: str, image: str, *, enabled: bool, experiment: str, uri:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None,
-              local_note: str) -> Iterator[Tracker]:
+def stage_run(
+    stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None, local_note: str
+) -> Iterator[Tracker]:
     """Context manager: the run ends FINISHED, KILLED if a signal or Ctrl-C stopped the stage
     (training then has a resume checkpoint, tagged ``sindiffusion.resumable``), or FAILED."""
     tracker = open_tracker(stage, image, enabled=enabled, experiment=experiment, uri=uri, local_note=local_note)

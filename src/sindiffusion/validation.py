@@ -6,8 +6,8 @@ A check raises :class:`FieldError`; :func:`sindiffusion.config.build_section` tu
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import field
 from typing import Any, Callable, Sequence, Union
 
@@ -30,8 +30,15 @@ def check_choice(key: str, value: Any, choices: Sequence[Any]) -> None:
         raise FieldError(key, f"expected one of {shown}; got {value!r}")
 
 
-def check_range(key: str, value: float, low: float | None = None, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False) -> None:
+def check_range(
+    key: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """``low <(=) value <(=) high`` (either bound may be None), and finite."""
     ok = isinstance(value, (int, float)) and math.isfinite(value)
     if ok and low is not None:
@@ -45,16 +52,36 @@ def check_range(key: str, value: float, low: float | None = None, high: float | 
         raise FieldError(key, f"must be in {interval}; got {value!r}")
 
 
-def opt(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None, choices: Choices | None = None,
-        pattern: str | None = None, min_len: int = 0, item: dict[str, Any] | None = None,
-        also: Sequence[str] = (), help: str = "") -> Any:
+def opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Choices | None = None,
+    pattern: str | None = None,
+    min_len: int = 0,
+    item: dict[str, Any] | None = None,
+    also: Sequence[str] = (),
+    help: str = "",
+) -> Any:
     """A dataclass field with its rule: bounds (``ge``/``gt``/``le``/``lt``), ``choices`` (names, or
     a callable returning them, e.g. a registry's ``names``), a regex ``pattern``, a minimum length
     (strings, lists), ``item`` (the same keywords for the items of a list) and ``also`` (words accepted
     besides values of the type, for a ``Union[number or bool, str]``)."""
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "pattern": pattern, "min_len": min_len,
-            "item": item, "also": tuple(also), "help": help}
+    meta = {
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "choices": choices,
+        "pattern": pattern,
+        "min_len": min_len,
+        "item": item,
+        "also": tuple(also),
+        "help": help,
+    }
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda: type(default)(default), metadata={"rule": meta})
     return field(default=default, metadata={"rule": meta})

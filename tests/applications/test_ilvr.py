@@ -20,7 +20,6 @@ from sindiffusion.applications import (
     super_resolve,
 )
 from sindiffusion.diffusion import make_sampler, sample_loop
-
 from tests.tiny import smooth_image
 
 from .conftest import CountingModel
@@ -36,8 +35,9 @@ def test_ilvr_low_frequencies_follow_reference(unet, diffusion, sampler_name):
     sampler = make_sampler(sampler_name, diffusion, 8)
     ref = smooth_image(7)
     free = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), generator=torch.Generator().manual_seed(1))
-    guided = sample_loop(unet, diffusion, sampler, (2, 3, 32, 32), hooks=[ILVRHook(ref, 4)],
-                         generator=torch.Generator().manual_seed(1))
+    guided = sample_loop(
+        unet, diffusion, sampler, (2, 3, 32, 32), hooks=[ILVRHook(ref, 4)], generator=torch.Generator().manual_seed(1)
+    )
     d_free, d_guided = _lp_distance(free, ref, 4), _lp_distance(guided, ref, 4)
     assert d_guided < 0.1
     assert d_guided < 0.3 * d_free
@@ -72,10 +72,12 @@ def test_sdedit_start_runs_fewer_steps_and_must_match_loop(unet, diffusion, ddim
 
 def test_paint_to_image_shape_and_determinism(unet, diffusion, ddim):
     painting = smooth_image(10)
-    a = ilvr_sample(unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2,
-                    generator=torch.Generator().manual_seed(5))
-    b = ilvr_sample(unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2,
-                    generator=torch.Generator().manual_seed(5))
+    a = ilvr_sample(
+        unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2, generator=torch.Generator().manual_seed(5)
+    )
+    b = ilvr_sample(
+        unet, diffusion, ddim, painting, 8, strength=0.7, batch_size=2, generator=torch.Generator().manual_seed(5)
+    )
     assert a.shape == (2, 3, 32, 32) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
 
@@ -85,8 +87,9 @@ def test_mask_confines_the_change(unet, diffusion, ddim, strength):
     reference = smooth_image(11, batch=2)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:20, 10:26] = 1.0  # 1 = region to change (pasted object / edited region)
-    out = ilvr_sample(unet, diffusion, ddim, reference, 2, strength=strength, mask=mask,
-                      generator=torch.Generator().manual_seed(0))
+    out = ilvr_sample(
+        unet, diffusion, ddim, reference, 2, strength=strength, mask=mask, generator=torch.Generator().manual_seed(0)
+    )
     outside = mask.expand_as(reference) == 0
     assert torch.equal(out[outside], reference[outside])
     assert (out[~outside] - reference[~outside]).abs().mean() > 1e-3

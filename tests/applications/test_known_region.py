@@ -18,7 +18,6 @@ from sindiffusion.applications import (
     validate_mask,
 )
 from sindiffusion.diffusion import make_sampler, sample_loop
-
 from tests.tiny import smooth_image
 
 from .conftest import CountingModel
@@ -31,8 +30,9 @@ def test_outpainting_keeps_known_region_exactly(unet, diffusion, sampler_name):
     assert canvas.shape == (1, 3, 32, 32) and mask.shape == (1, 1, 32, 32)
     assert mask[..., 8:24].sum() == 0 and mask[..., :8].min() == 1 and mask[..., 24:].min() == 1
     sampler = make_sampler(sampler_name, diffusion, 6)
-    out = fill_masked_region(unet, diffusion, sampler, canvas, mask, batch_size=2,
-                             generator=torch.Generator().manual_seed(3))
+    out = fill_masked_region(
+        unet, diffusion, sampler, canvas, mask, batch_size=2, generator=torch.Generator().manual_seed(3)
+    )
     assert out.shape == (2, 3, 32, 32)
     assert torch.equal(out[..., 8:24], image.expand(2, -1, -1, -1))
     # The generated border is not just the canvas filler and differs between the two samples.
@@ -68,8 +68,11 @@ def test_repaint_resampling_runs_more_model_calls(unet, diffusion):
     canvas, mask = outpaint_canvas(image[..., :, 4:28], left=4, right=4)
     sampler = make_sampler("ddpm", diffusion, 5)
     counts = {}
-    for name, kwargs in {"plain": {}, "resample": {"resample": 2},
-                         "until": {"resample": 2, "resample_until": sampler.timesteps[1]}}.items():
+    for name, kwargs in {
+        "plain": {},
+        "resample": {"resample": 2},
+        "until": {"resample": 2, "resample_until": sampler.timesteps[1]},
+    }.items():
         model = CountingModel(unet)
         out = sample_loop(model, diffusion, sampler, canvas.shape, hooks=[KnownRegionHook(canvas, mask, **kwargs)])
         assert torch.equal(out[..., 4:28], image[..., 4:28])

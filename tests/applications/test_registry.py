@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sindiffusion import cli
 from sindiffusion.applications.base import APPLICATIONS, Application, applications, kinds_keys_doc, kinds_table
 from sindiffusion.applications.config import EDIT_KINDS, EditOptions, parse_edit
-from sindiffusion import cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "applications.md"
 
@@ -27,7 +27,9 @@ class TestApplicationContract:
     def test_its_example_parses_with_defaults(self, app):
         spec = parse_edit({"name": "x", "kind": app.name, **app.Options.EXAMPLE}, "params.yaml: manipulate.edits.i[0]")
         assert spec.kind == app.name and set(spec.options) == {f.name for f in dataclasses.fields(app.Options)} - {
-            "name", "kind"}
+            "name",
+            "kind",
+        }
 
     def test_has_a_one_off_command_with_a_flag_per_option(self, app):
         cli._load_extensions()

@@ -27,8 +27,9 @@ def test_mirror_copies_the_first_half(axis, dim, n):
 
 @pytest.mark.parametrize("axis,dim", [("vertical", -1), ("horizontal", -2)])
 def test_the_loop_gives_exactly_symmetric_samples(unet, diffusion, ddim, axis, dim):
-    x = sample_loop(unet, diffusion, ddim, (2, 3, 16, 24), hooks=[MirrorHook(axis)],
-                    generator=torch.Generator().manual_seed(0))
+    x = sample_loop(
+        unet, diffusion, ddim, (2, 3, 16, 24), hooks=[MirrorHook(axis)], generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(x, x.flip(dim)) and x.std() > 0.01
 
 
@@ -37,8 +38,25 @@ def test_one_off_command_writes_a_symmetric_result(tmp_path, monkeypatch, capsys
     ckpt = tiny_checkpoint
     params = write_params(tmp_path, {}, steps=3)
     out = tmp_path / "sym"
-    assert main(["symmetric", "--checkpoint", str(ckpt), "--out", str(out), "--params", str(params), "--width", "40",
-                 "--num", "2", "--no-progress"]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "symmetric",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--params",
+                str(params),
+                "--width",
+                "40",
+                "--num",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     pixels = np.asarray(Image.open(out / "result.png").convert("RGB"))
     assert pixels.shape[:2] == (32, 40) and np.array_equal(pixels, pixels[:, ::-1])
     meta = json.loads((out / "edit.json").read_text())

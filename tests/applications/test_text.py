@@ -9,10 +9,10 @@ the output, errors are clear -- not that the images match the text.
 
 from __future__ import annotations
 
+import open_clip
 import pytest
 import torch
 
-import open_clip
 from sindiffusion.applications import (
     CLIPGuidanceHook,
     CLIPNormalize,
@@ -85,8 +85,15 @@ def test_guidance_changes_output_and_is_deterministic(clip, unet, diffusion, sam
 
     def run(scale: float, hooks: bool = True) -> torch.Tensor:
         hook = CLIPGuidanceHook(model, text, scale=scale, cutouts=3)
-        return sample_loop(unet, diffusion, sampler, (1, 3, 32, 32), hooks=[hook] if hooks else [],
-                           generator=torch.Generator().manual_seed(42), clip_x0=clip_x0)
+        return sample_loop(
+            unet,
+            diffusion,
+            sampler,
+            (1, 3, 32, 32),
+            hooks=[hook] if hooks else [],
+            generator=torch.Generator().manual_seed(42),
+            clip_x0=clip_x0,
+        )
 
     unguided, zero, guided, again = run(0.0, hooks=False), run(0.0), run(2000.0), run(2000.0)
     assert torch.equal(zero, unguided)  # scale 0 is exactly plain sampling

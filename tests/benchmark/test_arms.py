@@ -13,19 +13,23 @@ from tests.evaluation.tiny_pipeline import write_image
 
 def test_parse_arm_with_overrides_keeps_commas_inside_values():
     arm = parse_arm("patch=configs/patch.yaml:train.steps=3,model.channel_mult=[1, 2],sample.steps=4")
-    assert arm == Arm("patch", Path("configs/patch.yaml"), ("train.steps=3", "model.channel_mult=[1, 2]",
-                                                            "sample.steps=4"))
+    assert arm == Arm(
+        "patch", Path("configs/patch.yaml"), ("train.steps=3", "model.channel_mult=[1, 2]", "sample.steps=4")
+    )
     assert parse_arm(arm.spec()) == arm
     assert parse_arm("unet=params.yaml") == Arm("unet", Path("params.yaml"))
 
 
-@pytest.mark.parametrize("text, words", [
-    ("params.yaml", "NAME=PARAMS_FILE"),
-    ("unet=", "NAME=PARAMS_FILE"),
-    ("a b=params.yaml", "'a b'"),
-    ("singan=params.yaml", "reserved"),
-    ("u=params.yaml:steps", "not section.key=value"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("params.yaml", "NAME=PARAMS_FILE"),
+        ("unet=", "NAME=PARAMS_FILE"),
+        ("a b=params.yaml", "'a b'"),
+        ("singan=params.yaml", "reserved"),
+        ("u=params.yaml:steps", "not section.key=value"),
+    ],
+)
 def test_bad_arm_names_the_problem(text, words):
     with pytest.raises(ConfigError, match=words):
         parse_arm(text)

@@ -42,14 +42,36 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = bench / "bench"
-    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1,2", "--out", out,
-            "--arm", f"a={params}", "--arm", f"b={params}:train.steps=2,sample.num_samples=3",
-            "--baselines", bench / "baselines", "--no-progress"]
+    argv = [
+        "benchmark",
+        "--params",
+        params,
+        "--images-dir",
+        bench / "images",
+        "--images",
+        "1,2",
+        "--out",
+        out,
+        "--arm",
+        f"a={params}",
+        "--arm",
+        f"b={params}:train.steps=2,sample.num_samples=3",
+        "--baselines",
+        bench / "baselines",
+        "--no-progress",
+    ]
     assert cli(*argv) == 0
     rows = rows_of(out)
     image_rows = {(r["method"], r["image"]): r for r in rows if r["kind"] == "image"}
-    assert set(image_rows) == {("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("SinGAN", "1"), ("SinGAN", "2"),
-                               ("GPNN", "1")}  # image 3 not selected; GPNN has no sample of 2
+    assert set(image_rows) == {
+        ("a", "1"),
+        ("a", "2"),
+        ("b", "1"),
+        ("b", "2"),
+        ("SinGAN", "1"),
+        ("SinGAN", "2"),
+        ("GPNN", "1"),
+    }  # image 3 not selected; GPNN has no sample of 2
     for arm, n in (("a", 2), ("b", 3)):
         for image in ("1", "2"):
             r = image_rows[(arm, image)]
@@ -62,11 +84,17 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
     assert float(gpnn["copy_nn_dist"]) < float(singan["copy_nn_dist"])  # the copy copies
     assert float(gpnn["bright_max_dev"]) < 0.01 and gpnn["train_s"] == "" and gpnn["pixel_diversity"] == ""
     means = {r["method"]: r for r in rows if r["kind"] == "mean"}
-    assert [r["method"] for r in rows if r["kind"] == "mean"] == ["a", "b", "GPNN", "SinGAN"]  # arms, then baseline folders
+    assert [r["method"] for r in rows if r["kind"] == "mean"] == [
+        "a",
+        "b",
+        "GPNN",
+        "SinGAN",
+    ]  # arms, then baseline folders
     assert means["b"]["n_samples"] == "6"  # totals, not means
     assert float(means["a"]["bright_max_dev"]) == max(float(image_rows[("a", i)]["bright_max_dev"]) for i in "12")
     assert float(means["a"]["patch_swd"]) == pytest.approx(
-        sum(float(image_rows[("a", i)]["patch_swd"]) for i in "12") / 2)
+        sum(float(image_rows[("a", i)]["patch_swd"]) for i in "12") / 2
+    )
     md = (out / "benchmark.md").read_text()
     assert "| 1 | a |" in md and "| 2 | b |" in md and "| GPNN | mean of 1 |" in md and "[1](sheets/1.png)" in md
     assert "`a`:" in md and "train.steps=2" in md and "inception_v3_google-0cc3c7c2.pth" in md
@@ -79,8 +107,9 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
     import mlflow
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{bench / 'mlflow.db'}")
-    run = client.search_runs([client.get_experiment_by_name("tiny-benchmark").experiment_id],
-                             "tags.`sindiffusion.stage` = 'benchmark'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("tiny-benchmark").experiment_id], "tags.`sindiffusion.stage` = 'benchmark'"
+    )[0]
     assert run.data.metrics["b.mean_n_samples"] == 6 and "gpnn.mean_copy_nn_dist" in run.data.metrics
     assert {f.path for f in client.list_artifacts(run.info.run_id, "sheets")} == {"sheets/1.png", "sheets/2.png"}
     assert client.get_experiment_by_name("tiny-benchmark-a") is not None  # each arm's stage runs apart
@@ -101,14 +130,15 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
 
 def test_subsets_merge_into_the_table_of_one_run(bench):
     params = write_params(bench, steps=4, sample_steps=3, tracking=False)
-    common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines",
-              "--no-progress"]
+    common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines", "--no-progress"]
     assert cli("benchmark", *common, "--images", "1-2", "--out", bench / "full") == 0
     # two partial runs of the same command; their per-image results are the full run's (reused on resume)
     for part, sel in (("A", "1"), ("B", "2")):
         shutil.copytree(bench / "full" / places.OURS, bench / part / places.OURS)
         assert cli("benchmark", *common, "--images", sel, "--out", bench / part) == 0
-        assert [r["image"] for r in rows_of(bench / part) if r["method"] == places.OURS and r["kind"] == "image"] == [sel]
+        assert [r["image"] for r in rows_of(bench / part) if r["method"] == places.OURS and r["kind"] == "image"] == [
+            sel
+        ]
     assert cli("benchmark-merge", bench / "A", bench / "B", "--out", bench / "C") == 0
     assert (bench / "C" / "benchmark.csv").read_text() == (bench / "full" / "benchmark.csv").read_text()
     merged = json.loads((bench / "C" / "benchmark.json").read_text())
@@ -128,13 +158,16 @@ def test_subsets_merge_into_the_table_of_one_run(bench):
     assert not (bench / "E" / "benchmark.csv").exists()
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--images", "1,9"], "'9' is not an image"),
-    (["--arm", "a=params.yaml", "--arm", "a=params.yaml"], "repeated"),
-    (["--arm", "a=missing.yaml"], "missing.yaml: params file not found"),
-    (["--arm", "a=params.yaml:train.nope=1"], "train.nope"),
-    (["--arm", "a=params.yaml", "--arm", "b=params.yaml:evaluate.patch_size=5"], "evaluate section differs"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--images", "1,9"], "'9' is not an image"),
+        (["--arm", "a=params.yaml", "--arm", "a=params.yaml"], "repeated"),
+        (["--arm", "a=missing.yaml"], "missing.yaml: params file not found"),
+        (["--arm", "a=params.yaml:train.nope=1"], "train.nope"),
+        (["--arm", "a=params.yaml", "--arm", "b=params.yaml:evaluate.patch_size=5"], "evaluate section differs"),
+    ],
+)
 def test_bad_input_is_exit_2_before_any_work(bench, monkeypatch, capsys, extra, words):
     write_params(bench, tracking=False)
     monkeypatch.chdir(bench)

@@ -11,9 +11,19 @@ def test_rf_study_runs_and_plots(tmp_path):
     from sindiffusion.benchmark import rf_study
 
     img = write_image(tmp_path / "img.png", seed=3, size=(32, 48))
-    result = rf_study.run_study(img, out=tmp_path / "rf", max_size=32, steps=3, num_samples=2, sample_steps=2,
-                                base_channels=8, batch_size=2, configs=[(1, 1, 2), (2, 1, 2)], device="cpu",
-                                progress=False)
+    result = rf_study.run_study(
+        img,
+        out=tmp_path / "rf",
+        max_size=32,
+        steps=3,
+        num_samples=2,
+        sample_steps=2,
+        base_channels=8,
+        batch_size=2,
+        configs=[(1, 1, 2), (2, 1, 2)],
+        device="cpu",
+        progress=False,
+    )
     rows = result["rows"]
     assert [r["rf_px"] for r in rows] == [17, 45]
     assert rows[0]["rf_fraction"] < rows[1]["rf_fraction"]

@@ -19,4 +19,7 @@ def test_sheet_rows_heights_and_baseline_resize(tmp_path):
     row = lambda r: sheet.crop((LABEL_W, PAD + r * (24 + PAD), LABEL_W + 32, PAD + r * (24 + PAD) + 24))
     assert row(0).tobytes() == Image.open(train).convert("RGB").tobytes()
     assert row(3).getbbox() is not None and sheet.getpixel((LABEL_W + 32 + PAD + 1, 3 * (24 + PAD) + PAD + 1)) == (
-        255, 255, 255)  # the baseline is as wide as the training image, then white
+        255,
+        255,
+        255,
+    )  # the baseline is as wide as the training image, then white

@@ -20,12 +20,35 @@ def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
         write_image(tmp_path / "images" / f"{i}.png", seed=i)
     params = write_params(tmp_path, steps=100000, sample_steps=3, tracking=True)
     out = tmp_path / "curve"
-    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "1,3", "--minutes", "0.05,0.025",
-               "--num", "2", "--params", params, "--out", out, "--no-progress") == 0
+    assert (
+        cli(
+            "time-curve",
+            "--images-dir",
+            tmp_path / "images",
+            "--images",
+            "1,3",
+            "--minutes",
+            "0.05,0.025",
+            "--num",
+            "2",
+            "--params",
+            params,
+            "--out",
+            out,
+            "--no-progress",
+        )
+        == 0
+    )
     rows = list(csv.DictReader((out / "time_curve.csv").open()))
     points = [(r["image"], r["label"]) for r in rows]
-    assert points == [("1", "0.025 min"), ("1", "0.05 min"), ("3", "0.025 min"), ("3", "0.05 min"),
-                      ("mean of 2", "0.025 min"), ("mean of 2", "0.05 min")]
+    assert points == [
+        ("1", "0.025 min"),
+        ("1", "0.05 min"),
+        ("3", "0.025 min"),
+        ("3", "0.05 min"),
+        ("mean of 2", "0.025 min"),
+        ("mean of 2", "0.05 min"),
+    ]
     for r in rows[:4]:
         assert float(r["patch_swd"]) > 0 and 0 <= float(r["copy_fraction"]) <= 1 and float(r["pixel_diversity"]) > 0
         assert int(r["steps"]) > 0 and float(r["train_seconds"]) >= float(r["minutes"]) * 60
@@ -53,8 +76,25 @@ def test_training_that_ends_before_the_marks_gives_a_final_point(tmp_path, monke
     write_image(tmp_path / "images" / "a.png", seed=1)
     params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
     out = tmp_path / "curve"
-    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--minutes", "5",
-               "--num", "2", "--params", params, "--out", out, "--no-progress") == 0
+    assert (
+        cli(
+            "time-curve",
+            "--images-dir",
+            tmp_path / "images",
+            "--images",
+            "a",
+            "--minutes",
+            "5",
+            "--num",
+            "2",
+            "--params",
+            params,
+            "--out",
+            out,
+            "--no-progress",
+        )
+        == 0
+    )
     result = json.loads((out / "time_curve.json").read_text())
     assert [r["label"] for r in result["rows"]] == ["final"] and result["rows"][0]["steps"] == 3
     assert "before the marks 5 min" in result["notes"][0]
@@ -69,12 +109,52 @@ def test_bad_minutes(text):
 def test_bad_input_exits_2(tmp_path, capsys):
     write_image(tmp_path / "images" / "a.png", seed=1)
     params = write_params(tmp_path, tracking=False)
-    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "b", "--params", params,
-               "--out", tmp_path / "o") == 2
+    assert (
+        cli(
+            "time-curve",
+            "--images-dir",
+            tmp_path / "images",
+            "--images",
+            "b",
+            "--params",
+            params,
+            "--out",
+            tmp_path / "o",
+        )
+        == 2
+    )
     assert "'b' is not an image of" in capsys.readouterr().err
-    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params,
-               "--minutes", "0", "--out", tmp_path / "o") == 2
-    assert cli("time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params,
-               "--set", "train.max_minutes=-1", "--out", tmp_path / "o") == 2
+    assert (
+        cli(
+            "time-curve",
+            "--images-dir",
+            tmp_path / "images",
+            "--images",
+            "a",
+            "--params",
+            params,
+            "--minutes",
+            "0",
+            "--out",
+            tmp_path / "o",
+        )
+        == 2
+    )
+    assert (
+        cli(
+            "time-curve",
+            "--images-dir",
+            tmp_path / "images",
+            "--images",
+            "a",
+            "--params",
+            params,
+            "--set",
+            "train.max_minutes=-1",
+            "--out",
+            tmp_path / "o",
+        )
+        == 2
+    )
     assert "train.max_minutes: must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -38,8 +38,8 @@ def test_rgb_roundtrip(tmp_path):
 
 def test_rgba_is_composited_on_white(tmp_path):
     img = Image.new("RGBA", (10, 8), (255, 0, 0, 255))
-    img.putpixel((0, 0), (0, 0, 0, 0))        # fully transparent black -> white
-    img.putpixel((1, 0), (0, 0, 255, 128))    # half-transparent blue -> light blue
+    img.putpixel((0, 0), (0, 0, 0, 0))  # fully transparent black -> white
+    img.putpixel((1, 0), (0, 0, 255, 128))  # half-transparent blue -> light blue
     img.save(tmp_path / "a.png")
     out = _rgb(load_image(tmp_path / "a.png"))
     assert tuple(out[0, 0]) == (255, 255, 255)
@@ -82,7 +82,7 @@ def test_cmyk_jpeg(tmp_path):
     img = Image.new("CMYK", (16, 16), (0, 0, 0, 0))  # no ink: white
     for x in range(8, 16):
         for y in range(16):
-            img.putpixel((x, y), (255, 0, 0, 0))   # full cyan
+            img.putpixel((x, y), (255, 0, 0, 0))  # full cyan
     img.save(tmp_path / "c.jpg", quality=95)
     assert Image.open(tmp_path / "c.jpg").mode == "CMYK"
     out = _rgb(load_image(tmp_path / "c.jpg"))
@@ -100,13 +100,14 @@ def test_exif_orientation_is_applied(tmp_path):
     out = load_image(tmp_path / "r.jpg")
     assert out.size == (20, 40)  # width and height swapped
     arr = _rgb(out)
-    assert arr[5, 10, 0] > 200 and arr[5, 10, 2] < 60   # the stored left (red) is now on top
+    assert arr[5, 10, 0] > 200 and arr[5, 10, 2] < 60  # the stored left (red) is now on top
     assert arr[35, 10, 2] > 200 and arr[35, 10, 0] < 60
 
 
 # ------------------------------------------------------------------ bad inputs
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height but carries no pixel data (cheap decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 

@@ -40,10 +40,10 @@ def test_valid_size_properties(m, max_size):
 
 
 def test_valid_size_examples():
-    assert valid_size(186, 248, 250, 4) == (184, 248)      # already fits: only snapped
-    assert valid_size(3024, 4032, 250, 4) == (188, 248)     # 187.5 x 250 -> nearest multiples, <= 250
-    assert valid_size(40, 48, 250, 4) == (40, 48)           # small images are not upscaled
-    assert valid_size(38, 38, 250, 4) == (36, 36)           # 38 -> 40 would upscale
+    assert valid_size(186, 248, 250, 4) == (184, 248)  # already fits: only snapped
+    assert valid_size(3024, 4032, 250, 4) == (188, 248)  # 187.5 x 250 -> nearest multiples, <= 250
+    assert valid_size(40, 48, 250, 4) == (40, 48)  # small images are not upscaled
+    assert valid_size(38, 38, 250, 4) == (36, 36)  # 38 -> 40 would upscale
 
 
 def _save(path, w, h, mode="RGB"):
@@ -55,7 +55,7 @@ def _save(path, w, h, mode="RGB"):
 def test_preprocess_image_resizes_and_describes(tmp_path):
     path = _save(tmp_path / "a.png", 300, 200)
     img, res = preprocess_image(path, 64, TINY)
-    assert img.mode == "RGB" and img.size == (64, 42)       # 200*64/300 = 42.67 -> 42 (multiple of 2)
+    assert img.mode == "RGB" and img.size == (64, 42)  # 200*64/300 = 42.67 -> 42 (multiple of 2)
     assert res.original_size == (200, 300) and res.processed_size == (42, 64)
     assert res.receptive_field_px == analytic_receptive_field(TINY)
     assert res.receptive_field_fraction == pytest.approx(res.receptive_field_px / 64, abs=1e-4)

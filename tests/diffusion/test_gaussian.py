@@ -29,7 +29,7 @@ def test_q_sample_statistics(diffusion):
     t = torch.full((4000,), 300)
     xt = diffusion.q_sample(x0, t, torch.randn_like(x0))
     abar = diffusion.alphas_cumprod[300].item()
-    assert xt.mean().item() == pytest.approx(abar ** 0.5 * 0.5, abs=0.05)
+    assert xt.mean().item() == pytest.approx(abar**0.5 * 0.5, abs=0.05)
     assert xt.var().item() == pytest.approx(1 - abar, rel=0.1)
 
 
@@ -53,7 +53,7 @@ def test_output_from_eps_matches_closed_form_posterior(diffusion, variance):
         out = d.output_from_eps(xt, t, eps, clip_x0=False)
         # Ho et al. eq. (7), written out here as the independent reference
         abar, abar_prev, beta = d.abar(t), d.abar(t - 1), d.betas[t].item()
-        mean = (beta * abar_prev ** 0.5 / (1 - abar)) * x0 + ((1 - abar_prev) * (1 - beta) ** 0.5 / (1 - abar)) * xt
+        mean = (beta * abar_prev**0.5 / (1 - abar)) * x0 + ((1 - abar_prev) * (1 - beta) ** 0.5 / (1 - abar)) * xt
         post_var = beta * (1 - abar_prev) / (1 - abar)
         assert torch.allclose(out.mean, mean, atol=1e-5)
         expected = beta if variance == "fixed_large" else post_var

@@ -98,5 +98,7 @@ def test_guidance_shifts_the_ddpm_mean_by_variance_times_gradient():
 def test_t_start_skips_the_early_steps():
     d, s = setup()
     seen = []
-    sample_loop(lambda x, t: (seen.append(int(t[0])), torch.zeros_like(x))[1], d, s, (1, 3, 4, 4), t_start=s.timesteps[2])
+    sample_loop(
+        lambda x, t: (seen.append(int(t[0])), torch.zeros_like(x))[1], d, s, (1, 3, 4, 4), t_start=s.timesteps[2]
+    )
     assert seen == s.timesteps[2:]

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from sindiffusion.config import SamplingSettings
-from sindiffusion.diffusion import (SAMPLERS, GaussianDiffusion, StepOutput, build_sampler, make_betas, make_sampler,
-                                    sample_loop, spaced_timesteps)
+from sindiffusion.diffusion import (
+    SAMPLERS,
+    GaussianDiffusion,
+    StepOutput,
+    build_sampler,
+    make_betas,
+    make_sampler,
+    sample_loop,
+    spaced_timesteps,
+)
 
 TARGET = torch.linspace(-0.8, 0.8, 3 * 6 * 5).reshape(1, 3, 6, 5)
 
@@ -48,8 +56,9 @@ class TestSamplerContract:
 
     def test_built_from_settings_with_its_timesteps(self, diffusion, name):
         sampler = build_sampler(SamplingSettings(sampler=name, steps=7, eta=0.5), diffusion)
-        assert sampler.timesteps == spaced_timesteps(1000, 7) and sampler.visited(500) == [t for t in
-                                                                                        sampler.timesteps if t <= 500]
+        assert sampler.timesteps == spaced_timesteps(1000, 7) and sampler.visited(500) == [
+            t for t in sampler.timesteps if t <= 500
+        ]
         assert all(getattr(sampler, k) == 0.5 for k in type(sampler).options)
         sampler.set_timesteps(3)
         assert sampler.timesteps == [999, 500, 0] and sampler.prev_timestep(500) == 0
@@ -79,11 +88,24 @@ def test_euler_ancestral_without_noise_is_ddim_eta0(diffusion):
     torch.manual_seed(0)
     w = torch.randn(3, 3, 1, 1) * 0.3
     model = lambda x, t: torch.nn.functional.conv2d(x, w)  # noqa: E731
-    runs = [sample_loop(model, diffusion, make_sampler(n, diffusion, 10, eta=0.0), (1, 3, 4, 4),
-                        generator=torch.Generator().manual_seed(1)) for n in ("ddim", "euler_ancestral")]
+    runs = [
+        sample_loop(
+            model,
+            diffusion,
+            make_sampler(n, diffusion, 10, eta=0.0),
+            (1, 3, 4, 4),
+            generator=torch.Generator().manual_seed(1),
+        )
+        for n in ("ddim", "euler_ancestral")
+    ]
     assert torch.allclose(runs[0], runs[1], atol=1e-5)
-    noisy = sample_loop(model, diffusion, make_sampler("euler_ancestral", diffusion, 10, eta=1.0), (1, 3, 4, 4),
-                        generator=torch.Generator().manual_seed(1))
+    noisy = sample_loop(
+        model,
+        diffusion,
+        make_sampler("euler_ancestral", diffusion, 10, eta=1.0),
+        (1, 3, 4, 4),
+        generator=torch.Generator().manual_seed(1),
+    )
     assert not torch.allclose(noisy, runs[1], atol=1e-3)
 
 

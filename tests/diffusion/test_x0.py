@@ -25,8 +25,8 @@ def test_bool_options_are_the_historical_behaviour():
 
 def test_dynamic_thresholding_rescales_by_the_per_sample_percentile():
     torch.manual_seed(0)
-    inside = torch.rand(1, 3, 8, 8) * 1.8 - 0.9           # |x| < 1: s = max(1, q) = 1, a plain clamp = identity
-    outside = torch.randn(1, 3, 8, 8) * 3.0               # s > 1: clamp to [-s, s] and divide by s
+    inside = torch.rand(1, 3, 8, 8) * 1.8 - 0.9  # |x| < 1: s = max(1, q) = 1, a plain clamp = identity
+    outside = torch.randn(1, 3, 8, 8) * 3.0  # s > 1: clamp to [-s, s] and divide by s
     x = torch.cat([inside, outside])
     out = X0Clip("dynamic", percentile=0.9).apply(x, 99, T)
     assert torch.allclose(out[0], inside[0])
@@ -54,8 +54,15 @@ def test_output_keeps_eps_consistent_with_the_treated_x0(diffusion, mode):
         assert not torch.equal(out.pred_x0_raw, out.pred_x0) or (mode == "low_noise" and t == 90)
 
 
-@pytest.mark.parametrize("kwargs,key", [({"clip_x0": "always"}, "clip_x0"), ({"clip_x0": 1}, "clip_x0"),
-                                        ({"percentile": 0.0}, "percentile"), ({"low_noise": 1.5}, "low_noise")])
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"clip_x0": "always"}, "clip_x0"),
+        ({"clip_x0": 1}, "clip_x0"),
+        ({"percentile": 0.0}, "percentile"),
+        ({"low_noise": 1.5}, "low_noise"),
+    ],
+)
 def test_bad_options_name_the_key(kwargs, key):
     args = {"clip_x0": "dynamic", "percentile": 0.995, "low_noise": 0.2, **kwargs}
     with pytest.raises(FieldError) as err:

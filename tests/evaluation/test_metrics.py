@@ -96,7 +96,10 @@ def test_random_backbones_are_flagged_and_refused_by_writer(images, no_weights, 
 
 def test_random_models_without_permission_never_reach_the_dict(images):
     torch.manual_seed(0)
-    models = {"sifid_pool1": InceptionFeatures("pool1", random_init=True), "lpips_diversity": LPIPSAlex(random_init=True)}
+    models = {
+        "sifid_pool1": InceptionFeatures("pool1", random_init=True),
+        "lpips_diversity": LPIPSAlex(random_init=True),
+    }
     with pytest.raises(RandomWeightsError):
         evaluate_samples(*images, models=models)
 

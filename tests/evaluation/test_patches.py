@@ -22,7 +22,6 @@ from sindiffusion.evaluation import (
 
 from .helpers import load_rgb, smooth_image
 
-
 # --- synthetic -------------------------------------------------------------------------------
 
 

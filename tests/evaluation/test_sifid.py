@@ -98,6 +98,13 @@ def test_loads_checkpoint_from_weights_dir(fake_weights_dir):
     x = smooth_image(5)
     with torch.no_grad():
         h = 2 * x - 1  # SinGAN's normalisation
-        for m in (ref.Conv2d_1a_3x3, ref.Conv2d_2a_3x3, ref.Conv2d_2b_3x3, ref.maxpool1, ref.Conv2d_3b_1x1, ref.Conv2d_4a_3x3):
+        for m in (
+            ref.Conv2d_1a_3x3,
+            ref.Conv2d_2a_3x3,
+            ref.Conv2d_2b_3x3,
+            ref.maxpool1,
+            ref.Conv2d_3b_1x1,
+            ref.Conv2d_4a_3x3,
+        ):
             h = m(h)
     torch.testing.assert_close(ext(x), h)

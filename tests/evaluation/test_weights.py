@@ -65,7 +65,9 @@ def test_fetch_uses_hub_downloader_and_skips_existing(no_weights):
 
 def test_fetch_default_downloader_is_torch_hub(monkeypatch, no_weights):
     seen = []
-    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, **kw: (seen.append(url), open(dst, "wb").close()))
+    monkeypatch.setattr(
+        torch.hub, "download_url_to_file", lambda url, dst, **kw: (seen.append(url), open(dst, "wb").close())
+    )
     fetch_weights(["inception_v3"], weights_dir=None)
     assert seen == [WEIGHTS["inception_v3"].url]
     assert find_weights("inception_v3").is_file()

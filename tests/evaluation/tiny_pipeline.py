@@ -44,13 +44,21 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (40, 56)) -> Path
     return path
 
 
-def write_params(root: Path, *, steps: int = 10, sample_steps: int = 5, tracking: bool = True,
-                 name: str = "params.yaml") -> Path:
+def write_params(
+    root: Path, *, steps: int = 10, sample_steps: int = 5, tracking: bool = True, name: str = "params.yaml"
+) -> Path:
     p = root / name
-    p.write_text(TINY_PARAMS.format(images=root / "images", results=root / "results", steps=steps,
-                                    model=json.dumps(TINY_MODEL_SECTION),
-                                    sample_steps=sample_steps, tracking=str(tracking).lower(),
-                                    uri=f"sqlite:///{root / 'mlflow.db'}"))
+    p.write_text(
+        TINY_PARAMS.format(
+            images=root / "images",
+            results=root / "results",
+            steps=steps,
+            model=json.dumps(TINY_MODEL_SECTION),
+            sample_steps=sample_steps,
+            tracking=str(tracking).lower(),
+            uri=f"sqlite:///{root / 'mlflow.db'}",
+        )
+    )
     return p
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sindiffusion.diffusion.gaussian import GaussianDiffusion
 from sindiffusion.diffusion.loop import sample_loop
-from types import SimpleNamespace
-
 from sindiffusion.diffusion.samplers import build_sampler
 from sindiffusion.models.patch import PatchConfig, PatchDenoiser, posterior_mean_patches
 from sindiffusion.validation import FieldError
@@ -31,13 +31,13 @@ def _brute_force(x_t: torch.Tensor, image: torch.Tensor, p: int, abar: float) ->
     xp = F.pad(x_t, (pad,) * 4)
     ip = F.pad(image[None], (pad,) * 4)
     _, _, h, w = x_t.shape
-    train = [ip[0, :, i:i + p, j:j + p] for i in range(image.shape[1]) for j in range(image.shape[2])]
-    train = torch.stack(train).double()                                       # [N, 3, p, p]
+    train = [ip[0, :, i : i + p, j : j + p] for i in range(image.shape[1]) for j in range(image.shape[2])]
+    train = torch.stack(train).double()  # [N, 3, p, p]
     out = torch.zeros_like(x_t, dtype=torch.float64)
     for i in range(h):
         for j in range(w):
-            q = xp[0, :, i:i + p, j:j + p].double()
-            d2 = ((q[None] - abar ** 0.5 * train) ** 2).flatten(1).sum(1)
+            q = xp[0, :, i : i + p, j : j + p].double()
+            d2 = ((q[None] - abar**0.5 * train) ** 2).flatten(1).sum(1)
             wts = torch.softmax(-d2 / (2 * (1 - abar)), 0)
             out[0, :, i, j] = (wts[:, None] * train[:, :, pad, pad]).sum(0)
     return out.float()
@@ -48,7 +48,9 @@ def test_single_scale_centre_equals_brute_force(t):
     image = _image(10, 12)
     cfg = PatchConfig(patch_size=3, scales=1, aggregate="center", chunk_size=7)
     model = PatchDenoiser(cfg, image, DIFF.alphas_cumprod)
-    x_t = DIFF.q_sample(image[None], torch.tensor([t]), torch.randn(1, 3, 10, 12, generator=torch.Generator().manual_seed(t)))
+    x_t = DIFF.q_sample(
+        image[None], torch.tensor([t]), torch.randn(1, 3, 10, 12, generator=torch.Generator().manual_seed(t))
+    )
     got = model.denoise(x_t, t)
     want = _brute_force(x_t, image, 3, float(DIFF.alphas_cumprod[t]))
     assert torch.allclose(got, want, atol=1e-4)
@@ -59,8 +61,8 @@ def test_posterior_mean_is_the_softmax_formula_and_chunking_does_not_matter():
     q, k, v = torch.randn(50, 6, generator=g), torch.randn(70, 6, generator=g), torch.randn(70, 4, generator=g)
     for sqrt_abar, var in [(0.3, 0.91), (0.99, 0.02), (0.99995, 1e-4)]:
         want = torch.softmax(-((q[:, None] - sqrt_abar * k[None]) ** 2).sum(-1) / (2 * var), 1) @ v
-        full = posterior_mean_patches(q, k, (k ** 2).sum(1), v, sqrt_abar, var, chunk_size=1000)
-        chunked = posterior_mean_patches(q, k, (k ** 2).sum(1), v, sqrt_abar, var, chunk_size=7)
+        full = posterior_mean_patches(q, k, (k**2).sum(1), v, sqrt_abar, var, chunk_size=1000)
+        chunked = posterior_mean_patches(q, k, (k**2).sum(1), v, sqrt_abar, var, chunk_size=7)
         assert torch.allclose(full, want, atol=1e-4)
         assert torch.allclose(full, chunked, atol=1e-5, rtol=1e-5)  # BLAS blocking differs, math does not
 
@@ -93,7 +95,9 @@ def test_pca_and_key_stride_approximate_the_exact_denoiser():
     image = _image()
     exact = PatchDenoiser(PatchConfig(patch_size=5, scales=1), image, DIFF.alphas_cumprod)
     pca = PatchDenoiser(PatchConfig(patch_size=5, scales=1, pca_dims=24), image, DIFF.alphas_cumprod)
-    x_t = DIFF.q_sample(image[None], torch.tensor([30]), torch.randn(1, 3, 24, 32, generator=torch.Generator().manual_seed(2)))
+    x_t = DIFF.q_sample(
+        image[None], torch.tensor([30]), torch.randn(1, 3, 24, 32, generator=torch.Generator().manual_seed(2))
+    )
     a, b = exact.denoise(x_t, 30), pca.denoise(x_t, 30)
     assert (a - b).abs().mean() < 0.05
     strided = PatchDenoiser(PatchConfig(patch_size=5, scales=1, key_stride=2), image, DIFF.alphas_cumprod)
@@ -116,18 +120,28 @@ def test_samples_are_deterministic_per_seed_any_size(sampler):
     smp = build_sampler(SimpleNamespace(sampler=sampler, steps=5, eta=0.0), DIFF)
 
     def draw(seed: int, size=(24, 48)) -> torch.Tensor:
-        return sample_loop(model, DIFF, smp, (2, 3, *size), generator=torch.Generator().manual_seed(seed), clip_x0=False)
+        return sample_loop(
+            model, DIFF, smp, (2, 3, *size), generator=torch.Generator().manual_seed(seed), clip_x0=False
+        )
 
     a, b, c = draw(0), draw(0), draw(1)
     assert a.shape == (2, 3, 24, 48) and torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= -1 and a.max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"patch_size": 4}, "patch_size"), ({"scale_ratio": 1.0}, "scale_ratio"), ({"fold_size": 9}, "fold_size"),
-    ({"fine_start": 2.0}, "fine_start"), ({"key_stride": 0}, "key_stride"), ({"chunk_size": 0}, "chunk_size"),
-    ({"pca_dims": -1}, "pca_dims"), ({"patch_sizes": (5, 5), "scales": 3}, "patch_sizes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"patch_size": 4}, "patch_size"),
+        ({"scale_ratio": 1.0}, "scale_ratio"),
+        ({"fold_size": 9}, "fold_size"),
+        ({"fine_start": 2.0}, "fine_start"),
+        ({"key_stride": 0}, "key_stride"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"pca_dims": -1}, "pca_dims"),
+        ({"patch_sizes": (5, 5), "scales": 3}, "patch_sizes"),
+    ],
+)
 def test_bad_options_name_the_key(kwargs, key):
     with pytest.raises(FieldError) as err:
         PatchConfig(**kwargs)

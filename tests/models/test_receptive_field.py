@@ -10,11 +10,14 @@ def test_paper_receptive_field_is_101_px():
     assert measure_receptive_field(PRESETS["paper"]) == 101
 
 
-@pytest.mark.parametrize("cfg", [
-    UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4),
-    UNetConfig(base_channels=8, channel_mult=(1,), groups=4),
-    UNetConfig(base_channels=8, channel_mult=(1, 2, 2), encoder_blocks=2, decoder_blocks=3, groups=4),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4),
+        UNetConfig(base_channels=8, channel_mult=(1,), groups=4),
+        UNetConfig(base_channels=8, channel_mult=(1, 2, 2), encoder_blocks=2, decoder_blocks=3, groups=4),
+    ],
+)
 def test_measured_matches_analytic(cfg):
     assert measure_receptive_field(cfg) == analytic_receptive_field(cfg)
 

@@ -51,13 +51,16 @@ def test_time_conditioning_changes_output():
     assert not torch.allclose(model(x, torch.tensor([1])), model(x, torch.tensor([900])))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(decoder_blocks=1), "decoder_blocks"),
-    (dict(groups=5), "groups"),
-    (dict(channel_mult=()), "channel_mult"),
-    (dict(encoder_blocks=0), "encoder_blocks"),
-    (dict(dropout=1.5), "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(decoder_blocks=1), "decoder_blocks"),
+        (dict(groups=5), "groups"),
+        (dict(channel_mult=()), "channel_mult"),
+        (dict(encoder_blocks=0), "encoder_blocks"),
+        (dict(dropout=1.5), "dropout"),
+    ],
+)
 def test_invalid_configs_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         UNetConfig(**kwargs)

@@ -24,13 +24,15 @@ def _bad_checkpoint(root: Path, kind: str) -> Path:
     model = (root / "results/img/train/model.pt").read_bytes()
     if kind == "missing":
         return path
-    path.write_bytes({
-        "empty": b"",
-        "text": b"not a checkpoint\n",
-        "truncated": model[: len(model) // 2],
-        "image": (root / "results/img/preprocess/image.png").read_bytes(),
-        "pickled-code": pickle.dumps({"format": "sindiffusion-checkpoint", "x": _Payload()}),
-    }[kind])
+    path.write_bytes(
+        {
+            "empty": b"",
+            "text": b"not a checkpoint\n",
+            "truncated": model[: len(model) // 2],
+            "image": (root / "results/img/preprocess/image.png").read_bytes(),
+            "pickled-code": pickle.dumps({"format": "sindiffusion-checkpoint", "x": _Payload()}),
+        }[kind]
+    )
     return path
 
 
@@ -59,7 +61,9 @@ def _exit_code(argv: list[str]) -> int:
 def test_unusable_checkpoints_are_refused(trained_project, capsys, command):
     root = trained_project
     if command == "manipulate":  # the stage reads the checkpoint only when the image has edits
-        params = (root / "params.yaml").read_text() + "manipulate:\n  edits:\n    img:\n    - {name: wide, kind: outpaint, left: 8}\n"
+        params = (
+            root / "params.yaml"
+        ).read_text() + "manipulate:\n  edits:\n    img:\n    - {name: wide, kind: outpaint, left: 8}\n"
         (root / "params.yaml").write_text(params)
     paths = {kind: _bad_checkpoint(root, kind) for kind in CHECKPOINTS}
     before = _tree(root)

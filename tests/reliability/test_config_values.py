@@ -75,8 +75,13 @@ def test_every_number_has_a_range():
         return [rule] if rule.type in (int, float) else numeric(rule.item) if rule.item else []
 
     classes = [(s, cls) for s, _, cls in section_variants()] + list(EDIT_KINDS.kinds.items())
-    unbounded = [f"{s}.{n}" for s, cls in classes for n, r in field_rules(cls).items()
-                 for x in numeric(r) if (x.ge, x.gt, x.le, x.lt) == (None, None, None, None)]
+    unbounded = [
+        f"{s}.{n}"
+        for s, cls in classes
+        for n, r in field_rules(cls).items()
+        for x in numeric(r)
+        if (x.ge, x.gt, x.le, x.lt) == (None, None, None, None)
+    ]
     assert unbounded == []
 
 
@@ -116,19 +121,22 @@ def test_every_edit_kind_example_is_valid(tmp_path, capsys):
     assert rc == 0, err
 
 
-@pytest.mark.parametrize("override,allowed", [
-    ("train.precision=fp16", "bf16"),
-    ("train.steps=0", ">= 1"),
-    ("train.steps=-5", ">= 1"),
-    ("train.batch_size=0", ">= 1"),
-    ("train.save_every=0", ">= 1"),
-    ("train.log_every=0", ">= 1"),
-    ("sample.batch_size=0", ">= 1"),
-    ("train.lr=-1", "> 0"),
-    ("sample.sampler=foo", "ddim"),
-    ("manipulate.sampler=foo", "ddpm"),
-    ("model.preset=huge", "enhanced"),
-])
+@pytest.mark.parametrize(
+    "override,allowed",
+    [
+        ("train.precision=fp16", "bf16"),
+        ("train.steps=0", ">= 1"),
+        ("train.steps=-5", ">= 1"),
+        ("train.batch_size=0", ">= 1"),
+        ("train.save_every=0", ">= 1"),
+        ("train.log_every=0", ">= 1"),
+        ("sample.batch_size=0", ">= 1"),
+        ("train.lr=-1", "> 0"),
+        ("sample.sampler=foo", "ddim"),
+        ("manipulate.sampler=foo", "ddpm"),
+        ("model.preset=huge", "enhanced"),
+    ],
+)
 def test_bad_override_exits_2_naming_key_value_and_what_is_allowed(tmp_path, capsys, override, allowed):
     rc, err = _run(tmp_path, {}, [override], capsys)
     key, value = override.split("=")

@@ -69,10 +69,19 @@ def test_snakefile_refuses_bad_names(tmp_path, listed):
     root = make_project(tmp_path / "project", params=params)
     if not listed:
         (root / "data/images/tiny_a.png").rename(root / "data/images/my photo.png")
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all"], cwd=root,
-                         env=clean_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all"],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    expected = ("params.yaml: data.images: image name '..' is not allowed" if listed
-                else "data/images/my photo.*: image name 'my photo' is not allowed")
+    expected = (
+        "params.yaml: data.images: image name '..' is not allowed"
+        if listed
+        else "data/images/my photo.*: image name 'my photo' is not allowed"
+    )
     assert expected in out, out[-3000:]

@@ -112,7 +112,7 @@ def test_signal_saves_the_current_step_and_resume_loses_nothing(preprocessed, tm
     assert main(["train", "--image", "img", "--no-progress", "--set", f"train.steps={stopped + 2}"]) == 0
     assert f"resuming from {RESUME} at step {stopped}" in capfd.readouterr().err
     after = _rows(root)
-    assert after[:len(rows)] == rows and int(after[-1]["step"]) == stopped + 2
+    assert after[: len(rows)] == rows and int(after[-1]["step"]) == stopped + 2
     steps = [int(r["step"]) for r in after]
     assert steps == sorted(set(steps))
     _same_weights(root / MODEL, _straight(root, tmp_path_factory.mktemp("straight"), stopped + 2))

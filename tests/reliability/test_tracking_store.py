@@ -20,8 +20,9 @@ N_PARALLEL = 8
 def _stage(uri: str, index: int, start: multiprocessing.Event) -> None:
     """What every stage does with tracking: open its run, log params and a metric history, finish."""
     start.wait(30)
-    with tracking.stage_run("train", f"img{index % 4}", enabled=True, experiment="parallel", uri=uri,
-                            local_note="") as tracker:
+    with tracking.stage_run(
+        "train", f"img{index % 4}", enabled=True, experiment="parallel", uri=uri, local_note=""
+    ) as tracker:
         tracker.log_params({"train": {"steps": index, "lr": 0.001}, "index": index})
         for step in range(1, 4):
             tracker.log_metrics({"loss": 1.0 / step}, step=step)
@@ -47,8 +48,9 @@ def test_parallel_first_use_of_a_fresh_sqlite_store(tmp_path, monkeypatch):
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("parallel")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.KIND_TAG}` = 'stage'",
-                              max_results=100)
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{tracking.KIND_TAG}` = 'stage'", max_results=100
+    )
     assert sorted(int(r.data.params["index"]) for r in runs) == list(range(N_PARALLEL))
     parents = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.KIND_TAG}` = 'image'")
     assert sorted(r.data.tags[tracking.IMAGE_TAG] for r in parents) == [f"img{i}" for i in range(4)]

@@ -39,7 +39,9 @@ def test_cpu_smoke_writes_every_part(tmp_path):
         part = result["parts"][cfg]
         assert part["train"]["stopped_by_time"] and part["train"]["steps"] >= 1
         assert part["sample"]["num_samples"] == 4 and part["sample"]["seconds_per_sample"] > 0
-        assert {"patch_swd", "copy_fraction", "copy_nn_dist", "pixel_diversity", "bright_max_dev"} <= set(part["metrics"])
+        assert {"patch_swd", "copy_fraction", "copy_nn_dist", "pixel_diversity", "bright_max_dev"} <= set(
+            part["metrics"]
+        )
         assert (out / "sheets" / f"{cfg}.png").is_file() and part["wall_seconds"] > 0
     assert result["parts"]["gpu-fast"]["settings"]["train"]["loss_weighting"] == "min_snr"
     assert "gpu-check: done in" in res.stderr
@@ -50,12 +52,14 @@ def test_without_cuda_it_fails_in_one_line(tmp_path):
     res = _run(str(image), out=tmp_path / "out", timeout=120)
     assert res.returncode == 3
     assert res.stderr.strip().splitlines() == [
-        "gpu-check: no CUDA device (torch.cuda.is_available() is False); use --cpu-smoke for the CPU test run"]
+        "gpu-check: no CUDA device (torch.cuda.is_available() is False); use --cpu-smoke for the CPU test run"
+    ]
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args,message", [(["--fast"], "unknown option --fast"),
-                                          (["/nonexistent/x.png"], "no training image")])
+@pytest.mark.parametrize(
+    "args,message", [(["--fast"], "unknown option --fast"), (["/nonexistent/x.png"], "no training image")]
+)
 def test_bad_usage(tmp_path, args, message):
     res = _run(*args, out=tmp_path / "out", timeout=60)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and message in res.stderr

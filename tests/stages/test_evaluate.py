@@ -85,9 +85,11 @@ def test_random_backbone_can_never_reach_metrics_json(tiny, tmp_path, monkeypatc
     from sindiffusion.stages import evaluate
 
     def random_models(params, weights_dir=None, device=None):
-        return {"sifid_pool1": InceptionFeatures("pool1", random_init=True),
-                "sifid_pool2": InceptionFeatures("pool2", random_init=True),
-                "lpips_diversity": LPIPSAlex(random_init=True)}, {}
+        return {
+            "sifid_pool1": InceptionFeatures("pool1", random_init=True),
+            "sifid_pool2": InceptionFeatures("pool2", random_init=True),
+            "lpips_diversity": LPIPSAlex(random_init=True),
+        }, {}
 
     monkeypatch.setattr(evaluate, "load_models", random_models)
     out = tmp_path / "m.json"

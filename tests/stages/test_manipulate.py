@@ -37,8 +37,8 @@ ALL_EDITS = [
 def _mask(path: Path, h: int, w: int, box: tuple[int, int, int, int] | None) -> None:
     m = torch.zeros(3, h, w) if box is not None else torch.ones(3, h, w)
     if box is not None:
-        t, b, l, r = box
-        m[:, t:b, l:r] = 1
+        top, bottom, left, right = box
+        m[:, top:bottom, left:right] = 1
     save_image(m * 2 - 1, path)
 
 
@@ -57,7 +57,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_checkpoint(root, "img", seed=0)
     make_checkpoint(root, "other", seed=1)
     inputs = root / "inputs"
-    save_image(smooth(5, 40, 48), inputs / "paint.png")          # another aspect than the 32x32 training image
+    save_image(smooth(5, 40, 48), inputs / "paint.png")  # another aspect than the 32x32 training image
     save_image(smooth(6, 32, 32), inputs / "composite.png")
     _mask(inputs / "mask32.png", 32, 32, (8, 16, 8, 20))
     _mask(inputs / "mask40.png", 32, 32, (10, 20, 10, 24))
@@ -171,8 +171,29 @@ def test_outpaint_command_keeps_the_input_exactly(in_project: Path, tmp_path: Pa
     root = in_project
     ckpt = root / "results" / "img" / "train" / "model.pt"
     out = tmp_path / "wide"
-    assert main(["outpaint", "--checkpoint", str(ckpt), "--out", str(out), "--left", "8", "--bottom", "6",
-                 "--steps", "3", "--image", "img", "--params", _params(root, []), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "outpaint",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--left",
+                "8",
+                "--bottom",
+                "6",
+                "--steps",
+                "3",
+                "--image",
+                "img",
+                "--params",
+                _params(root, []),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = _pixels(out / "result.png")
     assert result.shape[:2] == (38, 40)
     train = _pixels(root / "results" / "img" / "preprocess" / "image.png")
@@ -190,8 +211,25 @@ def test_resize_panorama_with_a_deeper_model(tmp_path: Path, monkeypatch: pytest
     ckpt = make_checkpoint(tmp_path, "deep", channel_mult=[1, 2, 2, 2])
     out = tmp_path / "pano"
     params = str(write_params(tmp_path, {}, steps=2))
-    assert main(["resize", "--checkpoint", str(ckpt), "--out", str(out), "--height", "30", "--width", "101",
-                 "--params", params, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "resize",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--height",
+                "30",
+                "--width",
+                "101",
+                "--params",
+                params,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert _pixels(out / "result.png").shape == (30, 101, 3)
 
 
@@ -207,9 +245,35 @@ def test_text_guidance_command_is_deterministic(in_project: Path, tmp_path: Path
     params = _params(in_project, [])
 
     def run(out: Path, scale: str) -> np.ndarray:
-        assert main(["text", "--checkpoint", str(ckpt), "--out", str(out), "--prompt", "a red mountain",
-                     "--clip-model", tiny_clip_name, "--clip-pretrained", str(weights), "--guidance-scale", scale,
-                     "--cutouts", "2", "--seed", "3", "--steps", "3", "--params", params, "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "text",
+                    "--checkpoint",
+                    str(ckpt),
+                    "--out",
+                    str(out),
+                    "--prompt",
+                    "a red mountain",
+                    "--clip-model",
+                    tiny_clip_name,
+                    "--clip-pretrained",
+                    str(weights),
+                    "--guidance-scale",
+                    scale,
+                    "--cutouts",
+                    "2",
+                    "--seed",
+                    "3",
+                    "--steps",
+                    "3",
+                    "--params",
+                    params,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         return _pixels(out / "result.png")
 
     a, b, plain = run(tmp_path / "a", "20000"), run(tmp_path / "b", "20000"), run(tmp_path / "c", "0")
@@ -224,12 +288,17 @@ def test_text_guidance_command_is_deterministic(in_project: Path, tmp_path: Path
 BAD_EDITS = [
     ({"name": "m", "kind": "inpaint", "mask": "inputs/mask_wrong_size.png"}, r"\[0\]\.mask: mask size 40x48"),
     ({"name": "m", "kind": "inpaint", "mask": "inputs/mask_empty.png"}, r"\[0\]\.mask: .*mask is empty"),
-    ({"name": "m", "kind": "harmonize", "input": "inputs/composite.png", "mask": "inputs/mask_full.png"},
-     r"\[0\]\.mask: .*all ones"),
+    (
+        {"name": "m", "kind": "harmonize", "input": "inputs/composite.png", "mask": "inputs/mask_full.png"},
+        r"\[0\]\.mask: .*all ones",
+    ),
     ({"name": "t", "kind": "text", "prompt": " "}, r"\[0\]\.prompt: the prompt is empty"),
     ({"name": "p", "kind": "paint", "input": "inputs/paint.png", "factor": 16}, r"\[0\]\.factor: low-pass factor N=16"),
     ({"name": "r", "kind": "resize", "width": 40, "factor": 12}, r"\[0\]\.factor: low-pass factor N=12"),
-    ({"name": "p", "kind": "paint", "input": "inputs/missing.png"}, r"\[0\]\.input: inputs/missing.png: file not found"),
+    (
+        {"name": "p", "kind": "paint", "input": "inputs/missing.png"},
+        r"\[0\]\.input: inputs/missing.png: file not found",
+    ),
     ({"name": "o", "kind": "outpaint", "widht": 64}, r"\[0\]\.widht: unknown key .*did you mean 'width'"),
     ({"name": "r", "kind": "resize", "width": 64, "steps": 5000}, r"\[0\]\.steps: sampling steps must be in"),
 ]
@@ -256,24 +325,79 @@ def test_checkpoint_of_another_image(in_project: Path, tmp_path: Path, capsys):
     assert "trained on image 'other'" in err and "not 'img'" in err
     _nothing_new(root, before)
     out = tmp_path / "x"
-    assert main(["resize", "--checkpoint", str(other), "--image", "img", "--out", str(out), "--width", "40",
-                 "--params", params, "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "resize",
+                "--checkpoint",
+                str(other),
+                "--image",
+                "img",
+                "--out",
+                str(out),
+                "--width",
+                "40",
+                "--params",
+                params,
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "trained on image 'other'" in capsys.readouterr().err and not out.exists()
 
 
-def test_text_without_clip_weights_is_a_clear_error(in_project: Path, tmp_path: Path, capsys,
-                                                    monkeypatch: pytest.MonkeyPatch):
+def test_text_without_clip_weights_is_a_clear_error(
+    in_project: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ckpt = in_project / "results" / "img" / "train" / "model.pt"
     out = tmp_path / "t"
-    assert main(["text", "--checkpoint", str(ckpt), "--out", str(out), "--prompt", "a mountain",
-                 "--clip-model", "ViT-B-32", "--clip-pretrained", "openai", "--params", _params(in_project, []),
-                 "--set", f"manipulate.clip_cache_dir={tmp_path / 'empty-cache'}", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "text",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--prompt",
+                "a mountain",
+                "--clip-model",
+                "ViT-B-32",
+                "--clip-pretrained",
+                "openai",
+                "--params",
+                _params(in_project, []),
+                "--set",
+                f"manipulate.clip_cache_dir={tmp_path / 'empty-cache'}",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--clip-pretrained: CLIP weights for model 'ViT-B-32' with pretrained='openai' are not available" in err
     assert "run once with internet" in err and not out.exists()
-    assert main(["text", "--checkpoint", str(ckpt), "--out", str(out), "--prompt", "a", "--clip-pretrained",
-                 str(tmp_path / "nope.pt"), "--params", _params(in_project, []), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "text",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--prompt",
+                "a",
+                "--clip-pretrained",
+                str(tmp_path / "nope.pt"),
+                "--params",
+                _params(in_project, []),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
 
 

@@ -4,8 +4,8 @@ manipulate with every application, via the CLI, plus its bad inputs (exit 2, not
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -85,8 +85,16 @@ def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch:
     _mask(inputs / "mask32.png", 40, 48, (8, 16, 8, 20))
     _mask(inputs / "mask40.png", 40, 48, (10, 20, 10, 24))
     raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["manipulate"] = {"sampler": "ddim", "steps": 3, "eta": 1.0, "seed": 0, "num": 1, "batch_size": 2,
-                         "device": "cpu", "edits": {"img": ALL_EDITS}}
+    raw["manipulate"] = {
+        "sampler": "ddim",
+        "steps": 3,
+        "eta": 1.0,
+        "seed": 0,
+        "num": 1,
+        "batch_size": 2,
+        "device": "cpu",
+        "edits": {"img": ALL_EDITS},
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["manipulate", "--image", "img", "--params", "params.yaml", "--no-progress"]) == 0
     out = root / "results" / "img" / "manipulate"
@@ -97,14 +105,17 @@ def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch:
     assert np.array_equal(wide[4:44, 0:48], train)  # outpainting keeps the known region exactly
 
 
-@pytest.mark.parametrize("model, message", [
-    ({"kind": "nope"}, "model.kind: unknown model kind 'nope'"),
-    ({**PATCH_MODEL, "patch_size": 4}, "model.patch_size: must be an odd integer"),
-    ({**PATCH_MODEL, "padding": "circular"}, "model.padding: 'circular' is not allowed"),
-    ({**PATCH_MODEL, "chunk_size": 0}, "model.chunk_size: must be >= 1"),
-    ({**PATCH_MODEL, "preset": "paper"}, "model.preset: unknown key"),
-    ({**PATCH_MODEL, "scales": 4, "patch_size": 7}, "model.patch_size: patch side 7 is larger than scale"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ({"kind": "nope"}, "model.kind: unknown model kind 'nope'"),
+        ({**PATCH_MODEL, "patch_size": 4}, "model.patch_size: must be an odd integer"),
+        ({**PATCH_MODEL, "padding": "circular"}, "model.padding: 'circular' is not allowed"),
+        ({**PATCH_MODEL, "chunk_size": 0}, "model.chunk_size: must be >= 1"),
+        ({**PATCH_MODEL, "preset": "paper"}, "model.preset: unknown key"),
+        ({**PATCH_MODEL, "scales": 4, "patch_size": 7}, "model.patch_size: patch side 7 is larger than scale"),
+    ],
+)
 def test_bad_patch_model_section_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, model, message):
     params = _patch_project(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -141,11 +152,13 @@ def test_layout_start_keeps_the_layout_and_is_deterministic(trained: Path, monke
     monkeypatch.chdir(trained)
 
     def draw(init_t: float, out: str) -> np.ndarray:
-        params = load_params("params.yaml", ["sample.init=layout", f"sample.init_t={init_t}", "sample.init_factor=4",
-                                             "sample.steps=5"])
+        params = load_params(
+            "params.yaml", ["sample.init=layout", f"sample.init_t={init_t}", "sample.init_factor=4", "sample.steps=5"]
+        )
         sample.run(params, "img", out_dir=trained / out, progress=False, force=True)
-        return np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255
-                         for p in sorted((trained / out).glob("sample_*.png"))])
+        return np.stack(
+            [np.asarray(Image.open(p), dtype=np.float32) / 255 for p in sorted((trained / out).glob("sample_*.png"))]
+        )
 
     train = np.asarray(Image.open(trained / "results" / "img" / "preprocess" / "image.png"), dtype=np.float32) / 255
     low, high = draw(0.1, "low"), draw(0.95, "high")

@@ -28,8 +28,19 @@ def _meta(root: Path, image: str = "img") -> dict:
     return json.loads((root / f"results/{image}/preprocess/image.json").read_text())
 
 
-@pytest.mark.parametrize("mode,suffix", [("RGB", ".png"), ("RGBA", ".png"), ("L", ".png"), ("P", ".gif"),
-                                         ("CMYK", ".jpg"), ("I;16", ".png"), ("RGB", ".webp"), ("RGB", ".bmp")])
+@pytest.mark.parametrize(
+    "mode,suffix",
+    [
+        ("RGB", ".png"),
+        ("RGBA", ".png"),
+        ("L", ".png"),
+        ("P", ".gif"),
+        ("CMYK", ".jpg"),
+        ("I;16", ".png"),
+        ("RGB", ".webp"),
+        ("RGB", ".bmp"),
+    ],
+)
 def test_any_mode_becomes_rgb(proj, mode, suffix):
     src = proj / "data/images" / f"m{suffix}"
     if mode == "I;16":
@@ -56,9 +67,26 @@ def test_meta_describes_the_run(proj):
 
 def test_paper_model_needs_multiples_of_4(proj):
     make_image(proj / "data/images/odd.png", width=250, height=186)
-    assert main(["preprocess", "--image", "odd", "--set", "model.preset=paper", "--set", "model.base_channels=null",
-                 "--set", "model.channel_mult=null", "--set", "model.groups=null",
-                 "--set", "preprocess.max_size=250"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                "--image",
+                "odd",
+                "--set",
+                "model.preset=paper",
+                "--set",
+                "model.base_channels=null",
+                "--set",
+                "model.channel_mult=null",
+                "--set",
+                "model.groups=null",
+                "--set",
+                "preprocess.max_size=250",
+            ]
+        )
+        == 0
+    )
     meta = _meta(proj, "odd")
     assert meta["processed_size"] == [184, 248] and meta["receptive_field_px"] == 101
 

@@ -32,8 +32,13 @@ def _pixels(path: Path) -> np.ndarray:
 def test_default_output(proj, capsys):
     assert _sample() == 0
     out = proj / "results/img/samples"
-    assert sorted(p.name for p in out.iterdir()) == [".sindiffusion-output", "grid.png", "sample_000.png",
-                                                     "sample_001.png", "samples.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".sindiffusion-output",
+        "grid.png",
+        "sample_000.png",
+        "sample_001.png",
+        "samples.json",
+    ]
     for name in ("sample_000.png", "sample_001.png"):
         img = Image.open(out / name)
         assert img.mode == "RGB" and img.size == (48, 40)  # training size: scale 1 x 1
@@ -85,10 +90,13 @@ def test_ddpm_sampler_and_explicit_checkpoint(proj):
     assert len(meta["files"]) == 2
 
 
-@pytest.mark.parametrize("attr, error, extra", [
-    ("generate", RuntimeError("out of memory"), ()),  # fails while sampling
-    ("save_grid", OSError("disk full"), ("--num", "3")),  # fails while writing (after sample_000..002.png)
-])
+@pytest.mark.parametrize(
+    "attr, error, extra",
+    [
+        ("generate", RuntimeError("out of memory"), ()),  # fails while sampling
+        ("save_grid", OSError("disk full"), ("--num", "3")),  # fails while writing (after sample_000..002.png)
+    ],
+)
 def test_failure_keeps_previous_samples(proj, monkeypatch, capsys, attr, error, extra):
     assert _sample() == 0
     out = proj / "results/img/samples"
@@ -124,5 +132,8 @@ def test_x0_modes_and_bf16_sample(proj, capsys, clip):
 
 def test_bad_x0_mode_is_exit_2_naming_the_key(proj, capsys):
     assert _sample("--set", "sample.clip_x0=sometimes") == 2
-    assert "sample.clip_x0: expected true/false, got str 'sometimes'; allowed: true/false or dynamic or low_noise" in capsys.readouterr().err
+    assert (
+        "sample.clip_x0: expected true/false, got str 'sometimes'; allowed: true/false or dynamic or low_noise"
+        in capsys.readouterr().err
+    )
     assert not (proj / "results/img/samples").exists()

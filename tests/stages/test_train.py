@@ -55,8 +55,17 @@ def straight(tmp_path_factory) -> Path:
 def test_outputs_and_metrics(straight):
     root = straight
     metrics = json.loads((root / "results/img/train/metrics.json").read_text())
-    assert set(metrics) == {"final_loss", "steps", "it_per_s", "train_seconds", "resumed_from_step", "device", "precision",
-                            "train_seconds_total", "stopped_by_time"}
+    assert set(metrics) == {
+        "final_loss",
+        "steps",
+        "it_per_s",
+        "train_seconds",
+        "resumed_from_step",
+        "device",
+        "precision",
+        "train_seconds_total",
+        "stopped_by_time",
+    }
     assert metrics["steps"] == N and metrics["resumed_from_step"] == 0 and metrics["device"] == "cpu"
     assert metrics["it_per_s"] > 0 and metrics["train_seconds"] > 0
     rows = _loss_rows(root)
@@ -68,8 +77,12 @@ def test_outputs_and_metrics(straight):
     ckpt = load_checkpoint(root / "results/img/train/model.pt")
     processed = root / "results/img/preprocess/image.png"
     assert ckpt["step"] == N
-    assert ckpt["image"] == {"name": "img", "sha256": sha256_file(processed), "size": [40, 48],
-                             "path": "results/img/preprocess/image.png"}
+    assert ckpt["image"] == {
+        "name": "img",
+        "sha256": sha256_file(processed),
+        "size": [40, 48],
+        "path": "results/img/preprocess/image.png",
+    }
     assert ckpt["config"]["model"]["base_channels"] == 8 and ckpt["config"]["model"]["channel_mult"] == [1, 2]
     assert ckpt["config"]["train"]["steps"] == N and ckpt["config"]["diffusion"]["timesteps"] == 100
     assert {"optimizer", "rng"} <= set(ckpt)
@@ -202,8 +215,9 @@ def test_wall_clock_snapshots_budget_and_progress_lines(tmp_path, monkeypatch, c
     """Snapshots at fractional minutes, a max_minutes budget that stops before train.steps, plain progress
     lines on stderr with --no-progress; a snapshot is a sampling checkpoint `sample --checkpoint` loads."""
     monkeypatch.chdir(tmp_path)
-    _setup(tmp_path, train={"steps": 100000, "snapshot_minutes": [0.002, 0.004], "max_minutes": 0.006,
-                            "log_every": 1000})
+    _setup(
+        tmp_path, train={"steps": 100000, "snapshot_minutes": [0.002, 0.004], "max_minutes": 0.006, "log_every": 1000}
+    )
     assert _run("train", "--image", "img") == 0
     err = capsys.readouterr().err
     snaps = tmp_path / "results/img/train/snapshots"
@@ -217,7 +231,20 @@ def test_wall_clock_snapshots_budget_and_progress_lines(tmp_path, monkeypatch, c
     assert metrics["train_seconds_total"] >= 0.36
     assert "train: snapshot at 0.002 min" in err
     assert "train: " in err and "/100000 (0%)" in err and "ETA" in err  # the last line when the budget ends
-    assert main(["sample", "--image", "img", "--no-progress", "--checkpoint", str(snaps / "min_0.004.pt"),
-                 "--out", str(tmp_path / "snap_samples")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--image",
+                "img",
+                "--no-progress",
+                "--checkpoint",
+                str(snaps / "min_0.004.pt"),
+                "--out",
+                str(tmp_path / "snap_samples"),
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "snap_samples").glob("sample_*.png"))) == 2
     assert "sample: 5/5 (100%)" in capsys.readouterr().err

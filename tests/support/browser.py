@@ -117,7 +117,7 @@ def screenshot(
     out = Path(out_png).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     budget = int(wait_ms)
-    for attempt in range(max(1, attempts)):
+    for _ in range(max(1, attempts)):
         _shoot(exe, url, out, width, height, budget, timeout_s)
         if ready is None or ready(out):
             break
@@ -144,17 +144,14 @@ def _argv(exe: str, profile: str, wait_ms: int) -> list[str]:
     ]
 
 
-def _shoot(exe: str, url: str, out: Path, width: int, height: int, wait_ms: int,
-           timeout_s: float) -> None:
+def _shoot(exe: str, url: str, out: Path, width: int, height: int, wait_ms: int, timeout_s: float) -> None:
     if out.exists():
         out.unlink()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         argv = [*_argv(exe, profile, wait_ms), f"--screenshot={out}", f"--window-size={int(width)},{int(height)}", url]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
     if not out.exists() or out.stat().st_size == 0:
-        raise RuntimeError(
-            f"chromium wrote no screenshot (rc={res.returncode}):\n{res.stderr[-2000:]}"
-        )
+        raise RuntimeError(f"chromium wrote no screenshot (rc={res.returncode}):\n{res.stderr[-2000:]}")
 
 
 def page_text(url: str, wait_ms: int = MLFLOW_UI_WAIT_MS, timeout_s: float = 120.0) -> str:
@@ -167,8 +164,9 @@ def page_text(url: str, wait_ms: int = MLFLOW_UI_WAIT_MS, timeout_s: float = 120
     if exe is None:
         raise RuntimeError("chromium not installed (run `sudo .ci/install-system.sh`)")
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        res = subprocess.run([*_argv(exe, profile, wait_ms), "--dump-dom", url], capture_output=True, text=True,
-                             timeout=timeout_s)
+        res = subprocess.run(
+            [*_argv(exe, profile, wait_ms), "--dump-dom", url], capture_output=True, text=True, timeout=timeout_s
+        )
     dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", res.stdout, flags=re.S)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom))).strip()
 

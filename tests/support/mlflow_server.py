@@ -111,11 +111,16 @@ class MlflowServer:
         env.pop("MLFLOW_TRACKING_URI", None)
         argv = _mlflow_cmd() + [
             "server",
-            "--host", self.host,
-            "--port", str(self.port),
-            "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", str(self.artifacts_dir),
-            "--workers", "1",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-destination",
+            str(self.artifacts_dir),
+            "--workers",
+            "1",
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
@@ -137,9 +142,7 @@ class MlflowServer:
                 return self
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(
-            f"mlflow server not healthy after {self.start_timeout}s:\n{self.log_tail()}"
-        )
+        raise RuntimeError(f"mlflow server not healthy after {self.start_timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

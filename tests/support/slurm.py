@@ -71,11 +71,7 @@ def slurm_available() -> tuple[bool, str]:
         return False, "Slurm test cluster needs Linux"
     missing = [c for c in _REQUIRED_COMMANDS if _which(c) is None]
     if missing:
-        return False, (
-            "Slurm/munge commands missing: "
-            + ", ".join(missing)
-            + " (run `sudo .ci/install-system.sh`)"
-        )
+        return False, ("Slurm/munge commands missing: " + ", ".join(missing) + " (run `sudo .ci/install-system.sh`)")
     if os.geteuid() != 0:
         return False, "Slurm test cluster must run as root (slurmd/munged setup)"
     try:
@@ -184,13 +180,9 @@ class SlurmCluster:
 
     def run(self, *args: str, check: bool = True, timeout: float = 30) -> str:
         """Run a Slurm command (e.g. ``cluster.run("squeue")``), return stdout."""
-        res = subprocess.run(
-            list(args), capture_output=True, text=True, env=self.env, timeout=timeout
-        )
+        res = subprocess.run(list(args), capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and res.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}"
-            )
+            raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
         return res.stdout
 
     def node_state(self) -> str:
@@ -309,8 +301,11 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, munge.pw_uid, munge.pw_gid)
         # A stale socket/pidfile from a killed munged makes munged refuse to start.
-        for stale in (Path("/run/munge/munge.socket.2"), Path("/run/munge/munge.socket.2.lock"),
-                      Path("/run/munge/munged.pid")):
+        for stale in (
+            Path("/run/munge/munge.socket.2"),
+            Path("/run/munge/munge.socket.2.lock"),
+            Path("/run/munge/munged.pid"),
+        ):
             if stale.exists():
                 stale.unlink()
         self._spawn(
@@ -330,9 +325,7 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
         raise RuntimeError("munged did not start:\n" + self.logs())
 
     def _already_running(self) -> bool:
-        res = subprocess.run(
-            ["scontrol", "ping"], capture_output=True, text=True, env=self.env, timeout=15
-        )
+        res = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=self.env, timeout=15)
         return res.returncode == 0 and "UP" in res.stdout
 
     def start(self) -> "SlurmCluster":
@@ -370,9 +363,7 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
             for name in ("slurmctld", "slurmd"):
                 proc = self._procs.get(name)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} exited with {proc.returncode}:\n{self.logs()}"
-                    )
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.logs()}")
             state = self.node_state()
             if state.startswith("idle") or state.startswith("mix"):
                 return
@@ -380,10 +371,7 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
                 # ReturnToService=2 normally resumes it; nudge once
                 self.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=False)
             time.sleep(0.3)
-        raise RuntimeError(
-            f"Slurm node not idle after {self.start_timeout}s (state {state!r}):\n"
-            + self.logs()
-        )
+        raise RuntimeError(f"Slurm node not idle after {self.start_timeout}s (state {state!r}):\n" + self.logs())
 
     @staticmethod
     def _terminate(proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -404,8 +392,7 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
         if "slurmctld" in self._procs and self._procs["slurmctld"].poll() is None:
             # our own cluster: cancel whatever is still queued or running there
             try:
-                self.run("scancel", "--full", "--partition", self.partition,
-                         check=False, timeout=15)
+                self.run("scancel", "--full", "--partition", self.partition, check=False, timeout=15)
                 ids = self.run("squeue", "-h", "-o", "%i", check=False, timeout=15).split()
                 if ids:
                     self.run("scancel", *ids, check=False, timeout=15)

@@ -11,22 +11,25 @@ from sindiffusion.runtime import autocast_dtype, describe
 from sindiffusion.training import Trainer
 from sindiffusion.training.ema import auto_decay
 from sindiffusion.training.lr import lr_factor
-from tests.tiny import TINY_UNET
 from tests.stages._tiny import one_torch_thread  # noqa: F401
-
+from tests.tiny import TINY_UNET
 
 
 def test_lr_warmup_then_cosine_to_zero():
     f = [lr_factor(s, 110, warmup=10, schedule="cosine") for s in range(120)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
-    assert f[60] == pytest.approx(0.5) and f[110] == pytest.approx(0.0, abs=1e-12) and f[119] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        f[60] == pytest.approx(0.5)
+        and f[110] == pytest.approx(0.0, abs=1e-12)
+        and f[119] == pytest.approx(0.0, abs=1e-12)
+    )
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
     assert [lr_factor(s, 100) for s in (0, 50, 500)] == [1.0, 1.0, 1.0]
 
 
 def test_auto_ema_half_life_is_a_tenth_of_the_steps():
     d = auto_decay(1200, 0.1)
-    assert d ** 120 == pytest.approx(0.5) and auto_decay(1, 0.1) == 0.5
+    assert d**120 == pytest.approx(0.5) and auto_decay(1, 0.1) == 0.5
 
 
 @pytest.mark.parametrize("param", ["eps", "v"])
@@ -66,8 +69,19 @@ def test_precision_resolution(monkeypatch):
 @pytest.mark.parametrize("precision,param", [("bf16", "v"), ("fp32", "eps")])
 def test_trainer_runs_the_recipe_options(precision, param):
     image = torch.rand(3, 16, 16) * 2 - 1
-    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, lr_warmup=2, lr_schedule="cosine", loss_weighting="min_snr",
-                      ema_decay="auto", precision=precision, device="cpu", scale_min=1.0, scale_max=1.0)
+    cfg = TrainConfig(
+        steps=4,
+        batch_size=2,
+        lr=1e-3,
+        lr_warmup=2,
+        lr_schedule="cosine",
+        loss_weighting="min_snr",
+        ema_decay="auto",
+        precision=precision,
+        device="cpu",
+        scale_min=1.0,
+        scale_max=1.0,
+    )
     trainer = Trainer(image, TINY_UNET, DiffusionConfig(timesteps=50, parameterization=param), cfg, {"name": "x"})
     assert trainer.ema_decay == pytest.approx(0.5 ** (1 / 1.0))  # 10 % of 4 steps < 1 update: clamped to 1
     assert (trainer.autocast_dtype is torch.bfloat16) == (precision == "bf16")

@@ -29,16 +29,44 @@ TINY_PARAMS: dict = {
     "data": {"images_dir": "data/images", "images": [], "results_dir": "results"},
     "preprocess": {"max_size": 48},
     "model": TINY_MODEL_SECTION,
-    "diffusion": {"timesteps": 100, "schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
-                  "variance": "fixed_large"},
-    "train": {"steps": 15, "batch_size": 2, "lr": 0.001, "ema_decay": 0.9, "crop_size": None,
-              "log_every": 5, "save_every": 10, "seed": 0, "device": "cpu"},
-    "sample": {"num_samples": 2, "batch_size": 2, "sampler": "ddim", "steps": 10, "eta": 1.0,
-               "scale_w": 1.0, "seed": 0, "device": "cpu"},
+    "diffusion": {
+        "timesteps": 100,
+        "schedule": "linear",
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "variance": "fixed_large",
+    },
+    "train": {
+        "steps": 15,
+        "batch_size": 2,
+        "lr": 0.001,
+        "ema_decay": 0.9,
+        "crop_size": None,
+        "log_every": 5,
+        "save_every": 10,
+        "seed": 0,
+        "device": "cpu",
+    },
+    "sample": {
+        "num_samples": 2,
+        "batch_size": 2,
+        "sampler": "ddim",
+        "steps": 10,
+        "eta": 1.0,
+        "scale_w": 1.0,
+        "seed": 0,
+        "device": "cpu",
+    },
     "tracking": {"enabled": True, "experiment": "sindiffusion", "tracking_uri": None, "log_checkpoint": False},
     "evaluate": {"sifid_layers": ["pool1"], "deep": True, "device": "cpu", "copy_stride": 4},
-    "manipulate": {"sampler": "ddim", "steps": 5, "eta": 1.0, "seed": 0, "device": "cpu",
-                   "edits": {"tiny_a": [{"name": "wide", "kind": "outpaint", "right": 8}]}},
+    "manipulate": {
+        "sampler": "ddim",
+        "steps": 5,
+        "eta": 1.0,
+        "seed": 0,
+        "device": "cpu",
+        "edits": {"tiny_a": [{"name": "wide", "kind": "outpaint", "right": 8}]},
+    },
 }
 
 #: name -> (height, width) of the synthetic test images
@@ -62,8 +90,13 @@ def tiny_image(path: Path, size: tuple[int, int], seed: int) -> Path:
     return path
 
 
-def make_project(root: Path, images: dict[str, tuple[int, int]] | None = None, params: dict | None = None,
-                 list_images: bool = False, with_src: bool = False) -> Path:
+def make_project(
+    root: Path,
+    images: dict[str, tuple[int, int]] | None = None,
+    params: dict | None = None,
+    list_images: bool = False,
+    with_src: bool = False,
+) -> Path:
     """Copy the workflow into ``root`` with a tiny params.yaml and synthetic images.
 
     ``list_images``: write the names into ``data.images`` (needed by dvc.yaml); ``with_src``:
@@ -102,22 +135,24 @@ def clean_env(**extra: str | None) -> dict:
     return env
 
 
-def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 300,
-        log: Path | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 300, log: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run a command, return its combined output; SIGINT (then kill) on timeout."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         proc.send_signal(signal.SIGINT)  # snakemake cancels its Slurm jobs on SIGINT
         try:
             out, _ = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s:\n{out[-5000:]}")
+        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s:\n{out[-5000:]}") from err
     elapsed = time.monotonic() - t0
     if log is not None:
         log.write_text(f"$ {' '.join(cmd)}\n# {elapsed:.1f} s, rc={proc.returncode}\n{out}")
@@ -125,8 +160,9 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 300
     return subprocess.CompletedProcess(cmd, proc.returncode, out, None)
 
 
-def snakemake(root: Path, *args: str, env: dict | None = None, timeout: float = 300,
-              log_name: str | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    root: Path, *args: str, env: dict | None = None, timeout: float = 300, log_name: str | None = None
+) -> subprocess.CompletedProcess:
     log = root / log_name if log_name else None
     return run([sys.executable, "-m", "snakemake", *args], root, env, timeout, log)
 
@@ -145,7 +181,7 @@ def dry_run_jobs(output: str) -> list[dict]:
             continue
         s = line.strip()
         if s.startswith("output:"):
-            job["output"] = [x.strip() for x in s[len("output:"):].split(",") if x.strip()]
+            job["output"] = [x.strip() for x in s[len("output:") :].split(",") if x.strip()]
         elif s.startswith("Shell command:"):
-            job["shell"] = s[len("Shell command:"):].strip()
+            job["shell"] = s[len("Shell command:") :].strip()
     return jobs

@@ -13,8 +13,9 @@ import pytest
 
 from .helpers import PROFILES, clean_env, make_project, run, snakemake
 
-pytestmark = pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None,
-                                reason="dvc or git not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("dvc") is None or shutil.which("git") is None, reason="dvc or git not installed"
+)
 
 IMAGE = "tiny_a"
 CKPT = f"results/{IMAGE}/train/model.pt"
@@ -26,9 +27,13 @@ def _sha(path: Path) -> str:
 
 def _git_dvc_repo(root: Path) -> None:
     env = clean_env()
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
-                ["git", "config", "user.name", "CI"], ["dvc", "init", "-q"],
-                ["dvc", "add", "-q", "data/images"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "ci@example.com"],
+        ["git", "config", "user.name", "CI"],
+        ["dvc", "init", "-q"],
+        ["dvc", "add", "-q", "data/images"],
+    ):
         res = run(cmd, root, env)
         assert res.returncode == 0, res.stdout
     subprocess.run(["git", "add", "-A"], cwd=root, check=True, capture_output=True)

@@ -38,8 +38,17 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     root = make_project(tmp_path, params={"tracking": {"experiment": EXPERIMENT}})
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server, SINDIFFUSION_TRACKING=None)
-    res = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", env=env, timeout=900,
-                    log_name="snakemake.log")
+    res = snakemake(
+        root,
+        "--profile",
+        str(PROFILES / "local"),
+        "--cores",
+        "2",
+        "all",
+        env=env,
+        timeout=900,
+        log_name="snakemake.log",
+    )
     assert res.returncode == 0, res.stdout[-5000:]
     assert f"MLflow runs: open {mlflow_server}" in res.stdout
 
@@ -52,8 +61,11 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     sample_runs = {}
     for image, parent in parents.items():
         assert parent.info.run_name == image
-        children = {r.data.tags["sindiffusion.stage"]: r for r in runs
-                    if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+        children = {
+            r.data.tags["sindiffusion.stage"]: r
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        }
         # manipulate opens a run only for images with edits (TINY_PARAMS: tiny_a)
         expected = [s for s in STAGES if s != "manipulate" or image in TINY_PARAMS["manipulate"]["edits"]]
         assert sorted(children) == sorted(expected), image
@@ -82,8 +94,11 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
         pre_images = [a.path for a in client.list_artifacts(children["preprocess"].info.run_id, "images")]
         assert any("input" in p for p in pre_images), pre_images
         sample_runs[image] = sample
-    (artifacts_dir / "runs.json").write_text(json.dumps(
-        {img: {"run_id": r.info.run_id, "metrics": r.data.metrics} for img, r in sample_runs.items()}, indent=2))
+    (artifacts_dir / "runs.json").write_text(
+        json.dumps(
+            {img: {"run_id": r.info.run_id, "metrics": r.data.metrics} for img, r in sample_runs.items()}, indent=2
+        )
+    )
 
     # the UI. The image's parent run shows input + sample grid in its "Model metrics" tab (a
     # stage run's image cards list all its params above the image, hiding it); the sample run's
@@ -92,12 +107,15 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     parent_images = [a.path for a in client.list_artifacts(parent.info.run_id, "images")]
     assert any("samples_grid" in p for p in parent_images) and any("input" in p for p in parent_images)
     shots = {
-        "mlflow-image-run-model-metrics.png": mlflow_run_url(mlflow_server, exp.experiment_id,
-                                                             parent.info.run_id, "model-metrics"),
-        "mlflow-sample-run-artifact-grid.png": mlflow_run_url(mlflow_server, exp.experiment_id,
-                                                              sample_runs["tiny_a"].info.run_id, "artifacts/grid.png"),
-        "mlflow-sample-run-model-metrics.png": mlflow_run_url(mlflow_server, exp.experiment_id,
-                                                              sample_runs["tiny_a"].info.run_id, "model-metrics"),
+        "mlflow-image-run-model-metrics.png": mlflow_run_url(
+            mlflow_server, exp.experiment_id, parent.info.run_id, "model-metrics"
+        ),
+        "mlflow-sample-run-artifact-grid.png": mlflow_run_url(
+            mlflow_server, exp.experiment_id, sample_runs["tiny_a"].info.run_id, "artifacts/grid.png"
+        ),
+        "mlflow-sample-run-model-metrics.png": mlflow_run_url(
+            mlflow_server, exp.experiment_id, sample_runs["tiny_a"].info.run_id, "model-metrics"
+        ),
     }
     for name, url in shots.items():
         check = None if name == "mlflow-sample-run-model-metrics.png" else _shows_colour_image
@@ -112,18 +130,27 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     # selects MLflow 3.17's "Model training" view (its UI follows a browser-wide switch, default GenAI)
     experiment = _rest(mlflow_server, "experiments/get-by-name", {"experiment_name": EXPERIMENT})["experiment"]
     assert {"key": tracking.EXPERIMENT_KIND_TAG, "value": tracking.EXPERIMENT_KIND} in experiment["tags"]
-    found = _rest(mlflow_server, "runs/search", {"experiment_ids": [exp.experiment_id], "max_results": 100,
-                                                 "filter": "tags.`sindiffusion.stage` = 'train'"})["runs"]
-    found += [p for p in _rest(mlflow_server, "runs/search", {"experiment_ids": [exp.experiment_id],
-              "filter": "tags.`sindiffusion.kind` = 'image'"})["runs"]]
+    found = _rest(
+        mlflow_server,
+        "runs/search",
+        {"experiment_ids": [exp.experiment_id], "max_results": 100, "filter": "tags.`sindiffusion.stage` = 'train'"},
+    )["runs"]
+    found += [
+        p
+        for p in _rest(
+            mlflow_server,
+            "runs/search",
+            {"experiment_ids": [exp.experiment_id], "filter": "tags.`sindiffusion.kind` = 'image'"},
+        )["runs"]
+    ]
     digests = {}
     for r in found:
         image = next(t["value"] for t in r["data"]["tags"] if t["key"] == "sindiffusion.image")
         sha = hashlib.sha256((root / "results" / image / "preprocess" / "image.png").read_bytes()).hexdigest()
         (given,) = r["inputs"]["dataset_inputs"]
-        assert (given["dataset"]["name"], given["dataset"]["digest"]) == (image, sha[:tracking.DIGEST_CHARS])
+        assert (given["dataset"]["name"], given["dataset"]["digest"]) == (image, sha[: tracking.DIGEST_CHARS])
         assert {"key": "mlflow.data.context", "value": "training"} in given["tags"]
-        digests[image] = sha[:tracking.DIGEST_CHARS]
+        digests[image] = sha[: tracking.DIGEST_CHARS]
     assert len(found) == 2 * len(TINY_IMAGES) and sorted(digests) == sorted(TINY_IMAGES)
     assert f"MLflow runs: open {tracking.ui_url(mlflow_server)} " in res.stdout
     url = tracking.ui_url(mlflow_server, exp.experiment_id)
@@ -155,8 +182,22 @@ def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):
     root = make_project(tmp_path, images={"tiny_a": (40, 48)})
     env = clean_env(MLFLOW_TRACKING_URI="http://127.0.0.1:9", SINDIFFUSION_TRACKING=None)
     for stage in ("preprocess", "train"):
-        res = run([sys.executable, "-m", "sindiffusion", stage, "--image", "tiny_a", "--params", "params.yaml",
-                   "--no-progress"], root, env, timeout=300)
+        res = run(
+            [
+                sys.executable,
+                "-m",
+                "sindiffusion",
+                stage,
+                "--image",
+                "tiny_a",
+                "--params",
+                "params.yaml",
+                "--no-progress",
+            ],
+            root,
+            env,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stdout[-3000:]
         assert "WARNING: MLflow tracking unavailable" in res.stdout and "127.0.0.1:9" in res.stdout, res.stdout
     assert "still written to results/tiny_a/train/loss.csv" in res.stdout

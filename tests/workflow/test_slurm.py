@@ -30,16 +30,17 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     profile = str(PROFILES / "slurm")
 
     t0 = time.monotonic()
-    res = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=900,
-                    log_name="snakemake-slurm.log")
+    res = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=900, log_name="snakemake-slurm.log")
     print(f"snakemake --profile slurm all (2 images x 5 stages): {time.monotonic() - t0:.1f} s")
     assert res.returncode == 0, res.stdout[-6000:]
 
     # ten jobs (2 images x preprocess/train/sample/evaluate/manipulate), each submitted with sbatch
-    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(\w+)/\d+\.log",
-                           res.stdout)
+    submitted = re.findall(
+        r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(\w+)/\d+\.log", res.stdout
+    )
     assert sorted((rule, image) for _, rule, image in submitted) == sorted(
-        (rule, image) for rule in STAGES for image in TINY_IMAGES), res.stdout[-6000:]
+        (rule, image) for rule in STAGES for image in TINY_IMAGES
+    ), res.stdout[-6000:]
     ids = [jid for jid, _, _ in submitted]
     for jid, rule, _ in submitted:
         info = slurm_cluster.run("scontrol", "show", "job", jid)
@@ -52,9 +53,16 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     assert {p.stem for p in logs} >= set(ids), logs
 
     for image in TINY_IMAGES:
-        for rel in ("preprocess/image.png", "train/model.pt", "train/loss.csv", "train/metrics.json",
-                    "samples/grid.png", "samples/sample_001.png", "evaluate/metrics.json",
-                    "manipulate/manipulate.json"):
+        for rel in (
+            "preprocess/image.png",
+            "train/model.pt",
+            "train/loss.csv",
+            "train/metrics.json",
+            "samples/grid.png",
+            "samples/sample_001.png",
+            "evaluate/metrics.json",
+            "manipulate/manipulate.json",
+        ):
             assert (root / "results" / image / rel).is_file(), rel
         for stage in STAGES:
             assert (root / "logs" / image / f"{stage}.log").is_file()
@@ -62,8 +70,9 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     # a corrupt image: its preprocess job fails inside Slurm, and so does snakemake
     (root / "data" / "images" / "broken.png").write_bytes(b"this is not a PNG file")
     t1 = time.monotonic()
-    bad = snakemake(root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=600,
-                    log_name="snakemake-slurm-fail.log")
+    bad = snakemake(
+        root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=600, log_name="snakemake-slurm-fail.log"
+    )
     print(f"snakemake --profile slurm all (failing job): {time.monotonic() - t1:.1f} s")
     assert bad.returncode != 0, bad.stdout[-5000:]
     assert re.search(r"SLURM-job '\d+' failed", bad.stdout), bad.stdout[-5000:]
@@ -91,9 +100,11 @@ def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
     import sys
 
     # a 30-second training (wall clock, whatever the machine's speed), logging every 5 steps
-    root = make_project(tmp_path / "requeue", images={"tiny_a": (40, 48)},
-                        params={"train": {"steps": 1_000_000, "max_minutes": 0.5, "log_every": 5,
-                                          "save_every": 1_000_000}})
+    root = make_project(
+        tmp_path / "requeue",
+        images={"tiny_a": (40, 48)},
+        params={"train": {"steps": 1_000_000, "max_minutes": 0.5, "log_every": 5, "save_every": 1_000_000}},
+    )
     env = slurm_cluster.env
     env.pop("SNAKEMAKE_PROFILE", None)
     env["SINDIFFUSION_TRACKING"] = "off"
@@ -101,14 +112,30 @@ def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
     log = root / "snakemake-requeue.log"
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", str(PROFILES / "slurm"), *FAST_POLL,
-                                 "results/tiny_a/train/metrics.json"], cwd=root, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--profile",
+                str(PROFILES / "slurm"),
+                *FAST_POLL,
+                "results/tiny_a/train/metrics.json",
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
-            _wait_for(lambda: loss.is_file() and len(loss.read_text().splitlines()) >= 3, 300,
-                      "the train job's first loss rows", proc)
-            jid = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_train/",
-                             log.read_text())[-1]
+            _wait_for(
+                lambda: loss.is_file() and len(loss.read_text().splitlines()) >= 3,
+                300,
+                "the train job's first loss rows",
+                proc,
+            )
+            jid = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_train/", log.read_text())[-1]
             slurm_cluster.run("scontrol", "requeue", jid)
             assert proc.wait(timeout=600) == 0, log.read_text()[-6000:]
         finally:

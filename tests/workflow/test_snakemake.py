@@ -23,8 +23,15 @@ def test_lint_is_clean(tmp_path):
 
 def test_lint_is_clean_on_the_repository_params():
     """The repository's own params.yaml (images listed, none present is fine for --lint)."""
-    res = snakemake(REPO_ROOT, "--lint", "--snakefile", str(REPO_ROOT / "workflow" / "Snakefile"),
-                    "--directory", str(REPO_ROOT), "--nolock")
+    res = snakemake(
+        REPO_ROOT,
+        "--lint",
+        "--snakefile",
+        str(REPO_ROOT / "workflow" / "Snakefile"),
+        "--directory",
+        str(REPO_ROOT),
+        "--nolock",
+    )
     assert res.returncode == 0, res.stdout
 
 
@@ -43,8 +50,16 @@ def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
         assert f"> logs/{image}/{job['rule']}.log 2>&1" in job["shell"]
     outputs = {o for j in jobs for o in j["output"]}
     for name in names:
-        for key in ("processed", "processed_meta", "checkpoint", "loss", "train_metrics", "samples", "eval_metrics",
-                    "manipulate"):
+        for key in (
+            "processed",
+            "processed_meta",
+            "checkpoint",
+            "loss",
+            "train_metrics",
+            "samples",
+            "eval_metrics",
+            "manipulate",
+        ):
             assert TEMPLATES[key].format(results="results", image=name) in outputs
         assert TEMPLATES["resume"].format(results="results", image=name) not in outputs
 
@@ -70,7 +85,9 @@ def test_schema_rejects_bad_params(tmp_path):
     assert "steps" in res.stdout and "many" in res.stdout
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml", "configs/patch.yaml"])
+@pytest.mark.parametrize(
+    "params_file", ["params.yaml", "configs/paper.yaml", "configs/gpu-fast.yaml", "configs/patch.yaml"]
+)
 def test_shipped_params_files_pass_the_schema(params_file):
     from snakemake.utils import validate
 
@@ -83,8 +100,9 @@ def test_shipped_params_files_pass_the_schema(params_file):
 def test_local_profile_runs_the_tiny_pipeline(tmp_path):
     """`snakemake --profile workflow/profiles/local all` (the README's command) end to end."""
     root = make_project(tmp_path, images={"tiny_a": TINY_IMAGES["tiny_a"]})
-    res = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600,
-                    log_name="snakemake.log")
+    res = snakemake(
+        root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600, log_name="snakemake.log"
+    )
     assert res.returncode == 0, res.stdout[-5000:]
     samples = root / "results/tiny_a/samples"
     files = sorted(p.name for p in samples.iterdir() if not p.name.startswith("."))

@@ -71,7 +71,8 @@ def test_snakemake_and_dvc_run_the_same_stages_commands_and_outputs(tmp_path):
         # the outputs: DVC outs + metrics + plots == Snakemake outputs
         dvc_outs = {
             _as_template(p).format(results=results, image="tiny_a")
-            for key in ("outs", "metrics", "plots") for p in _dvc_paths(do.get(key))
+            for key in ("outs", "metrics", "plots")
+            for p in _dvc_paths(do.get(key))
         }
         assert dvc_outs == set(jobs[name]["output"]), name
 

@@ -44,12 +44,29 @@ from .text import (
 
 __all__ = [
     # known region (eq. 6)
-    "ANCHORS", "KnownRegionHook", "fill_masked_region", "load_mask", "noised_reference", "outpaint_canvas",
-    "outpaint_to_size", "paste_known", "validate_mask",
+    "ANCHORS",
+    "KnownRegionHook",
+    "fill_masked_region",
+    "load_mask",
+    "noised_reference",
+    "outpaint_canvas",
+    "outpaint_to_size",
+    "paste_known",
+    "validate_mask",
     # ILVR (eq. 7)
-    "ILVRHook", "LowPass", "composite", "ilvr_sample", "ilvr_sdedit", "sdedit_timestep",
+    "ILVRHook",
+    "LowPass",
+    "composite",
+    "ilvr_sample",
+    "ilvr_sdedit",
+    "sdedit_timestep",
     "super_resolve",
     # text (eq. 5)
-    "CLIPGuidanceHook", "CLIPNormalize", "MissingCLIPWeightsError", "clip_score", "encode_text", "load_clip",
+    "CLIPGuidanceHook",
+    "CLIPNormalize",
+    "MissingCLIPWeightsError",
+    "clip_score",
+    "encode_text",
+    "load_clip",
     "make_cutouts",
 ]

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 #: Edit kind -> application class (one module each in :mod:`sindiffusion.applications.kinds`).
 APPLICATIONS: Registry[type["Application"]] = Registry(
-    "kind", load=lambda: import_submodules("sindiffusion.applications.kinds"))
+    "kind", load=lambda: import_submodules("sindiffusion.applications.kinds")
+)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ class EditContext:
             prep.files["input"] = str(path)
             return to_tensor(img), path
         if self.train_image is None:
-            raise ManipulateError(f"{spec.where('input')}: the training image of the checkpoint is not available "
-                                  f"({self.train_image_path or 'no path recorded'}); give an input image")
+            raise ManipulateError(
+                f"{spec.where('input')}: the training image of the checkpoint is not available "
+                f"({self.train_image_path or 'no path recorded'}); give an input image"
+            )
         if self.train_image_path is not None:
             prep.files["input"] = str(self.train_image_path)
         return self.train_image, None
@@ -154,11 +157,19 @@ class Application:
         """The sampling-loop hooks of one batch (default: an ILVR hook when the edit has a factor)."""
         if prep.factor is None:
             return []
-        return [ILVRHook(prep.reference, prep.factor, t_start=prep.t_start,
-                         stop_at=float(prep.spec.get("stop_at") or 0.0), mask=prep.mask)]
+        return [
+            ILVRHook(
+                prep.reference,
+                prep.factor,
+                t_start=prep.t_start,
+                stop_at=float(prep.spec.get("stop_at") or 0.0),
+                mask=prep.mask,
+            )
+        ]
 
-    def metrics(self, prep: PreparedEdit, samples: torch.Tensor, bundle: "ModelBundle"
-                ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    def metrics(
+        self, prep: PreparedEdit, samples: torch.Tensor, bundle: "ModelBundle"
+    ) -> tuple[dict[str, float], dict[str, list[float]]]:
         """``(metrics, per-sample lists)`` of the results ``[num, 3, H, W]`` in [-1, 1] (CPU).
 
         Default: how exactly the kept region equals the reference (when there is a mask) and how
@@ -188,8 +199,13 @@ def _key_doc(f: dataclasses.Field, allowed: tuple[str, ...] | None) -> str:
     default = f.default
     if default is None:
         return f"`{f.name}`"
-    shown = str(default).lower() if isinstance(default, bool) else f"{default:g}" if isinstance(default, float) else (
-        str(default))
+    shown = (
+        str(default).lower()
+        if isinstance(default, bool)
+        else f"{default:g}"
+        if isinstance(default, float)
+        else (str(default))
+    )
     return f"`{f.name}` [{shown}" + (f"; {', '.join(c for c in allowed if c != default)}]" if allowed else "]")
 
 
@@ -201,8 +217,11 @@ def kinds_keys_doc() -> str:
 
     def keys(cls: type, names: set[str] | None) -> str:
         rules = field_rules(cls)
-        return ", ".join(_key_doc(f, rules[f.name].choices) for f in dataclasses.fields(cls)
-                         if (f.name in names if names is not None else f.name not in common))
+        return ", ".join(
+            _key_doc(f, rules[f.name].choices)
+            for f in dataclasses.fields(cls)
+            if (f.name in names if names is not None else f.name not in common)
+        )
 
     lines = [f"* every edit: {keys(EditOptions, common)}."]
     lines += [f"* `{a.name}`: {keys(a.Options, None)}." for a in applications()]
@@ -220,8 +239,10 @@ def kinds_table() -> str:
 def read_file(spec: EditSpec, key: str) -> Path:
     path = Path(str(spec[key]))
     if not path.is_file():
-        raise ManipulateError(f"{spec.where(key)}: {path}: file not found" + (
-            " (paths are relative to the repository root)" if not path.is_absolute() else ""))
+        raise ManipulateError(
+            f"{spec.where(key)}: {path}: file not found"
+            + (" (paths are relative to the repository root)" if not path.is_absolute() else "")
+        )
     return path
 
 
@@ -243,8 +264,13 @@ def to_tensor(img: Any, size: tuple[int, int] | None = None) -> torch.Tensor:
     return image_to_tensor(img)[None]
 
 
-def working_size(native: tuple[int, int], train: tuple[int, int], height: int | None = None,
-                 width: int | None = None, tolerance: float = 0.02) -> tuple[int, int]:
+def working_size(
+    native: tuple[int, int],
+    train: tuple[int, int],
+    height: int | None = None,
+    width: int | None = None,
+    tolerance: float = 0.02,
+) -> tuple[int, int]:
     """Size at which a reference image of ``native = (h, w)`` is used (see the module docstring)."""
     h, w = native
     if height and width:
@@ -268,7 +294,9 @@ def check_factor(spec: EditSpec, factor: int, size: tuple[int, int], key: str = 
         raise ManipulateError(f"{spec.where(key)}: {err}") from err
 
 
-def read_mask(spec: EditSpec, image_path: Path | None, native: tuple[int, int], like: torch.Tensor) -> tuple[Path, torch.Tensor]:
+def read_mask(
+    spec: EditSpec, image_path: Path | None, native: tuple[int, int], like: torch.Tensor
+) -> tuple[Path, torch.Tensor]:
     """Mask file -> ``[1, 1, H, W]`` at ``like``'s size; its own size must equal the image's ``native``."""
     path = read_file(spec, "mask")
     from PIL import Image, UnidentifiedImageError
@@ -282,7 +310,8 @@ def read_mask(spec: EditSpec, image_path: Path | None, native: tuple[int, int], 
         what = image_path if image_path is not None else "the training image"
         raise ManipulateError(
             f"{spec.where('mask')}: mask size {mh}x{mw} (HxW) does not match the image size {native[0]}x{native[1]} "
-            f"of {what}; draw the mask on that image")
+            f"of {what}; draw the mask on that image"
+        )
     invert = bool(spec.get("invert_mask", False))
     try:
         validate_mask(load_mask(path, invert=invert), torch.zeros(1, 1, mh, mw))
@@ -296,5 +325,3 @@ def read_mask(spec: EditSpec, image_path: Path | None, native: tuple[int, int], 
 def sdedit_start(spec: EditSpec, sampler: Sampler) -> int | None:
     strength = spec.get("strength")
     return None if strength is None else sdedit_timestep(sampler, strength)
-
-

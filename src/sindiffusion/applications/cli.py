@@ -44,8 +44,7 @@ def _add_edit_flags(p: argparse.ArgumentParser, app: type[Application]) -> list[
         if rule.type is bool:
             p.add_argument(flag, dest=key, action="store_true", default=None, help=text)
         else:
-            p.add_argument(flag, dest=key, type=_FLAG_TYPES[rule.type], default=None, choices=rule.choices,
-                           help=text)
+            p.add_argument(flag, dest=key, type=_FLAG_TYPES[rule.type], default=None, choices=rule.choices, help=text)
         keys.append(key)
     if app.reference_alias:
         p.add_argument("--reference", dest="input", type=str, default=None, help="alias of --input")
@@ -66,10 +65,16 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -
         p = sub.add_parser(app.command(), help=app.help, description=app.help)
         add_common(p, image=False)
         p.add_argument("--checkpoint", help="trained model.pt (default with --image: results/IMAGE/train/model.pt)")
-        p.add_argument("--out", required=True, help="output folder (a folder sindiffusion wrote is replaced atomically)")
+        p.add_argument(
+            "--out", required=True, help="output folder (a folder sindiffusion wrote is replaced atomically)"
+        )
         add_force(p)
-        p.add_argument("--image", default=None, type=image_name,
-                       help="training image name: the checkpoint must be this image's (checked)")
+        p.add_argument(
+            "--image",
+            default=None,
+            type=image_name,
+            help="training image name: the checkpoint must be this image's (checked)",
+        )
         keys = _add_edit_flags(p, app)
         p.set_defaults(func=_one_off, kind=app.name, edit_keys=keys)
 
@@ -78,8 +83,9 @@ def _manipulate(args: argparse.Namespace) -> None:
     from ..cli import load
     from ..stages import manipulate
 
-    summary = manipulate.run(load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress,
-                             force=args.force)
+    summary = manipulate.run(
+        load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force
+    )
     out = summary.get("out", args.out)
     for e in summary["edits"]:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")
@@ -92,9 +98,16 @@ def _one_off(args: argparse.Namespace) -> None:
     from ..stages import manipulate
 
     options: dict[str, Any] = {k: getattr(args, k) for k in args.edit_keys}
-    summary = manipulate.run_single(load(args), args.kind, options, args.checkpoint, args.out, image=args.image,
-                                    progress=not args.no_progress, force=args.force)
+    summary = manipulate.run_single(
+        load(args),
+        args.kind,
+        options,
+        args.checkpoint,
+        args.out,
+        image=args.image,
+        progress=not args.no_progress,
+        force=args.force,
+    )
     e = summary["edits"][0]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")
     print(f"{e['kind']} ({e['size'][0]}x{e['size'][1]}): {metrics} -> {args.out}/result.png")
-

@@ -18,10 +18,11 @@ Shape of the section::
           - {name: wide, kind: outpaint, right: 64}
           - {name: sr2, kind: super_resolution, scale: 2}
 
-Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`EDIT_KINDS`, one registered application each); the other keys
-depend on the kind (:data:`KIND_KEYS`). Files (``input``, ``mask``) are paths relative to the
-working directory (the repository root, where Snakemake and DVC run). Errors name the key as
-``params.yaml: manipulate.edits.<image>[i].<key>`` (or the ``--flag`` of a one-off command).
+Every edit has a ``name`` (its output folder) and a ``kind`` (:data:`EDIT_KINDS`, one registered
+application each); the other keys depend on the kind (its options dataclass). Files (``input``,
+``mask``) are paths relative to the working directory (the repository root, where Snakemake and
+DVC run). Errors name the key as ``params.yaml: manipulate.edits.<image>[i].<key>`` (or the
+``--flag`` of a one-off command).
 """
 
 from __future__ import annotations
@@ -32,9 +33,22 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
 
 from ..config import SAMPLERS, KindTable, ManipulateConfig, opt
 
-__all__ = ["EDIT_KINDS", "EditOptions", "EditSpec", "ILVROptions", "ManipulateConfig", "ManipulateError",
-           "MaskedILVROptions", "ResampleOptions", "SizeOptions", "edit_input_files", "kind_options", "parse_edit",
-           "parse_image_edits", "validate_all_edits"]
+__all__ = [
+    "EDIT_KINDS",
+    "EditOptions",
+    "EditSpec",
+    "ILVROptions",
+    "ManipulateConfig",
+    "ManipulateError",
+    "MaskedILVROptions",
+    "ResampleOptions",
+    "SizeOptions",
+    "edit_input_files",
+    "kind_options",
+    "parse_edit",
+    "parse_image_edits",
+    "validate_all_edits",
+]
 
 
 class ManipulateError(ValueError):
@@ -190,8 +204,9 @@ def parse_image_edits(cfg: ManipulateConfig, image: str, source: str = "params.y
     for i, raw in enumerate(items):
         spec = parse_edit(raw, f"{base}.{image}[{i}]")
         if spec.name in seen:
-            raise ManipulateError(f"{spec.where('name')}: duplicate edit name {spec.name!r} "
-                                  f"(also {base}.{image}[{seen[spec.name]}])")
+            raise ManipulateError(
+                f"{spec.where('name')}: duplicate edit name {spec.name!r} (also {base}.{image}[{seen[spec.name]}])"
+            )
         seen[spec.name] = i
         specs.append(spec)
     return specs

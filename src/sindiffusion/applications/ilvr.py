@@ -224,11 +224,23 @@ def ilvr_sdedit(
     return ILVRHook(reference, factor, t_start=t_start, stop_at=stop_at, mask=mask, weight=weight), t_start
 
 
-def ilvr_sample(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, reference: torch.Tensor,
-                factor: int, *, strength: float | None = None, mask: torch.Tensor | None = None,
-                stop_at: int | float = 0, batch_size: int | None = None, weight: float = 1.0,
-                extra_hooks: Sequence[SamplingHook] = (), generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def ilvr_sample(
+    model: EpsModel,
+    diffusion: GaussianDiffusion,
+    sampler: Sampler,
+    reference: torch.Tensor,
+    factor: int,
+    *,
+    strength: float | None = None,
+    mask: torch.Tensor | None = None,
+    stop_at: int | float = 0,
+    batch_size: int | None = None,
+    weight: float = 1.0,
+    extra_hooks: Sequence[SamplingHook] = (),
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """ILVR sampling (eq. 7) towards ``reference`` ``[1 or B, 3, H, W]`` in [-1, 1] -> ``[B, 3, H, W]``.
 
     Paint-to-image: ``strength`` 0.6-0.8, ``factor`` 4-8. Harmonization / editing: also a ``mask``
@@ -236,19 +248,44 @@ def ilvr_sample(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler,
     keeps shape and colours. ``strength=None``: start from pure noise (no SDEdit).
     """
     reference = reference.to(device)
-    hook, t_start = ilvr_sdedit(reference, factor, sampler, strength, stop_at=stop_at,
-                                mask=None if mask is None else mask.to(device), weight=weight)
+    hook, t_start = ilvr_sdedit(
+        reference,
+        factor,
+        sampler,
+        strength,
+        stop_at=stop_at,
+        mask=None if mask is None else mask.to(device),
+        weight=weight,
+    )
     b = batch_size if batch_size is not None else reference.shape[0]
     shape = (b, *reference.shape[1:])
-    return sample_loop(model, diffusion, sampler, shape, hooks=[hook, *extra_hooks], generator=generator,
-                       device=device, t_start=t_start, progress=progress)
+    return sample_loop(
+        model,
+        diffusion,
+        sampler,
+        shape,
+        hooks=[hook, *extra_hooks],
+        generator=generator,
+        device=device,
+        t_start=t_start,
+        progress=progress,
+    )
 
 
-def super_resolve(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sampler, low_res: torch.Tensor,
-                  scale: int, *, stop_at: int | float = 0, batch_size: int | None = None,
-                  extra_hooks: Sequence[SamplingHook] = (), generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu",
-                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def super_resolve(
+    model: EpsModel,
+    diffusion: GaussianDiffusion,
+    sampler: Sampler,
+    low_res: torch.Tensor,
+    scale: int,
+    *,
+    stop_at: int | float = 0,
+    batch_size: int | None = None,
+    extra_hooks: Sequence[SamplingHook] = (),
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Super-resolution by ILVR: ``[1 or B, 3, h, w]`` -> ``[B, 3, scale*h, scale*w]``, both in [-1, 1].
 
     The reference is ``low_res`` bicubic-upsampled by ``scale``; ILVR with ``N = scale`` makes the
@@ -261,7 +298,19 @@ def super_resolve(model: EpsModel, diffusion: GaussianDiffusion, sampler: Sample
         raise ValueError(f"low_res must be [B, C, h, w], got shape {tuple(low_res.shape)}")
     scale = int(scale)
     h, w = low_res.shape[-2:]
-    reference = F.interpolate(low_res.float(), size=(scale * h, scale * w), mode="bicubic",
-                              align_corners=False).clamp(-1.0, 1.0)
-    return ilvr_sample(model, diffusion, sampler, reference, scale, batch_size=batch_size, stop_at=stop_at,
-                       extra_hooks=extra_hooks, generator=generator, device=device, progress=progress)
+    reference = F.interpolate(low_res.float(), size=(scale * h, scale * w), mode="bicubic", align_corners=False).clamp(
+        -1.0, 1.0
+    )
+    return ilvr_sample(
+        model,
+        diffusion,
+        sampler,
+        reference,
+        scale,
+        batch_size=batch_size,
+        stop_at=stop_at,
+        extra_hooks=extra_hooks,
+        generator=generator,
+        device=device,
+        progress=progress,
+    )

@@ -110,8 +110,9 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None, invert: boo
 
 
 # ---------------------------------------------------------------------------- canvases
-def outpaint_canvas(image: torch.Tensor, left: int = 0, right: int = 0, top: int = 0,
-                    bottom: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def outpaint_canvas(
+    image: torch.Tensor, left: int = 0, right: int = 0, top: int = 0, bottom: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Put ``image`` on a larger canvas to be extended by ``left/right/top/bottom`` pixels.
 
     Args:
@@ -133,14 +134,15 @@ def outpaint_canvas(image: torch.Tensor, left: int = 0, right: int = 0, top: int
     b, c, h, w = image.shape
     H, W = h + top + bottom, w + left + right
     canvas = image.new_zeros((b, c, H, W))
-    canvas[:, :, top:top + h, left:left + w] = image
+    canvas[:, :, top : top + h, left : left + w] = image
     mask = image.new_ones((1, 1, H, W), dtype=torch.float32)
-    mask[:, :, top:top + h, left:left + w] = 0.0
+    mask[:, :, top : top + h, left : left + w] = 0.0
     return canvas, mask
 
 
-def outpaint_to_size(image: torch.Tensor, height: int, width: int,
-                     anchor: str = "center") -> tuple[torch.Tensor, torch.Tensor]:
+def outpaint_to_size(
+    image: torch.Tensor, height: int, width: int, anchor: str = "center"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Canvas of ``height x width`` with ``image`` placed at ``anchor`` (see :data:`ANCHORS`).
 
     ``"center"`` splits the extra pixels evenly (the odd one goes to the bottom/right),
@@ -175,7 +177,7 @@ def noised_reference(reference: torch.Tensor, t: int, like: torch.Tensor, ctx: S
     if t < 0:
         return ref.clone()
     abar = ctx.diffusion.abar(t)
-    return abar ** 0.5 * ref + (1.0 - abar) ** 0.5 * ctx.randn_like(like)
+    return abar**0.5 * ref + (1.0 - abar) ** 0.5 * ctx.randn_like(like)
 
 
 def paste_known(x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -198,8 +200,9 @@ class KnownRegionHook(SamplingHook):
             the chain, where the regions are harmonised); ``None`` = at every step.
     """
 
-    def __init__(self, known: torch.Tensor, mask: torch.Tensor, resample: int = 0,
-                 resample_until: int | None = None) -> None:
+    def __init__(
+        self, known: torch.Tensor, mask: torch.Tensor, resample: int = 0, resample_until: int | None = None
+    ) -> None:
         if int(resample) != resample or resample < 0:
             raise ValueError(f"resample must be a non-negative integer, got {resample!r}")
         if resample_until is not None and resample_until < 0:
@@ -254,5 +257,13 @@ def fill_masked_region(
     b = batch_size if batch_size is not None else known.shape[0]
     hook = KnownRegionHook(known.to(device), mask.to(device), resample=resample, resample_until=resample_until)
     shape = (b, known.shape[1], known.shape[2], known.shape[3])
-    return sample_loop(model, diffusion, sampler, shape, hooks=[hook, *extra_hooks], generator=generator,
-                       device=device, progress=progress)
+    return sample_loop(
+        model,
+        diffusion,
+        sampler,
+        shape,
+        hooks=[hook, *extra_hooks],
+        generator=generator,
+        device=device,
+        progress=progress,
+    )

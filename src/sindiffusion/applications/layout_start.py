@@ -38,7 +38,9 @@ class LayoutStartHook(SamplingHook):
 
     def start(self, x: torch.Tensor, t: int, ctx: SamplingContext) -> torch.Tensor:
         if tuple(x.shape[-2:]) != tuple(self.layout.shape[-2:]):
-            raise ValueError(f"sample size {tuple(x.shape[-2:])} differs from the layout {tuple(self.layout.shape[-2:])}")
+            raise ValueError(
+                f"sample size {tuple(x.shape[-2:])} differs from the layout {tuple(self.layout.shape[-2:])}"
+            )
         abar = ctx.diffusion.abar(t)
         # x is the loop's seeded standard normal noise: reuse it as eps (same numbers on any device).
-        return abar ** 0.5 * self.layout.to(x.device, x.dtype).expand_as(x) + (1 - abar) ** 0.5 * x
+        return abar**0.5 * self.layout.to(x.device, x.dtype).expand_as(x) + (1 - abar) ** 0.5 * x

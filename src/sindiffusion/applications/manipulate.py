@@ -42,14 +42,27 @@ from .base import (
 )
 from .config import EditSpec, ManipulateConfig, ManipulateError
 
-__all__ = ["EditResult", "PreparedEdit", "Settings", "check_checkpoint_image", "prepare_edit", "run_edit",
-           "working_size", "write_edit"]
+__all__ = [
+    "EditResult",
+    "PreparedEdit",
+    "Settings",
+    "check_checkpoint_image",
+    "prepare_edit",
+    "run_edit",
+    "working_size",
+    "write_edit",
+]
 
 
 # ---------------------------------------------------------------------------- inputs
-def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, train_image: torch.Tensor | None,
-                 train_image_path: Path | None = None,
-                 clip_cache: dict[tuple[str, str], tuple] | None = None) -> PreparedEdit:
+def prepare_edit(
+    spec: EditSpec,
+    cfg: ManipulateConfig,
+    bundle: ModelBundle,
+    train_image: torch.Tensor | None,
+    train_image_path: Path | None = None,
+    clip_cache: dict[tuple[str, str], tuple] | None = None,
+) -> PreparedEdit:
     """Read and check every input of ``spec`` (its application's :meth:`~.base.Application.prepare`);
     nothing is sampled or written.
 
@@ -73,19 +86,29 @@ def prepare_edit(spec: EditSpec, cfg: ManipulateConfig, bundle: ModelBundle, tra
 
 
 # ---------------------------------------------------------------------------- sampling
-def run_edit(prep: PreparedEdit, bundle: ModelBundle,
-             progress: Callable[[int, int], None] | None = None) -> EditResult:
+def run_edit(prep: PreparedEdit, bundle: ModelBundle, progress: Callable[[int, int], None] | None = None) -> EditResult:
     """Sample ``prep.settings.num`` results with the edit's hooks (one sampling loop) and its metrics."""
     app = APPLICATIONS.get(prep.spec.kind)()
     s = prep.settings
     T = bundle.diffusion.num_timesteps
     samples, timings = generate(
-        bundle, s.num, prep.size, prep.sampler, seed=s.seed,
-        batch_size=s.batch_size, hooks_for=lambda start, end: app.hooks(prep, T), t_start=prep.t_start,
-        clip_x0=x0_clip_of(s), progress=progress)
+        bundle,
+        s.num,
+        prep.size,
+        prep.sampler,
+        seed=s.seed,
+        batch_size=s.batch_size,
+        hooks_for=lambda start, end: app.hooks(prep, T),
+        t_start=prep.t_start,
+        clip_x0=x0_clip_of(s),
+        progress=progress,
+    )
     metrics, per_sample = app.metrics(prep, samples, bundle)
-    metrics = {"sample_seconds": timings["sample_seconds"], "seconds_per_sample": timings["seconds_per_sample"],
-               **metrics}
+    metrics = {
+        "sample_seconds": timings["sample_seconds"],
+        "seconds_per_sample": timings["seconds_per_sample"],
+        **metrics,
+    }
     return EditResult(samples=samples, metrics=metrics, per_sample=per_sample)
 
 
@@ -109,8 +132,9 @@ def write_edit(folder: Path, prep: PreparedEdit, result: EditResult, extra: dict
     if prep.input is not None:
         save_image(prep.input[0], folder / "input.png")
         files.append("input.png")
-    if prep.reference is not None and (prep.input is None or prep.reference.shape != prep.input.shape
-                                       or not torch.equal(prep.reference, prep.input)):
+    if prep.reference is not None and (
+        prep.input is None or prep.reference.shape != prep.input.shape or not torch.equal(prep.reference, prep.input)
+    ):
         save_image(prep.reference[0], folder / "reference.png")
         files.append("reference.png")
     if prep.mask is not None:
@@ -118,11 +142,18 @@ def write_edit(folder: Path, prep: PreparedEdit, result: EditResult, extra: dict
         files.append("mask.png")
     options = dict(prep.spec.options)
     meta = {
-        "name": prep.spec.name, "kind": prep.spec.kind, "options": options,
-        "settings": dataclasses.asdict(prep.settings), "size": list(prep.size),
-        "factor": prep.factor, "t_start": prep.t_start,
+        "name": prep.spec.name,
+        "kind": prep.spec.kind,
+        "options": options,
+        "settings": dataclasses.asdict(prep.settings),
+        "size": list(prep.size),
+        "factor": prep.factor,
+        "t_start": prep.t_start,
         "inputs": {k: {"path": v, "sha256": sha256_file(v)} for k, v in prep.files.items()},
-        "files": files, "metrics": result.metrics, "per_sample": result.per_sample, "notes": prep.notes,
+        "files": files,
+        "metrics": result.metrics,
+        "per_sample": result.per_sample,
+        "notes": prep.notes,
     }
     if prep.clip is not None:
         meta["clip"] = {"model": prep.clip.model_name, "pretrained": prep.clip.pretrained}
@@ -150,4 +181,3 @@ def log_edit(tracker: Any, prep: PreparedEdit, result: EditResult, prefix: str =
 
 def warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
-

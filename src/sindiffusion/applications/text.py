@@ -57,8 +57,7 @@ class MissingCLIPWeightsError(RuntimeError):
             "To get them: run once with internet access (open_clip downloads the tag into the Hugging Face "
             "hub cache, or into cache_dir; afterwards HF_HUB_OFFLINE=1 works), or download the checkpoint "
             "yourself and pass its local path (.bin, .pt, .pth or .safetensors) as `pretrained`. "
-            "Known tags for this model: "
-            + (", ".join(_known_tags(model_name)) or "none")
+            "Known tags for this model: " + (", ".join(_known_tags(model_name)) or "none")
         )
 
 
@@ -105,8 +104,11 @@ class CLIPNormalize:
 
 
 def _looks_like_path(pretrained: str) -> bool:
-    return os.sep in pretrained or "/" in pretrained or Path(pretrained).suffix.lower() in (
-        ".bin", ".pt", ".pth", ".safetensors", ".ckpt")
+    return (
+        os.sep in pretrained
+        or "/" in pretrained
+        or Path(pretrained).suffix.lower() in (".bin", ".pt", ".pth", ".safetensors", ".ckpt")
+    )
 
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | Path | None) -> bool:
@@ -134,8 +136,9 @@ def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def check_clip_weights(model_name: str, pretrained: str, cache_dir: str | Path | None = None,
-                       timeout: float = 3.0) -> str:
+def check_clip_weights(
+    model_name: str, pretrained: str, cache_dir: str | Path | None = None, timeout: float = 3.0
+) -> str:
     """Fail fast when the CLIP weights cannot be obtained; return how they will be loaded.
 
     Without this check open_clip retries a download for about a minute before giving up.
@@ -174,12 +177,14 @@ def check_clip_weights(model_name: str, pretrained: str, cache_dir: str | Path |
         raise MissingCLIPWeightsError(model_name, pretrained, "not in the cache and HF_HUB_OFFLINE is set")
     if not _online(timeout=timeout):
         raise MissingCLIPWeightsError(
-            model_name, pretrained, "not in the cache and huggingface.co cannot be reached (offline)")
+            model_name, pretrained, "not in the cache and huggingface.co cannot be reached (offline)"
+        )
     return "download"
 
 
-def load_clip(model_name: str, pretrained: str | None, device: torch.device | str = "cpu",
-              cache_dir: str | Path | None = None) -> tuple[torch.nn.Module, CLIPNormalize, Callable[..., torch.Tensor]]:
+def load_clip(
+    model_name: str, pretrained: str | None, device: torch.device | str = "cpu", cache_dir: str | Path | None = None
+) -> tuple[torch.nn.Module, CLIPNormalize, Callable[..., torch.Tensor]]:
     """Load an open_clip model for guidance; never trains it (eval mode, ``requires_grad=False``).
 
     Args:
@@ -212,7 +217,9 @@ def load_clip(model_name: str, pretrained: str | None, device: torch.device | st
             raise MissingCLIPWeightsError(model_name, pretrained, "not a known tag for this model nor a file")
     try:
         model, _, _ = open_clip.create_model_and_transforms(
-            model_name, pretrained=pretrained or None, device=device,
+            model_name,
+            pretrained=pretrained or None,
+            device=device,
             cache_dir=None if cache_dir is None else str(cache_dir),
         )
     except RuntimeError as e:
@@ -224,8 +231,9 @@ def load_clip(model_name: str, pretrained: str | None, device: torch.device | st
     return model, CLIPNormalize.for_model(model), tokenizer
 
 
-def encode_text(clip_model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor],
-                prompts: str | Sequence[str]) -> torch.Tensor:
+def encode_text(
+    clip_model: torch.nn.Module, tokenizer: Callable[..., torch.Tensor], prompts: str | Sequence[str]
+) -> torch.Tensor:
     """Unit-norm text embeddings ``[N, D]`` for ``prompts`` (one string or N strings).
 
     Raises ``ValueError`` for an empty prompt (nothing to guide towards).
@@ -239,8 +247,14 @@ def encode_text(clip_model: torch.nn.Module, tokenizer: Callable[..., torch.Tens
     return F.normalize(feats.float(), dim=-1)
 
 
-def make_cutouts(images: torch.Tensor, num: int, cut_size: tuple[int, int], generator: torch.Generator,
-                 augment: bool = True, min_frac: float = 0.5) -> torch.Tensor:
+def make_cutouts(
+    images: torch.Tensor,
+    num: int,
+    cut_size: tuple[int, int],
+    generator: torch.Generator,
+    augment: bool = True,
+    min_frac: float = 0.5,
+) -> torch.Tensor:
     """Random square crops resized to ``cut_size``: ``[B, C, H, W] -> [num * B, C, *cut_size]``.
 
     Cutout ``k`` of image ``b`` is row ``k * B + b``. Side lengths are drawn in
@@ -259,7 +273,7 @@ def make_cutouts(images: torch.Tensor, num: int, cut_size: tuple[int, int], gene
             side = max(1, int(round(frac * side_max)))
             top = int(torch.randint(0, h - side + 1, (), generator=generator))
             left = int(torch.randint(0, w - side + 1, (), generator=generator))
-            cut = images[:, :, top:top + side, left:left + side]
+            cut = images[:, :, top : top + side, left : left + side]
         shrink = cut.shape[-2] > cut_size[0] or cut.shape[-1] > cut_size[1]
         cut = F.interpolate(cut, size=cut_size, mode="bilinear", align_corners=False, antialias=shrink)
         if augment and bool(torch.rand((), generator=generator) < 0.5):
@@ -283,8 +297,12 @@ def _text_rows(text_features: torch.Tensor, batch: int) -> torch.Tensor:
     return F.normalize(tf, dim=-1).expand(batch, -1)
 
 
-def clip_score(clip_model: torch.nn.Module, images: torch.Tensor, text_features: torch.Tensor,
-               normalize: CLIPNormalize | None = None) -> torch.Tensor:
+def clip_score(
+    clip_model: torch.nn.Module,
+    images: torch.Tensor,
+    text_features: torch.Tensor,
+    normalize: CLIPNormalize | None = None,
+) -> torch.Tensor:
     """Cosine similarity ``[B]`` between each whole image ``[B, 3, H, W]`` in [-1, 1] and the text.
 
     ``text_features``: ``[1 or B, D]``. For logging; not differentiable (no_grad).
@@ -318,9 +336,17 @@ class CLIPGuidanceHook(SamplingHook):
     the gradient of every pixel outside that range (most pixels at the noisiest steps).
     """
 
-    def __init__(self, clip_model: torch.nn.Module, text_features: torch.Tensor, scale: float, cutouts: int = 8,
-                 cut_size: int | tuple[int, int] | None = None, augment: bool = True, needs_grad: bool = True,
-                 normalize: CLIPNormalize | None = None) -> None:
+    def __init__(
+        self,
+        clip_model: torch.nn.Module,
+        text_features: torch.Tensor,
+        scale: float,
+        cutouts: int = 8,
+        cut_size: int | tuple[int, int] | None = None,
+        augment: bool = True,
+        needs_grad: bool = True,
+        normalize: CLIPNormalize | None = None,
+    ) -> None:
         if text_features.numel() == 0:
             raise ValueError("text_features is empty: encode a non-empty prompt with encode_text")
         if cutouts < 1:
@@ -345,7 +371,7 @@ class CLIPGuidanceHook(SamplingHook):
         if self._generator is None or self._ctx is not ctx:
             # Derived from the loop generator's current state without drawing from it.
             state = ctx.generator.get_state().numpy().tobytes()
-            seed = int.from_bytes(hashlib.sha256(state).digest()[:8], "little") % (2 ** 63)
+            seed = int.from_bytes(hashlib.sha256(state).digest()[:8], "little") % (2**63)
             self._generator = torch.Generator().manual_seed(seed)
             self._ctx = ctx
         return self._generator

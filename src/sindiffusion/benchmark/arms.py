@@ -62,8 +62,11 @@ def parse_arm(text: str) -> Arm:
     if name.lower() in RESERVED:
         raise ConfigError(f"--arm {text!r}: the name {name!r} is reserved (baselines / report folders)")
     path, _, extra = rest.partition(":")
-    overrides = [o.strip() for o in re.split(r",(?=\s*[A-Za-z_][\w.]*\.[\w]+\s*=)", extra) if o.strip()] \
-        if extra.strip() else []
+    overrides = (
+        [o.strip() for o in re.split(r",(?=\s*[A-Za-z_][\w.]*\.[\w]+\s*=)", extra) if o.strip()]
+        if extra.strip()
+        else []
+    )
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"--arm {text!r}: override {o!r} is not section.key=value")
@@ -136,8 +139,10 @@ def select_images(images_dir: str | Path, selection: str | None = None, limit: i
             elif item in names:
                 hits = [item]
             else:
-                raise ValueError(f"--images {selection!r}: {item!r} is not an image of {images_dir} "
-                                 f"(have: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})")
+                raise ValueError(
+                    f"--images {selection!r}: {item!r} is not an image of {images_dir} "
+                    f"(have: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})"
+                )
             chosen += [h for h in hits if h not in chosen]
         names = sorted(chosen, key=natural_key)
     return names[:limit] if limit else names

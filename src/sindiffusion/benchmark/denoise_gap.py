@@ -39,8 +39,14 @@ def _rmse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def denoise_gap(checkpoint: str | Path, *, closed_form: PatchConfig | None = None, points: int = 12,
-                seed: int = 0, image_path: str | Path | None = None) -> list[dict[str, float]]:
+def denoise_gap(
+    checkpoint: str | Path,
+    *,
+    closed_form: PatchConfig | None = None,
+    points: int = 12,
+    seed: int = 0,
+    image_path: str | Path | None = None,
+) -> list[dict[str, float]]:
     """The rows of the gap curve (see the module docstring), ``points`` levels from t = 0 to T - 1.
 
     ``ValueError`` naming the file for a checkpoint of another kind or a training image that is
@@ -49,8 +55,10 @@ def denoise_gap(checkpoint: str | Path, *, closed_form: PatchConfig | None = Non
     ckpt = load_checkpoint(checkpoint)
     kind = ckpt["config"]["model"].get("kind", DEFAULT_KIND)
     if kind != "unet":
-        raise ValueError(f"{checkpoint}: denoise-gap compares a trained UNet with the closed form; this checkpoint "
-                         f"is model.kind={kind!r} (it IS a closed form)")
+        raise ValueError(
+            f"{checkpoint}: denoise-gap compares a trained UNet with the closed form; this checkpoint "
+            f"is model.kind={kind!r} (it IS a closed form)"
+        )
     if points < 2:
         raise ValueError(f"--points {points}: must be >= 2")
     path = Path(image_path or ckpt["image"]["path"])
@@ -58,7 +66,7 @@ def denoise_gap(checkpoint: str | Path, *, closed_form: PatchConfig | None = Non
         raise ValueError(f"{path}: the training image of {checkpoint} is missing; pass --image-file")
     if sha256_file(path) != ckpt["image"]["sha256"]:
         raise ValueError(f"{path}: not the image {checkpoint} was trained on (sha256 differs)")
-    x0 = image_to_tensor(load_image(path))[None]                      # [1, 3, H, W] in [-1, 1]
+    x0 = image_to_tensor(load_image(path))[None]  # [1, 3, H, W] in [-1, 1]
     diffusion = diffusion_from_checkpoint(ckpt)
     unet = model_from_checkpoint(ckpt, use_ema=True)
     closed = PatchDenoiser(closed_form or PatchConfig(), x0, diffusion.alphas_cumprod)
@@ -71,8 +79,15 @@ def denoise_gap(checkpoint: str | Path, *, closed_form: PatchConfig | None = Non
         x_t = diffusion.q_sample(x0, tt, noise)
         x0_unet = diffusion.predict_x0_from_eps(x_t, tt, unet(x_t, tt).float())
         x0_closed = closed.denoise(x_t, int(t))
-        rows.append({"t": int(t), "abar": float(diffusion.alphas_cumprod[t]), "rmse_gap": _rmse(x0_unet, x0_closed),
-                     "rmse_unet": _rmse(x0_unet, x0), "rmse_closed": _rmse(x0_closed, x0)})
+        rows.append(
+            {
+                "t": int(t),
+                "abar": float(diffusion.alphas_cumprod[t]),
+                "rmse_gap": _rmse(x0_unet, x0_closed),
+                "rmse_unet": _rmse(x0_unet, x0),
+                "rmse_closed": _rmse(x0_closed, x0),
+            }
+        )
     return rows
 
 
@@ -94,8 +109,11 @@ def write_outputs(rows: list[dict[str, float]], out: str | Path, meta: dict[str,
     atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps({"rows": rows, **meta}, indent=2)))
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ts = [r["t"] for r in rows]
-    for key, label in (("rmse_gap", "UNet vs closed form"), ("rmse_unet", "UNet vs clean"),
-                       ("rmse_closed", "closed form vs clean")):
+    for key, label in (
+        ("rmse_gap", "UNet vs closed form"),
+        ("rmse_unet", "UNet vs clean"),
+        ("rmse_closed", "closed form vs clean"),
+    ):
         ax.plot(ts, [r[key] for r in rows], marker="o", label=label)
     ax.set_xlabel("t (noise level)")
     ax.set_ylabel("RMSE of predicted x0 ([-1, 1])")
@@ -111,8 +129,14 @@ def log_mlflow(rows: list[dict[str, float]], files: dict[str, Path], tracking: A
     """One run in ``<tracking.experiment>-denoise-gap``: the three curves at step = t, and the files."""
     from ..tracking import stage_run
 
-    with stage_run("denoise-gap", image, enabled=tracking.enabled, experiment=f"{tracking.experiment}-denoise-gap",
-                   uri=tracking.tracking_uri, local_note=f"The curve is still in {files['csv'].parent}.") as tracker:
+    with stage_run(
+        "denoise-gap",
+        image,
+        enabled=tracking.enabled,
+        experiment=f"{tracking.experiment}-denoise-gap",
+        uri=tracking.tracking_uri,
+        local_note=f"The curve is still in {files['csv'].parent}.",
+    ) as tracker:
         for r in rows:
             tracker.log_metrics({k: r[k] for k in ("rmse_gap", "rmse_unet", "rmse_closed")}, step=r["t"])
         for f in files.values():

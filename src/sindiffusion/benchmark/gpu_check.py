@@ -33,6 +33,7 @@ PARTS = "parts"
 def _dump(path: Path, data: Any) -> None:
     """Atomic JSON without importing torch (``merge``/``mark`` run in a bare interpreter in seconds);
     NaN/inf become null."""
+
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -74,14 +75,25 @@ def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
 
     from ..runtime import cpu_bf16_flags
 
-    env: dict[str, Any] = {"status": "ok", "mode": "cpu-smoke" if cpu_smoke else "gpu", "python": sys.version.split()[0],
-                           "torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
-                           "platform": platform.platform(), "cpu_bf16_flags": list(cpu_bf16_flags()),
-                           "threads": torch.get_num_threads()}
+    env: dict[str, Any] = {
+        "status": "ok",
+        "mode": "cpu-smoke" if cpu_smoke else "gpu",
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "platform": platform.platform(),
+        "cpu_bf16_flags": list(cpu_bf16_flags()),
+        "threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_memory_gib=props.total_memory / 2**30, cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version(), bf16_supported=torch.cuda.is_bf16_supported())
+        env.update(
+            gpu=props.name,
+            gpu_memory_gib=props.total_memory / 2**30,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            bf16_supported=torch.cuda.is_bf16_supported(),
+        )
     _write(out, "env", env)
     return env
 
@@ -110,20 +122,33 @@ def _guarded(out: Path, name: str, part: dict[str, Any], body: Callable[[dict[st
     return part
 
 
-def part_config(out: Path, name: str, params_path: str, image: Path, minutes: float, num: int,
-                overrides: list[str], metrics: bool = True) -> dict[str, Any]:
+def part_config(
+    out: Path,
+    name: str,
+    params_path: str,
+    image: Path,
+    minutes: float,
+    num: int,
+    overrides: list[str],
+    metrics: bool = True,
+) -> dict[str, Any]:
     """Train ``params_path`` for ``minutes`` on ``image``, sample ``num``, score, sheet (see the module docstring)."""
     part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
 
     def body(part: dict[str, Any]) -> None:
+        from ..runtime import resolve_device
         from ..stages import preprocess, sample, train
         from ..stages.evaluate import compute, load_unit
-        from ..runtime import resolve_device
         from .per_image import brightness_stats, load_samples
         from .sheets import contact_sheet
 
-        over = [*overrides, f"train.max_minutes={minutes:g}", f"sample.num_samples={num}",
-                f"sample.batch_size={num}", "evaluate.deep=false"]
+        over = [
+            *overrides,
+            f"train.max_minutes={minutes:g}",
+            f"sample.num_samples={num}",
+            f"sample.batch_size={num}",
+            "evaluate.deep=false",
+        ]
         results = out / "runs" / name
         params = _params(params_path, over, image, results)
         img = image.stem
@@ -137,8 +162,20 @@ def part_config(out: Path, name: str, params_path: str, image: Path, minutes: fl
         _reset_peak(device)
         t0 = time.perf_counter()
         meta = sample.run(params, img, progress=False)
-        part["sample"] = {k: meta[k] for k in ("size", "sample_seconds", "seconds_per_sample", "seconds_per_step",
-                                                "sampler", "steps", "num_samples", "clip_x0") if k in meta}
+        part["sample"] = {
+            k: meta[k]
+            for k in (
+                "size",
+                "sample_seconds",
+                "seconds_per_sample",
+                "seconds_per_step",
+                "sampler",
+                "steps",
+                "num_samples",
+                "clip_x0",
+            )
+            if k in meta
+        }
         part["sample"].update(stage_seconds=time.perf_counter() - t0, peak_memory_gib=_peak_gib(device))
         _write(out, name, part)
         if metrics:
@@ -147,11 +184,14 @@ def part_config(out: Path, name: str, params_path: str, image: Path, minutes: fl
             paths = ImagePaths(img, results)
             real, fakes = load_unit(paths.processed), load_samples(paths.samples)
             scores = compute(params, real, fakes, deep=False)
-            part["metrics"] = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            part["metrics"] = {
+                k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             part["metrics"].update(brightness_stats(real, fakes))
             sheet = out / "sheets" / f"{name}.png"
-            contact_sheet([(f"training {img}", [paths.processed]), (name, sorted(paths.samples.glob("sample_*.png")))],
-                          sheet)
+            contact_sheet(
+                [(f"training {img}", [paths.processed]), (name, sorted(paths.samples.glob("sample_*.png")))], sheet
+            )
             part["sheet"] = str(sheet)
 
     return _guarded(out, name, part, body)
@@ -201,8 +241,14 @@ def merge(out: Path) -> dict[str, Any]:
     """``OUT/parts/*.json`` -> ``OUT/gpu-check.json`` (``parts`` by name, env first)."""
     parts = {p.stem: json.loads(p.read_text()) for p in sorted((out / PARTS).glob("*.json"))}
     status = {k: v.get("status") for k, v in parts.items()}
-    result = {"format": "sindiffusion-gpu-check", "version": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "status": status, **({"env": parts.pop("env")} if "env" in parts else {}), "parts": parts}
+    result = {
+        "format": "sindiffusion-gpu-check",
+        "version": 1,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": status,
+        **({"env": parts.pop("env")} if "env" in parts else {}),
+        "parts": parts,
+    }
     _dump(out / "gpu-check.json", result)
     return result
 
@@ -237,10 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "env":
         part_env(args.out, args.cpu_smoke)
     elif args.part == "config":
-        part = part_config(Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num,
-                           args.overrides)
-        print(f"gpu-check {args.name}: {part['status']}" + (f" ({part.get('error')})" if part.get("error") else ""),
-              file=sys.stderr)
+        part = part_config(
+            Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num, args.overrides
+        )
+        print(
+            f"gpu-check {args.name}: {part['status']}" + (f" ({part.get('error')})" if part.get("error") else ""),
+            file=sys.stderr,
+        )
     elif args.part == "patch":
         part = part_patch(Path(args.out), Path(args.image), args.size, args.params, args.overrides)
         print(f"gpu-check patch: {part['status']}", file=sys.stderr)

@@ -62,8 +62,11 @@ def brightness_stats(real: torch.Tensor, fakes: torch.Tensor, tolerance: float =
     """``real`` ``[1,3,H,W]``, ``fakes`` ``[N,3,H',W']`` in [0,1] (any sizes): how far each sample's
     mean brightness is from the training image's."""
     dev = (luma_means(fakes) - luma_means(real)[0]).abs()
-    return {"bright_max_dev": float(dev.max()), "bright_over": int((dev > tolerance).sum()),
-            "bright_mean_dev": float(dev.mean())}
+    return {
+        "bright_max_dev": float(dev.max()),
+        "bright_over": int((dev > tolerance).sum()),
+        "bright_mean_dev": float(dev.mean()),
+    }
 
 
 def load_samples(samples_dir: Path) -> torch.Tensor:
@@ -78,9 +81,18 @@ def _stage_done(stage: str, paths: ImagePaths) -> bool:
     return out.is_file()
 
 
-def run_image(params: Params, arm: str, image: str, fingerprint: str, *, weights_dir: str | Path | None,
-              models: Mapping[str, torch.nn.Module] | None, unavailable: Mapping[str, str] | None,
-              progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def run_image(
+    params: Params,
+    arm: str,
+    image: str,
+    fingerprint: str,
+    *,
+    weights_dir: str | Path | None,
+    models: Mapping[str, torch.nn.Module] | None,
+    unavailable: Mapping[str, str] | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Run (or finish) ``arm`` on ``image`` and return its row (also written to ``row.json``)."""
     from ..stages import evaluate, preprocess, sample, train
     from ..stages.common import image_paths
@@ -104,17 +116,26 @@ def run_image(params: Params, arm: str, image: str, fingerprint: str, *, weights
         runners[stage]()
         timing[f"{stage}_s"] = time.perf_counter() - t0
         write_json(tpath, timing)
-    metrics = evaluate.run(params, image, weights_dir=weights_dir, models=models, unavailable=unavailable,
-                           verbose=False)
+    metrics = evaluate.run(
+        params, image, weights_dir=weights_dir, models=models, unavailable=unavailable, verbose=False
+    )
     meta = json.loads(paths.samples_meta.read_text())
     n = len(meta["files"])
     per_sample = float(meta["sample_seconds"]) / n
     startup = max(0.0, timing["sample_s"] - float(meta["sample_seconds"]))
     real = load_unit(paths.processed)
-    row = {"kind": "image", "method": arm, "image": image, "source": str(paths.samples), **metrics,
-           **brightness_stats(real, load_samples(paths.samples)), "n_samples": n,
-           "train_s": timing["train_s"], "per_sample_s": per_sample,
-           "first_sample_s": timing["preprocess_s"] + timing["train_s"] + startup + per_sample,
-           "fingerprint": fingerprint}
+    row = {
+        "kind": "image",
+        "method": arm,
+        "image": image,
+        "source": str(paths.samples),
+        **metrics,
+        **brightness_stats(real, load_samples(paths.samples)),
+        "n_samples": n,
+        "train_s": timing["train_s"],
+        "per_sample_s": per_sample,
+        "first_sample_s": timing["preprocess_s"] + timing["train_s"] + startup + per_sample,
+        "fingerprint": fingerprint,
+    }
     write_json(row_path(paths), row)
     return row

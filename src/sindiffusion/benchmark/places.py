@@ -36,8 +36,13 @@ from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_ima
 
 #: the arm name when no ``--arm`` is given (``--params`` + ``--set``)
 OURS = "sindiffusion"
-BASELINE_NAMES = {"singan": "SinGAN", "gpnn": "GPNN", "exsingan": "ExSinGAN", "consingan": "ConSinGAN",
-                  "sindiffusion": "SinDiffusion"}
+BASELINE_NAMES = {
+    "singan": "SinGAN",
+    "gpnn": "GPNN",
+    "exsingan": "ExSinGAN",
+    "consingan": "ConSinGAN",
+    "sindiffusion": "SinDiffusion",
+}
 __all__ = ["OURS", "benchmark_images", "natural_key", "run_benchmark"]
 
 
@@ -50,8 +55,11 @@ def metric_columns(params: Params) -> list[str]:
     from ..evaluation import sifid_metric_name
 
     cfg = params.section("evaluate")
-    return [sifid_metric_name(layer) for layer in cfg.sifid_layers] + ["lpips_diversity", *report.WEIGHT_FREE,
-                                                                       *report.EXTRA]
+    return [sifid_metric_name(layer) for layer in cfg.sifid_layers] + [
+        "lpips_diversity",
+        *report.WEIGHT_FREE,
+        *report.EXTRA,
+    ]
 
 
 def find_baseline(folder: Path, name: str) -> Path | None:
@@ -70,8 +78,9 @@ def baseline_methods(baselines: str | Path) -> list[tuple[str, Path]]:
     return [(BASELINE_NAMES.get(f.name.lower(), f.name), f) for f in folders]
 
 
-def score_baselines(params: Params, names: Sequence[str], methods: Sequence[tuple[str, Path]],
-                    processed: dict[str, Path]) -> tuple[list[dict], list[str]]:
+def score_baselines(
+    params: Params, names: Sequence[str], methods: Sequence[tuple[str, Path]], processed: dict[str, Path]
+) -> tuple[list[dict], list[str]]:
     """Weight-free metrics + brightness of published samples, one row per (method, image) found.
 
     Each sample is resized to ``processed[image]`` (a processed training image) and compared with
@@ -93,17 +102,32 @@ def score_baselines(params: Params, names: Sequence[str], methods: Sequence[tupl
             fake = resize_to(fake, tuple(real.shape[-2:]))
             m = compute(params, real, fake, deep=False)
             m["sample_size"], m["scored_size"] = original, list(real.shape[-2:])
-            rows.append({"kind": "image", "method": method, "image": name, "source": str(sample), **m,
-                         **brightness_stats(real, fake), "n_samples": 1})
+            rows.append(
+                {
+                    "kind": "image",
+                    "method": method,
+                    "image": name,
+                    "source": str(sample),
+                    **m,
+                    **brightness_stats(real, fake),
+                    "n_samples": 1,
+                }
+            )
     return rows, notes
 
 
 def _arm_info(arm: Arm, params: Params) -> dict[str, Any]:
     settings = arm_settings(params)
-    return {"spec": arm.spec(), "fingerprint": fingerprint(settings), "kind": settings["model"].get("kind", "unet"),
-            "max_size": settings["preprocess"]["max_size"], "train_steps": settings["train"]["steps"],
-            "num_samples": settings["sample"]["num_samples"], "sample_steps": settings["sample"]["steps"],
-            "experiment": params.section("tracking").experiment}
+    return {
+        "spec": arm.spec(),
+        "fingerprint": fingerprint(settings),
+        "kind": settings["model"].get("kind", "unet"),
+        "max_size": settings["preprocess"]["max_size"],
+        "train_steps": settings["train"]["steps"],
+        "num_samples": settings["sample"]["num_samples"],
+        "sample_steps": settings["sample"]["steps"],
+        "experiment": params.section("tracking").experiment,
+    }
 
 
 def _check_resumable(arm: str, params: Params, names: Sequence[str], fp: str) -> None:
@@ -112,20 +136,25 @@ def _check_resumable(arm: str, params: Params, names: Sequence[str], fp: str) ->
     for name in names:
         path = row_path(ImagePaths(name, results))
         if path.is_file() and json.loads(path.read_text()).get("fingerprint") != fp:
-            raise ConfigError(f"{path}: made with other settings for arm {arm!r} than this command's; "
-                              f"use another --out, or delete {results} to rerun it")
+            raise ConfigError(
+                f"{path}: made with other settings for arm {arm!r} than this command's; "
+                f"use another --out, or delete {results} to rerun it"
+            )
 
 
-def prepare_arms(arms: Sequence[Arm], common: Sequence[str], images_dir: Path, out: Path,
-                 names: Sequence[str]) -> dict[str, Params]:
+def prepare_arms(
+    arms: Sequence[Arm], common: Sequence[str], images_dir: Path, out: Path, names: Sequence[str]
+) -> dict[str, Params]:
     """Validate every arm (params, overrides, resumability, equal evaluate sections) before any work."""
     check_arms(arms)
     params = {a.name: arm_params(a, common, images_dir, out) for a in arms}
     first = arms[0].name
     for a in arms:
         if params[a.name].section_dict("evaluate") != params[first].section_dict("evaluate"):
-            raise ConfigError(f"--arm {a.name}: its evaluate section differs from arm {first!r}'s; the metrics "
-                              "would not be comparable (set evaluate.* the same, e.g. with --set)")
+            raise ConfigError(
+                f"--arm {a.name}: its evaluate section differs from arm {first!r}'s; the metrics "
+                "would not be comparable (set evaluate.* the same, e.g. with --set)"
+            )
         _check_resumable(a.name, params[a.name], names, fingerprint(arm_settings(params[a.name])))
     return params
 
@@ -142,8 +171,14 @@ def _log(msg: str) -> None:
     print(f"[benchmark] {msg}", file=sys.stderr, flush=True)
 
 
-def make_sheets(out: Path, names: Sequence[str], arm_params_: dict[str, Params], methods: Sequence[tuple[str, Path]],
-                processed: dict[str, Path], done: set[tuple[str, str]]) -> dict[str, str]:
+def make_sheets(
+    out: Path,
+    names: Sequence[str],
+    arm_params_: dict[str, Params],
+    methods: Sequence[tuple[str, Path]],
+    processed: dict[str, Path],
+    done: set[tuple[str, str]],
+) -> dict[str, str]:
     """One contact sheet per image that has a processed training image: ``{image: relative path}``."""
     from ..stages.evaluate import sample_files
     from .sheets import image_sheet
@@ -152,8 +187,11 @@ def make_sheets(out: Path, names: Sequence[str], arm_params_: dict[str, Params],
     for name in names:
         if name not in processed:
             continue
-        arms = [(arm, sample_files(ImagePaths(name, Path(p.section("data").results_dir)).samples))
-                for arm, p in arm_params_.items() if (arm, name) in done]
+        arms = [
+            (arm, sample_files(ImagePaths(name, Path(p.section("data").results_dir)).samples))
+            for arm, p in arm_params_.items()
+            if (arm, name) in done
+        ]
         bases = [(m, f) for m, folder in methods if (f := find_baseline(folder, name)) is not None]
         rel = f"sheets/{name}.png"
         image_sheet(name, processed[name], arms, bases, out / rel)
@@ -161,11 +199,19 @@ def make_sheets(out: Path, names: Sequence[str], arm_params_: dict[str, Params],
     return sheets
 
 
-def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmark",
-                  params_path: str | Path = "params.yaml", overrides: Sequence[str] = (),
-                  arms: Sequence[Arm] = (), images: str | None = None, limit: int | None = None,
-                  baselines: str | Path | None = None, weights_dir: str | Path | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+def run_benchmark(
+    images_dir: str | Path,
+    *,
+    out: str | Path = "results-benchmark",
+    params_path: str | Path = "params.yaml",
+    overrides: Sequence[str] = (),
+    arms: Sequence[Arm] = (),
+    images: str | None = None,
+    limit: int | None = None,
+    baselines: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run every arm over the selected images of ``images_dir``; write sheets, tables and plot into ``out``.
 
     ``overrides`` (``--set``) apply to every arm, before each arm's own. Images already finished
@@ -173,8 +219,8 @@ def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmar
     Returns the result dict written to ``benchmark.json`` (``rows``, ``means``, ``settings``,
     ``files``, ...). Raises if no image could be evaluated by any arm.
     """
-    from ..stages import evaluate
     from ..runtime import resolve_device
+    from ..stages import evaluate
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
@@ -202,8 +248,17 @@ def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmar
                     row = json.loads(row_path(paths).read_text())
                     _log(f"{arm.name}/{name}: done before, reused ({row_path(paths)})")
                 else:
-                    row = run_image(p, arm.name, name, fp, weights_dir=weights_dir, models=models,
-                                    unavailable=unavailable, progress=progress, log=_log)
+                    row = run_image(
+                        p,
+                        arm.name,
+                        name,
+                        fp,
+                        weights_dir=weights_dir,
+                        models=models,
+                        unavailable=unavailable,
+                        progress=progress,
+                        log=_log,
+                    )
             except (KeyboardInterrupt, ConfigError):
                 raise
             except Exception as err:  # one bad image must not sink a 50-image benchmark
@@ -226,8 +281,9 @@ def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmar
                 break
     notes: list[str] = []
     if any(n in processed and processed[n] != ImagePaths(n, out / first_arm).processed for n in processed):
-        notes.append(f"arm {first_arm!r} failed on some images: their baselines are scored at another arm's "
-                     "processed image")
+        notes.append(
+            f"arm {first_arm!r} failed on some images: their baselines are scored at another arm's processed image"
+        )
     sizes = {a.name: params[a.name].section("preprocess").max_size for a in arms}
     if len(set(sizes.values())) > 1:
         notes.append(f"arms train at different sizes {sizes}: the baselines are scored at the first arm's")
@@ -235,16 +291,33 @@ def run_benchmark(images_dir: str | Path, *, out: str | Path = "results-benchmar
     rows += base_rows
     notes += base_notes
     sheets = make_sheets(out, names, params, methods, processed, done)
-    settings = {"images_dir": str(images_dir), "out": str(out), "device": str(device), "limit": limit,
-                "selection": images, "baselines": str(baselines) if baselines else None,
-                "baselines_methods": [m for m, _ in methods], "brightness_tolerance": BRIGHTNESS_TOLERANCE,
-                "arms": {a.name: _arm_info(a, params[a.name]) for a in arms}, "seconds": round(time.time() - t0, 1),
-                "tracking": {**params[first_arm].section_dict("tracking"),
-                             "experiment": summary_experiment(params[first_arm], first_arm)}}
+    settings = {
+        "images_dir": str(images_dir),
+        "out": str(out),
+        "device": str(device),
+        "limit": limit,
+        "selection": images,
+        "baselines": str(baselines) if baselines else None,
+        "baselines_methods": [m for m, _ in methods],
+        "brightness_tolerance": BRIGHTNESS_TOLERANCE,
+        "arms": {a.name: _arm_info(a, params[a.name]) for a in arms},
+        "seconds": round(time.time() - t0, 1),
+        "tracking": {
+            **params[first_arm].section_dict("tracking"),
+            "experiment": summary_experiment(params[first_arm], first_arm),
+        },
+    }
     # the pixel-diversity reason of single-sample baselines is explained in the text, not listed
-    result: dict[str, Any] = {"rows": rows, "columns": columns, "settings": settings, "failures": failures,
-                              "unavailable": {k: v for k, v in unavailable.items() if k != "pixel_diversity"},
-                              "notes": notes, "sheets": sheets, "published": report.published_rows(columns[0])}
+    result: dict[str, Any] = {
+        "rows": rows,
+        "columns": columns,
+        "settings": settings,
+        "failures": failures,
+        "unavailable": {k: v for k, v in unavailable.items() if k != "pixel_diversity"},
+        "notes": notes,
+        "sheets": sheets,
+        "published": report.published_rows(columns[0]),
+    }
     report.write_report(result, out)
     log_to_mlflow(result, out)
     print(report.render_markdown(result))
@@ -257,12 +330,23 @@ def log_to_mlflow(result: dict[str, Any], out: Path) -> None:
 
     settings = result["settings"]
     tracking = settings["tracking"]
-    with stage_run("benchmark", "_benchmark", enabled=tracking["enabled"], experiment=tracking["experiment"],
-                   uri=tracking["tracking_uri"], local_note=f"The tables are still in {out}.") as tracker:
-        tracker.log_params({"images_dir": settings["images_dir"], "num_images": len(result["images"]),
-                            "images": ",".join(result["images"])[:500],
-                            "arms": {n: a["spec"] for n, a in settings["arms"].items()},
-                            "baselines": settings["baselines"]})
+    with stage_run(
+        "benchmark",
+        "_benchmark",
+        enabled=tracking["enabled"],
+        experiment=tracking["experiment"],
+        uri=tracking["tracking_uri"],
+        local_note=f"The tables are still in {out}.",
+    ) as tracker:
+        tracker.log_params(
+            {
+                "images_dir": settings["images_dir"],
+                "num_images": len(result["images"]),
+                "images": ",".join(result["images"])[:500],
+                "arms": {n: a["spec"] for n, a in settings["arms"].items()},
+                "baselines": settings["baselines"],
+            }
+        )
         logged = {}
         for m in result["means"]:
             prefix = re.sub(r"\W+", "_", m["method"].lower())

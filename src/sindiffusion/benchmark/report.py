@@ -48,8 +48,12 @@ def mean_rows(rows: list[dict], columns: Sequence[str]) -> list[dict]:
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        row: dict[str, Any] = {"kind": "mean", "method": method, "image": f"mean of {len(mine)}",
-                               "source": "measured here"}
+        row: dict[str, Any] = {
+            "kind": "mean",
+            "method": method,
+            "image": f"mean of {len(mine)}",
+            "source": "measured here",
+        }
         for c in columns:
             vals = [float(r[c]) for r in mine if _number(r.get(c))]
             how = AGGREGATE.get(c, "mean")
@@ -64,8 +68,17 @@ def mean_rows(rows: list[dict], columns: Sequence[str]) -> list[dict]:
 
 
 def published_rows(sifid_col: str) -> list[dict]:
-    return [{"kind": "published", "method": m, "image": "Places50 (50)", "source": PUBLISHED_SOURCE,
-             sifid_col: s, "lpips_diversity": lp} for m, s, lp in PUBLISHED]
+    return [
+        {
+            "kind": "published",
+            "method": m,
+            "image": "Places50 (50)",
+            "source": PUBLISHED_SOURCE,
+            sifid_col: s,
+            "lpips_diversity": lp,
+        }
+        for m, s, lp in PUBLISHED
+    ]
 
 
 def sort_rows(rows: list[dict], methods: Sequence[str]) -> list[dict]:
@@ -90,13 +103,19 @@ def _md_table(rows: list[dict], cols: Sequence[str], headers: Sequence[str] | No
 
 
 def _settings_lines(settings: dict[str, Any]) -> list[str]:
-    lines = [f"Images: `{settings['images_dir']}` ({len(settings.get('images', []))} benchmarked); results: "
-             f"`{settings['out']}`; device: {settings.get('device', '?')}.", "", "Arms (each runs preprocess -> "
-             "train -> sample -> evaluate on every image):", ""]
+    lines = [
+        f"Images: `{settings['images_dir']}` ({len(settings.get('images', []))} benchmarked); results: "
+        f"`{settings['out']}`; device: {settings.get('device', '?')}.",
+        "",
+        "Arms (each runs preprocess -> train -> sample -> evaluate on every image):",
+        "",
+    ]
     for name, arm in settings.get("arms", {}).items():
-        lines.append(f"- `{name}`: `{arm['spec']}` (model.kind={arm.get('kind', 'unet')}, "
-                     f"preprocess.max_size={arm['max_size']}, train.steps={arm['train_steps']}, "
-                     f"samples/image={arm['num_samples']}, sample.steps={arm['sample_steps']})")
+        lines.append(
+            f"- `{name}`: `{arm['spec']}` (model.kind={arm.get('kind', 'unet')}, "
+            f"preprocess.max_size={arm['max_size']}, train.steps={arm['train_steps']}, "
+            f"samples/image={arm['num_samples']}, sample.steps={arm['sample_steps']})"
+        )
     return lines
 
 
@@ -106,33 +125,55 @@ def render_markdown(result: dict[str, Any]) -> str:
     # deep metrics without weights are n/a everywhere: keep them out of the wide tables (CSV keeps them)
     shown = [c for c in columns if c in EXTRA or c in WEIGHT_FREE or any(_number(r.get(c)) for r in rows)]
     sifid_col = columns[0]
-    parts = ["# Benchmark: arms side by side with the published baselines", "", *_settings_lines(settings), "",
-             "Lower is better: patch_swd (fidelity), copy_fraction (near-exact copied patches), bright_*; higher "
-             "is better: copy_nn_dist (farther from the training patches = less copying), pixel_diversity. "
-             f"`bright_max_dev` = largest |mean brightness - training image's| (0-1) over an image's samples, "
-             f"`bright_over` = samples off by more than {settings.get('brightness_tolerance', 0.1)}. "
-             "Seconds are wall time: `train_s` the train stage, `first_sample_s` preprocess + train + sample start-up "
-             "+ one sample, `per_sample_s` sampling time / samples. Mean rows: means over the images a method has, "
-             "except bright_max_dev (max), bright_over and n_samples (totals). `n/a` = not computed.", "",
-             "## Mean over images", "", _md_table(means, ["method", "image", *shown], ["method", "images", *shown]),
-             "", "## Per image", "", _md_table(rows, ["image", "method", *shown]), ""]
+    parts = [
+        "# Benchmark: arms side by side with the published baselines",
+        "",
+        *_settings_lines(settings),
+        "",
+        "Lower is better: patch_swd (fidelity), copy_fraction (near-exact copied patches), bright_*; higher "
+        "is better: copy_nn_dist (farther from the training patches = less copying), pixel_diversity. "
+        f"`bright_max_dev` = largest |mean brightness - training image's| (0-1) over an image's samples, "
+        f"`bright_over` = samples off by more than {settings.get('brightness_tolerance', 0.1)}. "
+        "Seconds are wall time: `train_s` the train stage, `first_sample_s` preprocess + train + sample start-up "
+        "+ one sample, `per_sample_s` sampling time / samples. Mean rows: means over the images a method has, "
+        "except bright_max_dev (max), bright_over and n_samples (totals). `n/a` = not computed.",
+        "",
+        "## Mean over images",
+        "",
+        _md_table(means, ["method", "image", *shown], ["method", "images", *shown]),
+        "",
+        "## Per image",
+        "",
+        _md_table(rows, ["image", "method", *shown]),
+        "",
+    ]
     if result.get("sheets"):
         parts += ["## Contact sheets", "", "Training image, 4 samples per arm, published baselines (resized):", ""]
         parts += [f"- [{img}]({path})" for img, path in result["sheets"].items()]
         parts.append("")
     if any(_number(r.get(sifid_col)) for r in published):
-        parts += ["## The paper's Table 1 (Places50, 250 px, paper recipe)", "",
-                  _md_table(published, ["method", "source", sifid_col, "lpips_diversity"]), "",
-                  f"Published SIFID sits in the `{sifid_col}` column; the paper does not state its Inception layer "
-                  "(SinGAN's code uses pool1, its paper and SinDiffusion's supplementary describe pool2): compare "
-                  "trends, not digits.", ""]
+        parts += [
+            "## The paper's Table 1 (Places50, 250 px, paper recipe)",
+            "",
+            _md_table(published, ["method", "source", sifid_col, "lpips_diversity"]),
+            "",
+            f"Published SIFID sits in the `{sifid_col}` column; the paper does not state its Inception layer "
+            "(SinGAN's code uses pool1, its paper and SinDiffusion's supplementary describe pool2): compare "
+            "trends, not digits.",
+            "",
+        ]
     baselines = settings.get("baselines_methods") or []
     if baselines:
-        parts += [f"Baselines ({', '.join(baselines)}: published samples, one per image) are resized to the first "
-                  "arm's processed training image and scored with the weight-free metrics; pixel diversity needs "
-                  ">= 2 samples (n/a); they have no timings.", ""]
-    for title, items in (("Unavailable metrics", result.get("unavailable") or {}),
-                         ("Failed", result.get("failures") or {})):
+        parts += [
+            f"Baselines ({', '.join(baselines)}: published samples, one per image) are resized to the first "
+            "arm's processed training image and scored with the weight-free metrics; pixel diversity needs "
+            ">= 2 samples (n/a); they have no timings.",
+            "",
+        ]
+    for title, items in (
+        ("Unavailable metrics", result.get("unavailable") or {}),
+        ("Failed", result.get("failures") or {}),
+    ):
         if items:
             parts += [f"## {title}", ""] + [f"- `{k}`: {v}" for k, v in items.items()] + [""]
     if result.get("notes"):
@@ -162,30 +203,43 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
     for r in published:
         a.scatter(r[sifid_col], r["lpips_diversity"], marker="s", s=50)
-        a.annotate(r["method"], (r[sifid_col], r["lpips_diversity"]), textcoords="offset points", xytext=(4, 4),
-                   fontsize=8)
+        a.annotate(
+            r["method"], (r[sifid_col], r["lpips_diversity"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
     mine = [m for m in means if m["method"] in arms and _number(m.get(sifid_col)) and _number(m.get("lpips_diversity"))]
     for m in mine:
         a.scatter(m[sifid_col], m["lpips_diversity"], marker="*", s=160, label=m["method"])
     if mine:
         a.legend(fontsize=8)
     else:
-        a.text(0.5, 0.04, "arms: SIFID/LPIPS unavailable (no pretrained weights)", transform=a.transAxes,
-               ha="center", fontsize=8, color="gray")
+        a.text(
+            0.5,
+            0.04,
+            "arms: SIFID/LPIPS unavailable (no pretrained weights)",
+            transform=a.transAxes,
+            ha="center",
+            fontsize=8,
+            color="gray",
+        )
     a.set_xlabel(f"SIFID ({sifid_col}) - lower is more faithful")
     a.set_ylabel("LPIPS diversity - higher is more diverse")
     a.set_title("Paper Table 1 (Places50)" + (" + arms" if mine else ""), fontsize=10)
 
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
-        pts = [(r["patch_swd"], r["copy_nn_dist"]) for r in rows
-               if r["method"] == method and _number(r.get("patch_swd")) and _number(r.get("copy_nn_dist"))]
+        pts = [
+            (r["patch_swd"], r["copy_nn_dist"])
+            for r in rows
+            if r["method"] == method and _number(r.get("patch_swd")) and _number(r.get("copy_nn_dist"))
+        ]
         if not pts:
             continue
         c = colours[i % len(colours)]
         b.scatter(*zip(*pts), s=18, alpha=0.5, color=c)
         m = next(x for x in means if x["method"] == method)
-        b.scatter(m["patch_swd"], m["copy_nn_dist"], s=120, marker="*", color=c, edgecolor="k", label=f"{method} (mean)")
+        b.scatter(
+            m["patch_swd"], m["copy_nn_dist"], s=120, marker="*", color=c, edgecolor="k", label=f"{method} (mean)"
+        )
     b.set_xlabel("patch SWD to the training image - lower is more faithful")
     b.set_ylabel("copy NN distance - higher copies less")
     b.set_title("Weight-free metrics measured here (dots: images)", fontsize=10)
@@ -228,7 +282,9 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, str]:
 def load_result(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / FILES["json"]
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; is {folder} the --out folder of a finished `sindiffusion benchmark`?")
+        raise FileNotFoundError(
+            f"{path}: not found; is {folder} the --out folder of a finished `sindiffusion benchmark`?"
+        )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -255,10 +311,18 @@ def merge_results(folders: Sequence[str | Path], out: str | Path) -> dict[str, A
     for res, folder in zip(results[1:], folders[1:]):
         other = {n: a["fingerprint"] for n, a in res["settings"].get("arms", {}).items()}
         if other != arms or res["columns"] != first["columns"]:
-            raise ValueError(f"{folder}: its arms/settings differ from {where}'s ({sorted(other)} vs {sorted(arms)}, "
-                             "or another configuration under the same name): only runs of one command merge")
-    merged: dict[str, Any] = {**json.loads(json.dumps(first)), "rows": [], "failures": {}, "unavailable": {},
-                              "notes": [], "sheets": {}}
+            raise ValueError(
+                f"{folder}: its arms/settings differ from {where}'s ({sorted(other)} vs {sorted(arms)}, "
+                "or another configuration under the same name): only runs of one command merge"
+            )
+    merged: dict[str, Any] = {
+        **json.loads(json.dumps(first)),
+        "rows": [],
+        "failures": {},
+        "unavailable": {},
+        "notes": [],
+        "sheets": {},
+    }
     seen: dict[tuple[str, str], str] = {}
     (out / "sheets").mkdir(parents=True, exist_ok=True)
     for res, folder in zip(results, folders):

@@ -25,8 +25,9 @@ def _fit(img: Image.Image, height: int) -> Image.Image:
     return img.convert("RGB").resize((w, height), Image.Resampling.BICUBIC)
 
 
-def contact_sheet(rows: Sequence[tuple[str, Sequence[Path | Image.Image]]], path: str | Path,
-                  height: int | None = None) -> Path:
+def contact_sheet(
+    rows: Sequence[tuple[str, Sequence[Path | Image.Image]]], path: str | Path, height: int | None = None
+) -> Path:
     """Write one sheet: ``rows`` = ``[(label, [image file or PIL image, ...]), ...]``, the first row's
     first picture sets the height (or ``height``). Rows without pictures show their label only."""
     opened = [(label, [p if isinstance(p, Image.Image) else Image.open(p) for p in pics]) for label, pics in rows]
@@ -49,13 +50,19 @@ def contact_sheet(rows: Sequence[tuple[str, Sequence[Path | Image.Image]]], path
     return atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
 
 
-def image_sheet(image: str, training: Path, arm_samples: Sequence[tuple[str, Sequence[Path]]],
-                baselines: Sequence[tuple[str, Path]], path: str | Path) -> Path:
+def image_sheet(
+    image: str,
+    training: Path,
+    arm_samples: Sequence[tuple[str, Sequence[Path]]],
+    baselines: Sequence[tuple[str, Path]],
+    path: str | Path,
+) -> Path:
     """The benchmark's sheet of ``image``: training image, ``PER_ARM`` samples per arm, baselines
     resized to the training image's size."""
     train = Image.open(training).convert("RGB")
     rows: list[tuple[str, Sequence[Path | Image.Image]]] = [(f"training {image}", [train])]
     rows += [(arm, list(files)[:PER_ARM]) for arm, files in arm_samples]
-    rows += [(method, [Image.open(f).convert("RGB").resize(train.size, Image.Resampling.BICUBIC)])
-             for method, f in baselines]
+    rows += [
+        (method, [Image.open(f).convert("RGB").resize(train.size, Image.Resampling.BICUBIC)]) for method, f in baselines
+    ]
     return contact_sheet(rows, path, height=train.height)

@@ -26,12 +26,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_train(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str,
-                channels_last: str = "auto", compile: bool = False) -> dict:
+def bench_train(
+    unet: UNetConfig,
+    h: int,
+    w: int,
+    batch: int,
+    iters: int,
+    device: torch.device,
+    precision: str,
+    channels_last: str = "auto",
+    compile: bool = False,
+) -> dict:
     """Seconds per training iteration (after one warm-up step, which also compiles with ``compile``)."""
     image = torch.rand(3, h, w) * 2 - 1
-    cfg = TrainConfig(batch_size=batch, scale_min=1.0, scale_max=1.0, device=str(device), precision=precision,
-                      channels_last=channels_last, compile=compile)
+    cfg = TrainConfig(
+        batch_size=batch,
+        scale_min=1.0,
+        scale_max=1.0,
+        device=str(device),
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+    )
     trainer = Trainer(image, unet, DiffusionConfig(), cfg, {"name": "bench"}, device)
     t0 = time.perf_counter()
     trainer.train_step()  # warm-up (allocator, cuDNN autotune, torch.compile)
@@ -51,8 +67,16 @@ def bench_train(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device
 
 
 @torch.inference_mode()
-def bench_step(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device: torch.device, precision: str,
-               channels_last: str = "auto") -> float:
+def bench_step(
+    unet: UNetConfig,
+    h: int,
+    w: int,
+    batch: int,
+    iters: int,
+    device: torch.device,
+    precision: str,
+    channels_last: str = "auto",
+) -> float:
     """Seconds per denoising step (one network call + the DDPM update) at ``batch``."""
     model = UNet(unet).to(device).eval()
     diffusion = GaussianDiffusion.from_config("linear", 1000, 1e-4, 0.02)
@@ -78,10 +102,16 @@ def bench_step(unet: UNetConfig, h: int, w: int, batch: int, iters: int, device:
 def parse_variant(text: str) -> tuple[str, str, bool]:
     """``"bf16,on,off"`` -> (precision, channels_last, compile); ValueError naming ``--variant``."""
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3 or parts[0] not in PRECISIONS or parts[1] not in ("auto", "on", "off") \
-            or parts[2] not in ("on", "off"):
-        raise ValueError(f"--variant {text!r}: expected PRECISION,CHANNELS_LAST,COMPILE with PRECISION in "
-                         "auto/fp32/bf16, CHANNELS_LAST in auto/on/off, COMPILE in on/off, e.g. bf16,on,off")
+    if (
+        len(parts) != 3
+        or parts[0] not in PRECISIONS
+        or parts[1] not in ("auto", "on", "off")
+        or parts[2] not in ("on", "off")
+    ):
+        raise ValueError(
+            f"--variant {text!r}: expected PRECISION,CHANNELS_LAST,COMPILE with PRECISION in "
+            "auto/fp32/bf16, CHANNELS_LAST in auto/on/off, COMPILE in on/off, e.g. bf16,on,off"
+        )
     return parts[0], parts[1], parts[2] == "on"
 
 
@@ -107,24 +137,44 @@ def main(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     name, unet = _unet(args)
     variants = [parse_variant(v) for v in args.variants] or [(args.precision, args.channels_last, args.compile)]
-    result: dict = {"device": str(device), "preset": name, "parameters": count_parameters(UNet(unet)),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(), "variants": []}
+    result: dict = {
+        "device": str(device),
+        "preset": name,
+        "parameters": count_parameters(UNet(unet)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "variants": [],
+    }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     for precision, channels_last, compile in variants:
-        v: dict = {"precision": precision, "precision_used": describe(precision, device),
-                   "channels_last": channels_last, "compile": compile}
-        v.update(bench_train(unet, args.width, args.height, args.train_batch, args.iters, device, precision,
-                             channels_last, compile))
-        print(f"train  {name} {args.width}x{args.height} batch {args.train_batch} [{precision}, channels_last "
-              f"{channels_last}, compile {'on' if compile else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
-              f"({v['train_it_per_s']:.2f} it/s)", flush=True)
+        v: dict = {
+            "precision": precision,
+            "precision_used": describe(precision, device),
+            "channels_last": channels_last,
+            "compile": compile,
+        }
+        v.update(
+            bench_train(
+                unet, args.width, args.height, args.train_batch, args.iters, device, precision, channels_last, compile
+            )
+        )
+        print(
+            f"train  {name} {args.width}x{args.height} batch {args.train_batch} [{precision}, channels_last "
+            f"{channels_last}, compile {'on' if compile else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
+            f"({v['train_it_per_s']:.2f} it/s)",
+            flush=True,
+        )
         if not compile:  # sampling never compiles: its timing is the same with and without
             for b in args.sample_batches:
-                v[f"step_seconds_batch{b}"] = bench_step(unet, args.height, args.width, b, args.iters, device,
-                                                         precision, channels_last)
-                print(f"sample {name} {args.height}x{args.width} batch {b} [{precision}, channels_last "
-                      f"{channels_last}]: {v[f'step_seconds_batch{b}']:.4f} s/step", flush=True)
+                v[f"step_seconds_batch{b}"] = bench_step(
+                    unet, args.height, args.width, b, args.iters, device, precision, channels_last
+                )
+                print(
+                    f"sample {name} {args.height}x{args.width} batch {b} [{precision}, channels_last "
+                    f"{channels_last}]: {v[f'step_seconds_batch{b}']:.4f} s/step",
+                    flush=True,
+                )
         result["variants"].append(v)
         if len(variants) == 1:
             result.update(v)  # the flat layout of a single run, as before

@@ -40,8 +40,18 @@ from .arms import select_images
 from .per_image import brightness_stats
 from .report import WEIGHT_FREE
 
-COLUMNS = ("image", "label", "minutes", "steps", "train_seconds", "sample_seconds", *WEIGHT_FREE,
-           "bright_max_dev", "bright_over", "checkpoint")
+COLUMNS = (
+    "image",
+    "label",
+    "minutes",
+    "steps",
+    "train_seconds",
+    "sample_seconds",
+    *WEIGHT_FREE,
+    "bright_max_dev",
+    "bright_over",
+    "checkpoint",
+)
 FILES = {"csv": "time_curve.csv", "json": "time_curve.json", "plot": "time_curve.png"}
 SHEET_SAMPLES = 4
 
@@ -59,8 +69,14 @@ def parse_minutes(text: str) -> list[float]:
     return sorted(values)
 
 
-def curve_params(params_path: str | Path, overrides: Sequence[str], images_dir: Path, out: Path,
-                 minutes: Sequence[float], num: int | None) -> Params:
+def curve_params(
+    params_path: str | Path,
+    overrides: Sequence[str],
+    images_dir: Path,
+    out: Path,
+    minutes: Sequence[float],
+    num: int | None,
+) -> Params:
     """The params with the snapshot marks, the time budget, ``data`` pointed at the folders and
     tracking at ``<experiment>-time-curve``; every section the run reads is validated here."""
     extra = [f"train.snapshot_minutes=[{','.join(f'{m:g}' for m in minutes)}]"]
@@ -71,8 +87,12 @@ def curve_params(params_path: str | Path, overrides: Sequence[str], images_dir: 
     params = load_params(params_path, [*overrides, *extra])
     if params.raw.get("train", {}).get("max_minutes") is None:
         params.raw["train"]["max_minutes"] = max(minutes)  # `max_minutes: null` in the file
-    params.raw["data"] = {**(params.raw.get("data") or {}), "images_dir": str(images_dir),
-                          "results_dir": str(out / "runs"), "images": []}
+    params.raw["data"] = {
+        **(params.raw.get("data") or {}),
+        "images_dir": str(images_dir),
+        "results_dir": str(out / "runs"),
+        "images": [],
+    }
     tracking = dict(params.raw.get("tracking") or {})
     if not any(o.strip().startswith("tracking.experiment=") for o in overrides):
         tracking["experiment"] = f"{tracking.get('experiment', 'sindiffusion')}-time-curve"
@@ -82,7 +102,9 @@ def curve_params(params_path: str | Path, overrides: Sequence[str], images_dir: 
     return params
 
 
-def _points(paths: ImagePaths, minutes: Sequence[float], train_metrics: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[str]]:
+def _points(
+    paths: ImagePaths, minutes: Sequence[float], train_metrics: dict[str, Any]
+) -> tuple[list[tuple[str, Path]], list[str]]:
     """``[(label, checkpoint)]`` of one image: the snapshots that exist, plus the final model when
     training ended by its step count; and notes on the marks it never reached."""
     points, missing = [], []
@@ -93,15 +115,19 @@ def _points(paths: ImagePaths, minutes: Sequence[float], train_metrics: dict[str
     if not train_metrics.get("stopped_by_time", True):
         points.append(("final", paths.checkpoint))
         if missing:
-            notes.append(f"{paths.image}: training reached train.steps={train_metrics.get('steps')} after "
-                         f"{train_metrics.get('train_seconds_total', 0) / 60:.2f} min, before the marks "
-                         f"{', '.join(missing)} min (raise train.steps to reach them); the final model is a point")
+            notes.append(
+                f"{paths.image}: training reached train.steps={train_metrics.get('steps')} after "
+                f"{train_metrics.get('train_seconds_total', 0) / 60:.2f} min, before the marks "
+                f"{', '.join(missing)} min (raise train.steps to reach them); the final model is a point"
+            )
     elif missing:
         notes.append(f"{paths.image}: no snapshot at {', '.join(missing)} min")
     return points, notes
 
 
-def score_point(params: Params, bundle_path: Path, real: Any, device: Any, progress: bool) -> tuple[dict[str, Any], Any]:
+def score_point(
+    params: Params, bundle_path: Path, real: Any, device: Any, progress: bool
+) -> tuple[dict[str, Any], Any]:
     """Sample one checkpoint with the ``sample`` section and score it -> ``(row fields, samples in [0,1])``."""
     from ..diffusion import build_sampler
     from ..diffusion.x0 import x0_clip_of
@@ -113,20 +139,36 @@ def score_point(params: Params, bundle_path: Path, real: Any, device: Any, progr
     bundle = load_bundle(bundle_path, device, use_ema=True, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
-    bar = make_progress(f"sample {bundle_path.name}", -(-cfg.num_samples // cfg.batch_size) * len(sampler.visited()),
-                        progress, unit="step")
-    samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
-                                clip_x0=x0_clip_of(cfg),
-                                progress=lambda i, n: bar.update(1))
+    bar = make_progress(
+        f"sample {bundle_path.name}",
+        -(-cfg.num_samples // cfg.batch_size) * len(sampler.visited()),
+        progress,
+        unit="step",
+    )
+    samples, timings = generate(
+        bundle,
+        cfg.num_samples,
+        size,
+        sampler,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        clip_x0=x0_clip_of(cfg),
+        progress=lambda i, n: bar.update(1),
+    )
     bar.close()
     fakes = ((samples + 1) / 2).clamp(0, 1)
     metrics = compute(params, real, fakes, deep=False)
     snap = bundle.checkpoint.get("snapshot") or {}
     seconds = float(snap.get("seconds", bundle.checkpoint.get("train_seconds", float("nan"))))
-    row = {"minutes": float(snap["minutes"]) if "minutes" in snap else seconds / 60.0,
-           "steps": int(bundle.checkpoint["step"]), "train_seconds": seconds,
-           "sample_seconds": timings["sample_seconds"], **{k: metrics.get(k) for k in WEIGHT_FREE},
-           **brightness_stats(real, fakes), "checkpoint": str(bundle_path)}
+    row = {
+        "minutes": float(snap["minutes"]) if "minutes" in snap else seconds / 60.0,
+        "steps": int(bundle.checkpoint["step"]),
+        "train_seconds": seconds,
+        "sample_seconds": timings["sample_seconds"],
+        **{k: metrics.get(k) for k in WEIGHT_FREE},
+        **brightness_stats(real, fakes),
+        "checkpoint": str(bundle_path),
+    }
     return row, fakes
 
 
@@ -185,14 +227,22 @@ def _log(msg: str) -> None:
     print(f"[time-curve] {msg}", file=sys.stderr, flush=True)
 
 
-def run_time_curve(images_dir: str | Path, *, images: str, minutes: Sequence[float], out: str | Path,
-                   params_path: str | Path = "params.yaml", overrides: Sequence[str] = (), num: int | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+def run_time_curve(
+    images_dir: str | Path,
+    *,
+    images: str,
+    minutes: Sequence[float],
+    out: str | Path,
+    params_path: str | Path = "params.yaml",
+    overrides: Sequence[str] = (),
+    num: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train each selected image once with snapshots at ``minutes``, sample and score every snapshot,
     write the CSV/JSON/PNG/sheets into ``out`` and log them to MLflow. Returns the result dict."""
+    from ..runtime import resolve_device
     from ..stages import preprocess, train
     from ..stages.evaluate import load_unit
-    from ..runtime import resolve_device
     from .sheets import contact_sheet
 
     images_dir, out = Path(images_dir), Path(out)
@@ -217,25 +267,42 @@ def run_time_curve(images_dir: str | Path, *, images: str, minutes: Sequence[flo
         for label, ckpt in points:
             row, fakes = score_point(params, ckpt, real, device, progress)
             rows.append({"image": name, "label": label, **row})
-            _log(f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
-                 f"copy_fraction {row['copy_fraction']:.3f}")
+            _log(
+                f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
+                f"copy_fraction {row['copy_fraction']:.3f}"
+            )
             sheet_rows.append((label, [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]))
         rel = f"sheets/{name}.png"
         contact_sheet(sheet_rows, out / rel)
         sheets[name] = rel
     means = mean_rows(rows)
-    settings = {"images_dir": str(images_dir), "images": names, "minutes": list(minutes), "out": str(out),
-                "params": str(params_path), "overrides": list(overrides), "device": str(device),
-                "train": params.section_dict("train"), "sample": params.section_dict("sample"),
-                "max_size": params.section("preprocess").max_size}
-    result = {"rows": rows, "means": means, "notes": notes, "sheets": sheets, "settings": settings,
-              "files": {k: str(out / v) for k, v in FILES.items()}}
+    settings = {
+        "images_dir": str(images_dir),
+        "images": names,
+        "minutes": list(minutes),
+        "out": str(out),
+        "params": str(params_path),
+        "overrides": list(overrides),
+        "device": str(device),
+        "train": params.section_dict("train"),
+        "sample": params.section_dict("sample"),
+        "max_size": params.section("preprocess").max_size,
+    }
+    result = {
+        "rows": rows,
+        "means": means,
+        "notes": notes,
+        "sheets": sheets,
+        "settings": settings,
+        "files": {k: str(out / v) for k, v in FILES.items()},
+    }
     from ..artifacts import write_json
 
     atomic_write(out / FILES["csv"], lambda tmp: tmp.write_text(render_csv(rows + means)))
     write_json(out / FILES["json"], result)
-    title = (f"{len(names)} images at {settings['max_size']} px, {params.path}"
-             + (f" ({', '.join(overrides)})" if overrides else ""))
+    title = f"{len(names)} images at {settings['max_size']} px, {params.path}" + (
+        f" ({', '.join(overrides)})" if overrides else ""
+    )
     plot(rows, means, out / FILES["plot"], title[:160])
     _log_mlflow(params, result, out)
     for n in notes:
@@ -247,20 +314,37 @@ def _log_mlflow(params: Params, result: dict[str, Any], out: Path) -> None:
     from ..tracking import stage_run
 
     tracking = params.section("tracking")
-    with stage_run("time-curve", "_time_curve", enabled=tracking.enabled, experiment=tracking.experiment,
-                   uri=tracking.tracking_uri, local_note=f"The curve is still in {out}.") as tracker:
+    with stage_run(
+        "time-curve",
+        "_time_curve",
+        enabled=tracking.enabled,
+        experiment=tracking.experiment,
+        uri=tracking.tracking_uri,
+        local_note=f"The curve is still in {out}.",
+    ) as tracker:
         s = result["settings"]
-        tracker.log_params({"images_dir": s["images_dir"], "images": ",".join(s["images"])[:500],
-                            "minutes": ",".join(f"{m:g}" for m in s["minutes"]), "params": s["params"],
-                            "overrides": " ".join(s["overrides"])[:500], "train": s["train"], "sample": s["sample"]})
+        tracker.log_params(
+            {
+                "images_dir": s["images_dir"],
+                "images": ",".join(s["images"])[:500],
+                "minutes": ",".join(f"{m:g}" for m in s["minutes"]),
+                "params": s["params"],
+                "overrides": " ".join(s["overrides"])[:500],
+                "train": s["train"],
+                "sample": s["sample"],
+            }
+        )
         for r in result["rows"]:
             key = re.sub(r"[^\w.-]+", "_", r["image"])
-            tracker.log_metrics({f"{key}.{m}": r[m] for m in WEIGHT_FREE if r.get(m) is not None},
-                                step=int(round(r["train_seconds"])))
+            tracker.log_metrics(
+                {f"{key}.{m}": r[m] for m in WEIGHT_FREE if r.get(m) is not None}, step=int(round(r["train_seconds"]))
+            )
         for m in result["means"]:
             if m.get("train_seconds") is not None:
-                tracker.log_metrics({f"mean.{c}": m[c] for c in WEIGHT_FREE if m.get(c) is not None},
-                                    step=int(round(m["train_seconds"])))
+                tracker.log_metrics(
+                    {f"mean.{c}": m[c] for c in WEIGHT_FREE if m.get(c) is not None},
+                    step=int(round(m["train_seconds"])),
+                )
         for f in result["files"].values():
             tracker.log_artifact(f)
         if (out / "sheets").is_dir():

@@ -96,8 +96,6 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), mode="RGB")
 
 
-
-
 def save_image(img: Image.Image | torch.Tensor, path: str | Path) -> Path:
     """Write a PNG (or any format by suffix) atomically."""
     if isinstance(img, torch.Tensor):
@@ -114,7 +112,9 @@ def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2) -> t
     grid = torch.ones(c, nrows * (h + pad) + pad, ncols * (w + pad) + pad)
     for i in range(b):
         r, col = divmod(i, ncols)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = images[i].float().cpu()
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = (
+            images[i].float().cpu()
+        )
     return grid
 
 

@@ -64,9 +64,13 @@ class PreprocessResult:
         return d
 
 
-def preprocess_image(path: str | Path, max_size: int, unet: UNetConfig | Geometry,
-                     max_pixels: int | None = 100_000_000,
-                     receptive_field: Callable[[tuple[int, int]], int] | None = None) -> tuple[Image.Image, PreprocessResult]:
+def preprocess_image(
+    path: str | Path,
+    max_size: int,
+    unet: UNetConfig | Geometry,
+    max_pixels: int | None = 100_000_000,
+    receptive_field: Callable[[tuple[int, int]], int] | None = None,
+) -> tuple[Image.Image, PreprocessResult]:
     """Load ``path`` and resize it for training. Raises :class:`ImageError` on bad input.
 
     ``unet``: a UNet architecture, or the :class:`Geometry` of any model kind; ``receptive_field``
@@ -81,8 +85,10 @@ def preprocess_image(path: str | Path, max_size: int, unet: UNetConfig | Geometr
         raise ImageError(f"preprocess.max_size={max_size} is below the network's minimum side of {smallest} px")
     th, tw = valid_size(h, w, max_size, unet.size_multiple)
     if min(th, tw) < smallest:
-        raise ImageError(f"{path}: {w}x{h} would become {tw}x{th} at preprocess.max_size={max_size}, below the "
-                         f"network's minimum of {smallest}x{smallest} px; raise max_size or crop the image")
+        raise ImageError(
+            f"{path}: {w}x{h} would become {tw}x{th} at preprocess.max_size={max_size}, below the "
+            f"network's minimum of {smallest}x{smallest} px; raise max_size or crop the image"
+        )
     if (th, tw) != (h, w):
         img = img.resize((tw, th), Image.Resampling.BICUBIC, reducing_gap=None)
     rf = receptive_field((th, tw)) if receptive_field else analytic_receptive_field(unet)

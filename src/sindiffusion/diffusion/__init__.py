@@ -7,7 +7,18 @@ from .schedule import make_betas
 from .x0 import X0Clip, as_x0_clip
 
 __all__ = [
-    "GaussianDiffusion", "ModelOutput", "SamplingContext", "SamplingHook", "sample_loop",
-    "SAMPLERS", "Sampler", "StepOutput", "build_sampler", "make_sampler", "spaced_timesteps", "make_betas",
-    "X0Clip", "as_x0_clip",
+    "GaussianDiffusion",
+    "ModelOutput",
+    "SamplingContext",
+    "SamplingHook",
+    "sample_loop",
+    "SAMPLERS",
+    "Sampler",
+    "StepOutput",
+    "build_sampler",
+    "make_sampler",
+    "spaced_timesteps",
+    "make_betas",
+    "X0Clip",
+    "as_x0_clip",
 ]

@@ -84,10 +84,20 @@ class GaussianDiffusion:
         self.sqrt_recipm1_alphas_cumprod = (1.0 / self.alphas_cumprod - 1.0).sqrt()
 
     @classmethod
-    def from_config(cls, schedule: str, num_timesteps: int, beta_start: float, beta_end: float,
-                    variance: str = "fixed_large", parameterization: str = "eps") -> "GaussianDiffusion":
-        return cls(make_betas(schedule, num_timesteps, beta_start, beta_end), variance=variance,
-                   parameterization=parameterization)
+    def from_config(
+        cls,
+        schedule: str,
+        num_timesteps: int,
+        beta_start: float,
+        beta_end: float,
+        variance: str = "fixed_large",
+        parameterization: str = "eps",
+    ) -> "GaussianDiffusion":
+        return cls(
+            make_betas(schedule, num_timesteps, beta_start, beta_end),
+            variance=variance,
+            parameterization=parameterization,
+        )
 
     # ------------------------------------------------------------------ parameterisation
     def snr(self, t: torch.Tensor) -> torch.Tensor:
@@ -102,13 +112,18 @@ class GaussianDiffusion:
         """
         if self.parameterization == "eps":
             return output
-        return _extract(self.sqrt_alphas_cumprod, t, x_t) * output + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x_t) * output
+            + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t
+        )
 
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output: eps, or v = sqrt(abar) eps - sqrt(1 - abar) x0."""
         if self.parameterization == "eps":
             return noise
-        return _extract(self.sqrt_alphas_cumprod, t, x0) * noise - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x0) * noise - _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+        )
 
     def loss_weights(self, t: torch.Tensor, weighting: str = "none", gamma: float = 5.0) -> torch.Tensor:
         """Per-sample loss weights ``[B]`` float32.
@@ -128,7 +143,9 @@ class GaussianDiffusion:
     # ------------------------------------------------------------------ forward process
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Eq. (4): x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps. Shapes ``[B, C, H, W]``, ``t: [B]``."""
-        return _extract(self.sqrt_alphas_cumprod, t, x0) * x0 + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x0) * x0 + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        )
 
     def q_sample_from(self, x_s: torch.Tensor, s: int, t: int, noise: torch.Tensor) -> torch.Tensor:
         """Diffuse an already noisy ``x_s`` further to step ``t > s``: q(x_t | x_s).
@@ -137,22 +154,28 @@ class GaussianDiffusion:
         """
         abar_s = 1.0 if s < 0 else float(self.alphas_cumprod[s])
         ratio = float(self.alphas_cumprod[t]) / abar_s
-        return ratio ** 0.5 * x_s + (1.0 - ratio) ** 0.5 * noise
+        return ratio**0.5 * x_s + (1.0 - ratio) ** 0.5 * noise
 
     # ------------------------------------------------------------------ reverse process
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Invert eq. (4): x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-        return _extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        return (
+            _extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+            - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        )
 
     def predict_eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t)
+        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - x0) / _extract(
+            self.sqrt_recipm1_alphas_cumprod, t, x_t
+        )
 
     def abar(self, t: int) -> float:
         """alpha_bar at integer step ``t``; ``abar(-1) = 1`` (the clean image)."""
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
-    def output_from_eps(self, x_t: torch.Tensor, t: int, eps: torch.Tensor, t_prev: int | None = None,
-                        clip_x0: X0ClipLike = True) -> ModelOutput:
+    def output_from_eps(
+        self, x_t: torch.Tensor, t: int, eps: torch.Tensor, t_prev: int | None = None, clip_x0: X0ClipLike = True
+    ) -> ModelOutput:
         """Turn a predicted noise at step ``t`` into p(x_{t_prev} | x_t).
 
         ``t_prev`` defaults to ``t - 1``; a larger jump (respaced sampling) uses the same
@@ -167,13 +190,13 @@ class GaussianDiffusion:
             raise ValueError(f"need -1 <= t_prev < t < T, got t={t}, t_prev={t_prev}")
         abar_t, abar_s = self.abar(t), self.abar(t_prev)
         # x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (eq. 4 inverted)
-        pred_x0 = pred_x0_raw = (x_t - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        pred_x0 = pred_x0_raw = (x_t - (1.0 - abar_t) ** 0.5 * eps) / abar_t**0.5
         if clip.active(t, self.num_timesteps):
             pred_x0 = clip.apply(pred_x0, t, self.num_timesteps)
-            eps = (x_t - abar_t ** 0.5 * pred_x0) / (1.0 - abar_t) ** 0.5
+            eps = (x_t - abar_t**0.5 * pred_x0) / (1.0 - abar_t) ** 0.5
         beta_eff = 1.0 - abar_t / abar_s
         # Eq. (7) with beta_eff: posterior mean and variance of q(x_s | x_t, x0).
-        coef_x0 = abar_s ** 0.5 * beta_eff / (1.0 - abar_t)
+        coef_x0 = abar_s**0.5 * beta_eff / (1.0 - abar_t)
         coef_xt = (1.0 - beta_eff) ** 0.5 * (1.0 - abar_s) / (1.0 - abar_t)
         mean = coef_x0 * pred_x0 + coef_xt * x_t
         posterior_var = beta_eff * (1.0 - abar_s) / (1.0 - abar_t)
@@ -183,19 +206,28 @@ class GaussianDiffusion:
             var = posterior_var  # at the last step both choices give the clean mean
         var = max(var, 1e-20)
         variance = torch.full_like(x_t[:, :1, :1, :1], var)
-        return ModelOutput(mean=mean, variance=variance, log_variance=variance.log(), pred_x0=pred_x0, eps=eps,
-                           pred_x0_raw=pred_x0_raw)
+        return ModelOutput(
+            mean=mean, variance=variance, log_variance=variance.log(), pred_x0=pred_x0, eps=eps, pred_x0_raw=pred_x0_raw
+        )
 
-    def p_output(self, model: EpsModel, x_t: torch.Tensor, t: int, t_prev: int | None = None,
-                 clip_x0: X0ClipLike = True) -> ModelOutput:
+    def p_output(
+        self, model: EpsModel, x_t: torch.Tensor, t: int, t_prev: int | None = None, clip_x0: X0ClipLike = True
+    ) -> ModelOutput:
         """Run ``model`` at ``(x_t, t)`` (``t`` an int shared by the batch) -> :class:`ModelOutput`."""
         t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
         eps = model(x_t, t_batch).to(x_t.dtype)
         return self.output_from_eps(x_t, t, eps, t_prev=t_prev, clip_x0=clip_x0)
 
     # ------------------------------------------------------------------ training
-    def training_loss(self, model: EpsModel, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                      weighting: str = "none", gamma: float = 5.0) -> torch.Tensor:
+    def training_loss(
+        self,
+        model: EpsModel,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
+        weighting: str = "none",
+        gamma: float = 5.0,
+    ) -> torch.Tensor:
         """Simple loss, eq. (14): mean over the batch of || target - net(x_t, t) ||^2 (a scalar, float32).
 
         ``model`` is the raw network (it outputs eps or v, see :meth:`target`); the squared error is

@@ -113,8 +113,9 @@ def sample_loop(
     timesteps = sampler.visited(t_start)
     if not timesteps:
         raise ValueError(f"t_start={t_start} leaves no sampling steps")
-    ctx = SamplingContext(diffusion, sampler, per_sample[0] if per_sample else generator, device, tuple(shape),
-                          per_sample=per_sample)
+    ctx = SamplingContext(
+        diffusion, sampler, per_sample[0] if per_sample else generator, device, tuple(shape), per_sample=per_sample
+    )
     x = ctx.randn_like(torch.empty(tuple(shape), device=device))
     for hook in hooks:
         x = hook.start(x, timesteps[0], ctx)

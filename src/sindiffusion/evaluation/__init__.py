@@ -104,6 +104,7 @@ __all__ = [
     "write_metrics_json",
 ]
 
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -20,8 +20,11 @@ from typing import Callable
 def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p = sub.add_parser("evaluate", help="score one image's samples (SIFID, LPIPS diversity, weight-free metrics)")
     add_common(p)
-    p.add_argument("--weights-dir", help="folder holding the pretrained checkpoints "
-                   "(default: evaluate.weights_dir, else $TORCH_HOME/hub/checkpoints)")
+    p.add_argument(
+        "--weights-dir",
+        help="folder holding the pretrained checkpoints "
+        "(default: evaluate.weights_dir, else $TORCH_HOME/hub/checkpoints)",
+    )
     p.add_argument("--samples", help="samples folder (default: results/IMAGE/samples)")
     p.add_argument("--out", help="metrics JSON (default: results/IMAGE/evaluate/metrics.json)")
     p.set_defaults(func=_evaluate)
@@ -45,21 +48,38 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p = sub.add_parser("benchmark", help="run arms (configurations) over a folder of images; one table with baselines")
     add_common(p, image=False)
     p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
-    p.add_argument("--images", metavar="SELECTION", help="only these images: names and numeric ranges, e.g. 1-13 "
-                   "or 1,2,5 (natural order)")
+    p.add_argument(
+        "--images",
+        metavar="SELECTION",
+        help="only these images: names and numeric ranges, e.g. 1-13 or 1,2,5 (natural order)",
+    )
     p.add_argument("--limit", type=int, help="only the first N (selected) images")
-    p.add_argument("--arm", dest="arms", action="append", default=[], metavar="NAME=PARAMS[:section.key=value,...]",
-                   help="a configuration to benchmark (repeatable), e.g. --arm unet=params.yaml "
-                   "--arm patch=configs/patch.yaml; --set values apply to every arm first. "
-                   "Default: one arm 'sindiffusion' = --params")
-    p.add_argument("--out", default="results-benchmark", help="results folder (default: results-benchmark); "
-                   "a rerun into it skips the images already done")
-    p.add_argument("--baselines", help="folder with one subfolder per method (e.g. singan/, gpnn/) of published "
-                   "samples named like the training images; resized to the training image and scored")
+    p.add_argument(
+        "--arm",
+        dest="arms",
+        action="append",
+        default=[],
+        metavar="NAME=PARAMS[:section.key=value,...]",
+        help="a configuration to benchmark (repeatable), e.g. --arm unet=params.yaml "
+        "--arm patch=configs/patch.yaml; --set values apply to every arm first. "
+        "Default: one arm 'sindiffusion' = --params",
+    )
+    p.add_argument(
+        "--out",
+        default="results-benchmark",
+        help="results folder (default: results-benchmark); a rerun into it skips the images already done",
+    )
+    p.add_argument(
+        "--baselines",
+        help="folder with one subfolder per method (e.g. singan/, gpnn/) of published "
+        "samples named like the training images; resized to the training image and scored",
+    )
     p.add_argument("--weights-dir", help="pretrained checkpoints for the deep metrics")
     p.set_defaults(func=_benchmark)
 
-    p = sub.add_parser("benchmark-merge", help="join partial benchmark runs (e.g. images 1-13 and 14-25) into one table")
+    p = sub.add_parser(
+        "benchmark-merge", help="join partial benchmark runs (e.g. images 1-13 and 14-25) into one table"
+    )
     p.add_argument("folders", nargs="+", help="--out folders of `sindiffusion benchmark` runs of the same arms")
     p.add_argument("--out", required=True, help="folder for the merged tables, plot and contact sheets")
     p.set_defaults(func=_benchmark_merge)
@@ -115,12 +135,22 @@ def _weights_fetch(args: argparse.Namespace) -> None:
 def _benchmark(args: argparse.Namespace) -> None:
     from ..benchmark import arms, places
 
-    result = places.run_benchmark(args.images_dir, out=args.out, params_path=args.params, overrides=args.overrides,
-                                  arms=[arms.parse_arm(a) for a in args.arms], images=args.images, limit=args.limit,
-                                  baselines=args.baselines, weights_dir=args.weights_dir,
-                                  progress=not args.no_progress)
-    print(f"benchmark: {len(result['images'])} images x {len(result['settings']['arms'])} arms -> "
-          f"{result['files']['markdown']}, {result['files']['csv']}, {result['files']['plot']}, {args.out}/sheets/")
+    result = places.run_benchmark(
+        args.images_dir,
+        out=args.out,
+        params_path=args.params,
+        overrides=args.overrides,
+        arms=[arms.parse_arm(a) for a in args.arms],
+        images=args.images,
+        limit=args.limit,
+        baselines=args.baselines,
+        weights_dir=args.weights_dir,
+        progress=not args.no_progress,
+    )
+    print(
+        f"benchmark: {len(result['images'])} images x {len(result['settings']['arms'])} arms -> "
+        f"{result['files']['markdown']}, {result['files']['csv']}, {result['files']['plot']}, {args.out}/sheets/"
+    )
 
 
 def _benchmark_merge(args: argparse.Namespace) -> None:
@@ -136,10 +166,20 @@ def _rf_study(args: argparse.Namespace) -> None:
     from ..benchmark import rf_study
 
     configs = [rf_study.parse_config(c) for c in args.configs] if args.configs else None
-    result = rf_study.run_study(args.image, out=args.out, max_size=args.max_size, steps=args.steps,
-                                num_samples=args.samples, sample_steps=args.sample_steps,
-                                base_channels=args.base_channels, batch_size=args.batch_size, configs=configs,
-                                device=args.device, tracking=args.tracking, params_path=args.params,
-                                progress=not args.no_progress)
+    result = rf_study.run_study(
+        args.image,
+        out=args.out,
+        max_size=args.max_size,
+        steps=args.steps,
+        num_samples=args.samples,
+        sample_steps=args.sample_steps,
+        base_channels=args.base_channels,
+        batch_size=args.batch_size,
+        configs=configs,
+        device=args.device,
+        tracking=args.tracking,
+        params_path=args.params,
+        progress=not args.no_progress,
+    )
     print(rf_study.format_table(result["rows"]))
     print(f"rf-study -> {result['files']['csv']}, {result['files']['plot']}")

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ._images import ImageBatch, as_image_list
 from ._frozen import FrozenNet
+from ._images import ImageBatch, as_image_list
 from .weights import find_weights
 
 __all__ = ["LPIPSAlex", "lpips_diversity", "pairwise_lpips"]
@@ -87,7 +87,6 @@ class LPIPSAlex(FrozenNet):
         self.requires_grad_(False)
         self.eval()
         self.to(device)
-
 
     @torch.no_grad()
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -152,8 +152,9 @@ def evaluate_samples(
     unavailable: dict[str, str] = {}
 
     # weight-free: every registered metric, with the evaluate section's settings
-    cfg = EvaluateConfig(patch_size=patch_size, copy_stride=copy_stride, copy_threshold=copy_threshold,
-                         swd_seed=swd_seed)
+    cfg = EvaluateConfig(
+        patch_size=patch_size, copy_stride=copy_stride, copy_threshold=copy_threshold, swd_seed=swd_seed
+    )
     values, missing = run_metrics(real_b, fakes_b, cfg)
     out.update(values)
     unavailable.update(missing)

@@ -89,9 +89,7 @@ def extract_patches(image: torch.Tensor, patch_size: int = 7, stride: int = 1) -
     return cols[0].T.contiguous()
 
 
-def nearest_patch_distances(
-    queries: torch.Tensor, keys: torch.Tensor, max_elements: int = 1 << 24
-) -> torch.Tensor:
+def nearest_patch_distances(queries: torch.Tensor, keys: torch.Tensor, max_elements: int = 1 << 24) -> torch.Tensor:
     """For each row of ``queries [Lq,D]``, its L2 distance to the nearest row of ``keys [Lk,D]``.
 
     Exhaustive search in chunks of query rows, so that at most

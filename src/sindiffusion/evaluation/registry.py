@@ -26,8 +26,7 @@ class MetricUnavailable(Exception):
     """The metric cannot be computed for these inputs; the message says why (it is reported, the value is null)."""
 
 
-def run_metrics(real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig
-                ) -> tuple[dict[str, Any], dict[str, str]]:
+def run_metrics(real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, str]]:
     """Every registered metric -> ``(values, unavailable: name -> reason)``."""
     values: dict[str, Any] = {}
     unavailable: dict[str, str] = {}

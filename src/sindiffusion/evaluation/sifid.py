@@ -39,8 +39,8 @@ import torchvision
 from scipy import linalg
 from torch import nn
 
-from ._images import ImageBatch, as_image, as_image_list
 from ._frozen import FrozenNet
+from ._images import ImageBatch, as_image, as_image_list
 from .weights import find_weights
 
 __all__ = [
@@ -119,7 +119,6 @@ class InceptionFeatures(FrozenNet):
         self.requires_grad_(False)
         self.eval()
         self.to(device)
-
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -216,8 +216,13 @@ def weights_status(weights_dir: str | Path | None = None, *, verify: bool = Fals
         path = weights_path(name, weights_dir)
         present = path.is_file()
         row: dict[str, object] = {
-            "name": name, "file": spec.filename, "url": spec.url, "path": str(path), "used_by": spec.used_by,
-            "present": present, "size": path.stat().st_size if present else None,
+            "name": name,
+            "file": spec.filename,
+            "url": spec.url,
+            "path": str(path),
+            "used_by": spec.used_by,
+            "present": present,
+            "size": path.stat().st_size if present else None,
         }
         if verify:
             row["hash_ok"] = _sha256(path).startswith(spec.hash_prefix) if present else None

@@ -89,8 +89,9 @@ class PatchConfig:
 
     kind: Literal["patch"] = "patch"
     patch_size: int = opt(7, ge=1, le=63, help="odd side of the patches (px) at every scale")
-    patch_sizes: tuple[int, ...] = opt((), item={"ge": 1, "le": 63},
-                                       help="optional per-scale patch sides, finest first (length = scales)")
+    patch_sizes: tuple[int, ...] = opt(
+        (), item={"ge": 1, "le": 63}, help="optional per-scale patch sides, finest first (length = scales)"
+    )
     scale_ratio: float = opt(0.5, gt=0, lt=1, help="pyramid ratio between consecutive scales")
     scales: int = opt(0, ge=0, le=12, help="number of scales; 0 = down to coarsest_ratio x patch side")
     coarsest_ratio: float = opt(1.6, gt=0, help="coarsest short side / patch side when scales is 0")
@@ -111,9 +112,13 @@ class PatchConfig:
 
     def check(self, where: str = "model") -> None:
         """Cross-key checks (``FieldError`` naming the key; its message says ``model.<key>``)."""
+
         def bad(key: str, msg: str) -> None:
             raise FieldError(key, f"{where}.{key}: {msg}" if where != "model" else msg)
-        for key, p in [("patch_size", self.patch_size)] + [(f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)]:
+
+        for key, p in [("patch_size", self.patch_size)] + [
+            (f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)
+        ]:
             if p < 1 or p % 2 == 0:
                 bad(key, f"must be an odd integer >= 1, got {p}")
         if not 0.0 < self.scale_ratio < 1.0:
@@ -135,8 +140,11 @@ class PatchConfig:
         if not 1 <= self.query_stride <= 8:
             bad("query_stride", f"must be in 1..8, got {self.query_stride}")
         if self.query_stride > 1 and (self.aggregate != "window" or self.fold_size < 2 * self.query_stride - 1):
-            bad("query_stride", f"{self.query_stride} leaves pixels without an estimate: needs aggregate: window "
-                                f"and fold_size >= {2 * self.query_stride - 1}")
+            bad(
+                "query_stride",
+                f"{self.query_stride} leaves pixels without an estimate: needs aggregate: window "
+                f"and fold_size >= {2 * self.query_stride - 1}",
+            )
         if not 1 <= self.chunk_size <= 1 << 20:
             bad("chunk_size", f"must be in 1..{1 << 20}, got {self.chunk_size}")
 
@@ -153,9 +161,9 @@ class PatchConfig:
         else:
             target = self.coarsest_ratio * self.patch_size
             n = 1
-            while min(h, w) * self.scale_ratio ** n >= target - 1e-9:
+            while min(h, w) * self.scale_ratio**n >= target - 1e-9:
                 n += 1
-        return [(max(1, round(h * self.scale_ratio ** k)), max(1, round(w * self.scale_ratio ** k))) for k in range(n)]
+        return [(max(1, round(h * self.scale_ratio**k)), max(1, round(w * self.scale_ratio**k))) for k in range(n)]
 
     def patch_size_at(self, k: int) -> int:
         return self.patch_sizes[k] if self.patch_sizes else self.patch_size
@@ -166,8 +174,10 @@ class PatchConfig:
         for k, (h, w) in enumerate(sizes):
             p = self.patch_size_at(k)
             if p > min(h, w):
-                raise ValueError(f"{where}.patch_size: patch side {p} is larger than scale {k} of the "
-                                 f"{size[0]}x{size[1]} image ({h}x{w}); use fewer scales or smaller patches")
+                raise ValueError(
+                    f"{where}.patch_size: patch side {p} is larger than scale {k} of the "
+                    f"{size[0]}x{size[1]} image ({h}x{w}); use fewer scales or smaller patches"
+                )
 
 
 def _down(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -176,7 +186,9 @@ def _down(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return (
+        x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    )
 
 
 class _ScalePatches:
@@ -191,17 +203,17 @@ class _ScalePatches:
         pad = p // 2
         mode = "constant" if cfg.padding == "zero" else "reflect"
         padded = F.pad(image, (pad, pad, pad, pad), mode=mode) if pad else image
-        cols = F.unfold(padded, p)                              # [1, 3pp, H*W]
+        cols = F.unfold(padded, p)  # [1, 3pp, H*W]
         h, w = image.shape[-2:]
         if cfg.key_stride > 1:
-            grid = cols.view(1, -1, h, w)[:, :, ::cfg.key_stride, ::cfg.key_stride]
+            grid = cols.view(1, -1, h, w)[:, :, :: cfg.key_stride, :: cfg.key_stride]
             cols = grid.reshape(1, grid.shape[1], -1)
-        patches = cols[0].T.contiguous()                        # [N, 3pp]
+        patches = cols[0].T.contiguous()  # [N, 3pp]
         self.p, self.pad, self.mode = p, pad, mode
         a = 1 if cfg.aggregate == "center" else min(cfg.fold_size, p)
         self.a = a
         idx = _central_index(p, a)
-        self.values = patches[:, idx].contiguous()              # [N, 3aa]
+        self.values = patches[:, idx].contiguous()  # [N, 3aa]
         self.patches = patches
         self.mean = self.basis = None
         if cfg.pca_dims and cfg.pca_dims < patches.shape[1]:
@@ -210,11 +222,11 @@ class _ScalePatches:
             # Eigenvectors of the patch covariance, largest first ([3pp, m]).
             cov = centred.T.double() @ centred.double() / max(1, centred.shape[0] - 1)
             _, vecs = torch.linalg.eigh(cov)
-            self.basis = vecs[:, -cfg.pca_dims:].flip(1).to(patches.dtype).contiguous()
-            self.keys_proj = centred @ self.basis               # [N, m]
+            self.basis = vecs[:, -cfg.pca_dims :].flip(1).to(patches.dtype).contiguous()
+            self.keys_proj = centred @ self.basis  # [N, m]
         else:
             self.keys_proj = patches
-        self.key_sq = (self.keys_proj ** 2).sum(1)              # [N]
+        self.key_sq = (self.keys_proj**2).sum(1)  # [N]
 
     def to(self, device: torch.device) -> "_ScalePatches":
         for name in ("patches", "values", "mean", "basis", "keys_proj", "key_sq"):
@@ -228,12 +240,19 @@ def _central_index(p: int, a: int) -> torch.Tensor:
     """Indices of the central ``a x a`` pixels (all channels) in an unfolded ``3 x p x p`` patch."""
     off = (p - a) // 2
     rows = torch.arange(off, off + a)
-    pix = (rows[:, None] * p + rows[None, :]).reshape(-1)       # [aa] within one channel
+    pix = (rows[:, None] * p + rows[None, :]).reshape(-1)  # [aa] within one channel
     return torch.cat([c * p * p + pix for c in range(3)])
 
 
-def posterior_mean_patches(queries: torch.Tensor, keys: torch.Tensor, key_sq: torch.Tensor, values: torch.Tensor,
-                           sqrt_abar: float, var: float, chunk_size: int) -> torch.Tensor:
+def posterior_mean_patches(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    key_sq: torch.Tensor,
+    values: torch.Tensor,
+    sqrt_abar: float,
+    var: float,
+    chunk_size: int,
+) -> torch.Tensor:
     """Softmax-weighted average of ``values`` for every query (the closed-form E[x0 | x_t] per patch).
 
     Args:
@@ -248,18 +267,18 @@ def posterior_mean_patches(queries: torch.Tensor, keys: torch.Tensor, key_sq: to
     # logits = (sqrt_abar q.k - abar |k|^2 / 2) / var: the exponent up to a per-query constant,
     # i.e. attention with queries [q, 1], keys [sqrt_abar k, -abar |k|^2 / 2] and scale 1 / var.
     scale = 1.0 / var
-    bias = (-0.5 * sqrt_abar ** 2 * scale) * key_sq                      # [N]
-    keys_t = (keys * (sqrt_abar * scale)).T.contiguous()                 # [d, N]
+    bias = (-0.5 * sqrt_abar**2 * scale) * key_sq  # [N]
+    keys_t = (keys * (sqrt_abar * scale)).T.contiguous()  # [d, N]
     out = []
     for start in range(0, queries.shape[0], chunk_size):
-        q = queries[start:start + chunk_size]
+        q = queries[start : start + chunk_size]
         if q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
             q_aug = torch.cat([q, q.new_ones(q.shape[0], 1)], 1)[None]
             k_aug = torch.cat([keys_t.T, bias[:, None]], 1)[None]
             out.append(F.scaled_dot_product_attention(q_aug, k_aug, values[None], scale=1.0)[0])
         else:  # on the CPU one BLAS call, an in-place softmax and a second BLAS call are ~2x faster than SDPA
-            logits = torch.addmm(bias, q, keys_t)                         # [chunk, N]
-            weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()       # in place: no second [chunk, N]
+            logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
+            weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()  # in place: no second [chunk, N]
             out.append((weights @ values) / weights.sum(1, keepdim=True))
     return torch.cat(out)
 
@@ -292,8 +311,12 @@ class PatchDenoiser(nn.Module):
         if key not in self._scales:
             self.check_memory()
             with torch.no_grad():
-                self._scales = {key: [_ScalePatches(_down(self.image, s), self.cfg.patch_size_at(k), self.cfg)
-                                      for k, s in enumerate(self.train_sizes)]}
+                self._scales = {
+                    key: [
+                        _ScalePatches(_down(self.image, s), self.cfg.patch_size_at(k), self.cfg)
+                        for k, s in enumerate(self.train_sizes)
+                    ]
+                }
         return self._scales[key]
 
     def logits_bytes(self) -> int:
@@ -311,33 +334,35 @@ class PatchDenoiser(nn.Module):
                 available_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         need = self.logits_bytes()
         if need > available_bytes // 2:
-            raise ValueError(f"model.chunk_size: {self.cfg.chunk_size} queries x {need // (4 * self.cfg.chunk_size)} "
-                             f"patches needs {need / 2**30:.1f} GiB of logits per block, more than half of the "
-                             f"{available_bytes / 2**30:.1f} GiB available; lower model.chunk_size")
+            raise ValueError(
+                f"model.chunk_size: {self.cfg.chunk_size} queries x {need // (4 * self.cfg.chunk_size)} "
+                f"patches needs {need / 2**30:.1f} GiB of logits per block, more than half of the "
+                f"{available_bytes / 2**30:.1f} GiB available; lower model.chunk_size"
+            )
 
     def _posterior(self, x: torch.Tensor, sp: _ScalePatches, sqrt_abar: float, var: float) -> torch.Tensor:
         """Closed-form x0 estimate at one scale: ``x [B, 3, h, w]`` noisy -> ``[B, 3, h, w]``."""
         b, _, h, w = x.shape
         p, a, s = sp.p, sp.a, self.cfg.query_stride
         xp = F.pad(x, (sp.pad,) * 4, mode=sp.mode) if sp.pad else x
-        q = F.unfold(xp, p, stride=s)                                      # [B, 3pp, nh*nw]
+        q = F.unfold(xp, p, stride=s)  # [B, 3pp, nh*nw]
         nh, nw = (h - 1) // s + 1, (w - 1) // s + 1
         q = q.transpose(1, 2).reshape(b * nh * nw, -1)
         if sp.basis is not None:
-            q = (q - sqrt_abar * sp.mean) @ sp.basis                      # centre like the keys, project
+            q = (q - sqrt_abar * sp.mean) @ sp.basis  # centre like the keys, project
         est = posterior_mean_patches(q, sp.keys_proj, sp.key_sq, sp.values, sqrt_abar, var, self.cfg.chunk_size)
         if a == 1:
             return est.reshape(b, h, w, 3).permute(0, 3, 1, 2)
         # Fold the a x a votes back with a Gaussian window, normalised by the folded window.
         r = torch.arange(a, device=x.device, dtype=x.dtype) - (a - 1) / 2
-        g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * self.cfg.fold_sigma ** 2)).reshape(-1)
-        win = g.repeat(3)                                                  # [3aa]
-        votes = (est * win).reshape(b, nh * nw, -1).transpose(1, 2)        # [B, 3aa, nh*nw]
+        g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * self.cfg.fold_sigma**2)).reshape(-1)
+        win = g.repeat(3)  # [3aa]
+        votes = (est * win).reshape(b, nh * nw, -1).transpose(1, 2)  # [B, 3aa, nh*nw]
         pad = a // 2
-        canvas = ((nh - 1) * s + a, (nw - 1) * s + a)                      # window centres at pad + i*s
+        canvas = ((nh - 1) * s + a, (nw - 1) * s + a)  # window centres at pad + i*s
         num = F.fold(votes, canvas, a, stride=s)
         den = F.fold(win[None, :, None].expand(1, -1, nh * nw), canvas, a, stride=s)
-        return (num / den)[..., pad:pad + h, pad:pad + w]
+        return (num / den)[..., pad : pad + h, pad : pad + w]
 
     def denoise(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         """E[x0 | x_t] estimate at integer step ``t``: ``[B, 3, H, W]`` -> ``[B, 3, H, W]``."""
@@ -347,8 +372,10 @@ class PatchDenoiser(nn.Module):
         size = tuple(x_t.shape[-2:])
         sizes = self.cfg.pyramid_sizes(size)
         if len(sizes) != len(scales):  # a sample of another size: same number of scales as the training image
-            sizes = [(max(1, round(size[0] * self.cfg.scale_ratio ** k)), max(1, round(size[1] * self.cfg.scale_ratio ** k)))
-                     for k in range(len(scales))]
+            sizes = [
+                (max(1, round(size[0] * self.cfg.scale_ratio**k)), max(1, round(size[1] * self.cfg.scale_ratio**k)))
+                for k in range(len(scales))
+            ]
         fine_on = t <= self.cfg.fine_start * (len(self.alphas_cumprod) - 1)
         xhat = None
         for k in range(len(scales) - 1, -1, -1):
@@ -369,10 +396,10 @@ class PatchDenoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """eps consistent with the closed-form x0: ``(x_t - sqrt(abar) x0) / sqrt(1 - abar)``."""
         if t.numel() and bool((t != t.reshape(-1)[0]).any()):
-            return torch.cat([self.forward(x_t[i:i + 1], t[i:i + 1]) for i in range(x_t.shape[0])])
+            return torch.cat([self.forward(x_t[i : i + 1], t[i : i + 1]) for i in range(x_t.shape[0])])
         step = int(t.reshape(-1)[0])
         with torch.autocast(x_t.device.type, enabled=False):  # softmax temperatures down to 1e-4 need fp32
             x = x_t.float()
             x0 = self.denoise(x, step)
             abar = float(self.alphas_cumprod[step])
-            return (x - abar ** 0.5 * x0) / (1.0 - abar) ** 0.5
+            return (x - abar**0.5 * x0) / (1.0 - abar) ** 0.5

@@ -15,7 +15,7 @@ learns the image's patch statistics instead of memorising the whole image.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -106,7 +106,9 @@ class GroupNorm32(nn.GroupNorm):
         mean = xg.mean(-1, keepdim=True).detach()
         var = xg.var(-1, unbiased=False, keepdim=True).detach()
         xg = (xg - mean) / torch.sqrt(var + self.eps)
-        out = xg.reshape_as(x) * self.weight.view(1, c, *([1] * (x.dim() - 2))) + self.bias.view(1, c, *([1] * (x.dim() - 2)))
+        out = xg.reshape_as(x) * self.weight.view(1, c, *([1] * (x.dim() - 2))) + self.bias.view(
+            1, c, *([1] * (x.dim() - 2))
+        )
         return out.to(x.dtype)
 
 
@@ -131,7 +133,9 @@ class ResBlock(nn.Module):
     """GN-SiLU-conv, FiLM by the time embedding (``GN(h) * (1 + scale) + shift``), SiLU-dropout-zero-conv,
     plus a 1x1 skip when the channel count changes. ``[B, C_in, H, W] -> [B, C_out, H, W]``."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float, use_checkpoint: bool) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float, use_checkpoint: bool
+    ) -> None:
         super().__init__()
         self.use_checkpoint = use_checkpoint
         self.in_norm = GroupNorm32(groups, in_ch)

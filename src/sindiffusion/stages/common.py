@@ -20,13 +20,25 @@ def image_paths(params: Params, image: str) -> ImagePaths:
 
 
 @contextlib.contextmanager
-def tracked(stage: str, image: str, params: Params, device: torch.device | None, local_note: str,
-            extra_params: dict[str, Any] | None = None) -> Iterator[Tracker]:
+def tracked(
+    stage: str,
+    image: str,
+    params: Params,
+    device: torch.device | None,
+    local_note: str,
+    extra_params: dict[str, Any] | None = None,
+) -> Iterator[Tracker]:
     """Open the stage's nested MLflow run and log the stage's params.yaml sections (flattened),
     the git commit and the device."""
     tracking = params.section("tracking")
-    with stage_run(stage, image, enabled=tracking.enabled, experiment=tracking.experiment,
-                   uri=tracking.tracking_uri, local_note=local_note) as tracker:
+    with stage_run(
+        stage,
+        image,
+        enabled=tracking.enabled,
+        experiment=tracking.experiment,
+        uri=tracking.tracking_uri,
+        local_note=local_note,
+    ) as tracker:
         logged: dict[str, Any] = {name: params.section_dict(name) for name in STAGE_SECTIONS[stage]}
         logged["git_commit"] = git_commit()
         logged["image"] = image

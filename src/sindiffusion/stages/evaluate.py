@@ -32,8 +32,15 @@ from ..runtime import resolve_device
 from .common import image_paths, tracked
 
 #: metrics printed first, in this order (others follow alphabetically)
-ORDER = ("sifid_pool1", "sifid_pool2", "lpips_diversity", "pixel_diversity", "copy_nn_dist", "copy_fraction",
-         "patch_swd")
+ORDER = (
+    "sifid_pool1",
+    "sifid_pool2",
+    "lpips_diversity",
+    "pixel_diversity",
+    "copy_nn_dist",
+    "copy_fraction",
+    "patch_swd",
+)
 LPIPS_NORMALISATION = "mean LPIPS(alex, v0.1) over all N(N-1)/2 unordered pairs; inputs [0,1] mapped to [-1,1]"
 
 
@@ -50,17 +57,21 @@ def sample_files(samples_dir: str | Path) -> list[Path]:
 def check_inputs(paths: ImagePaths, samples_dir: Path) -> list[Path]:
     """Raise a clear error (exit status 2 on the CLI) when the inputs are missing."""
     if not paths.processed.is_file():
-        raise FileNotFoundError(f"{paths.processed}: processed training image not found; "
-                                f"run `sindiffusion preprocess --image {paths.image}` first")
+        raise FileNotFoundError(
+            f"{paths.processed}: processed training image not found; "
+            f"run `sindiffusion preprocess --image {paths.image}` first"
+        )
     files = sample_files(samples_dir)
     if not files:
-        raise FileNotFoundError(f"{samples_dir}: no samples (sample_*.png) found; "
-                                f"run `sindiffusion sample --image {paths.image}` first")
+        raise FileNotFoundError(
+            f"{samples_dir}: no samples (sample_*.png) found; run `sindiffusion sample --image {paths.image}` first"
+        )
     return files
 
 
-def load_models(params: Params, weights_dir: str | Path | None = None,
-                device: torch.device | None = None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+def load_models(
+    params: Params, weights_dir: str | Path | None = None, device: torch.device | None = None
+) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """Pretrained networks of the deep metrics (load once, reuse for many images)."""
     from ..evaluation import load_deep_models
 
@@ -72,9 +83,16 @@ def load_models(params: Params, weights_dir: str | Path | None = None,
     return load_deep_models(cfg.sifid_layers, weights_dir=wdir, device=device, verify=True)
 
 
-def compute(params: Params, real: torch.Tensor, fakes: torch.Tensor | list[torch.Tensor], *,
-            models: Mapping[str, torch.nn.Module] | None = None, unavailable: Mapping[str, str] | None = None,
-            deep: bool | None = None, device: torch.device | None = None) -> dict[str, Any]:
+def compute(
+    params: Params,
+    real: torch.Tensor,
+    fakes: torch.Tensor | list[torch.Tensor],
+    *,
+    models: Mapping[str, torch.nn.Module] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    deep: bool | None = None,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """Metrics of ``fakes`` against ``real`` with the ``evaluate`` section's settings.
 
     ``models``/``unavailable`` come from :func:`load_models`; ``deep=False`` skips the deep
@@ -86,10 +104,18 @@ def compute(params: Params, real: torch.Tensor, fakes: torch.Tensor | list[torch
     deep = cfg.deep if deep is None else deep
     if deep and models is None:
         models, unavailable = load_models(params, device=device)
-    metrics = evaluate_samples(real, fakes, sifid_layers=cfg.sifid_layers, deep=deep,
-                               device=device or "cpu", models=models if deep else None,
-                               copy_threshold=cfg.copy_threshold, copy_stride=cfg.copy_stride,
-                               patch_size=cfg.patch_size, swd_seed=cfg.swd_seed)
+    metrics = evaluate_samples(
+        real,
+        fakes,
+        sifid_layers=cfg.sifid_layers,
+        deep=deep,
+        device=device or "cpu",
+        models=models if deep else None,
+        copy_threshold=cfg.copy_threshold,
+        copy_stride=cfg.copy_stride,
+        patch_size=cfg.patch_size,
+        swd_seed=cfg.swd_seed,
+    )
     if deep:
         # evaluate_samples marks a metric whose model was not given "no model given": say why instead
         for key, reason in (unavailable or {}).items():
@@ -101,17 +127,30 @@ def compute(params: Params, real: torch.Tensor, fakes: torch.Tensor | list[torch
 def format_metrics(metrics: Mapping[str, Any]) -> list[str]:
     """One line per metric (``n/a`` for unavailable ones) followed by the reasons."""
     keys = [k for k in ORDER if k in metrics] + sorted(
-        k for k, v in metrics.items() if k not in ORDER and (v is None or isinstance(v, (int, float)))
-        and not isinstance(v, bool) and k != "num_samples")
+        k
+        for k, v in metrics.items()
+        if k not in ORDER
+        and (v is None or isinstance(v, (int, float)))
+        and not isinstance(v, bool)
+        and k != "num_samples"
+    )
     lines = [f"  {k:<16} {'n/a' if metrics[k] is None else format(metrics[k], '.4f')}" for k in keys]
     for key, reason in (metrics.get("unavailable") or {}).items():
         lines.append(f"  unavailable: {key}: {reason}")
     return lines
 
 
-def run(params: Params, image: str, *, weights_dir: str | Path | None = None, samples_dir: str | Path | None = None,
-        out: str | Path | None = None, models: Mapping[str, torch.nn.Module] | None = None,
-        unavailable: Mapping[str, str] | None = None, verbose: bool = True) -> dict[str, Any]:
+def run(
+    params: Params,
+    image: str,
+    *,
+    weights_dir: str | Path | None = None,
+    samples_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    models: Mapping[str, torch.nn.Module] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Evaluate ``image``'s samples; writes ``paths.eval_metrics`` (or ``out``) and logs to MLflow.
 
     Args:
@@ -142,8 +181,11 @@ def run(params: Params, image: str, *, weights_dir: str | Path | None = None, sa
     if models is None and cfg.deep:
         models, unavailable = load_models(params, wdir, device)
     note = f"The metrics are still written to {out_path}."
-    extra = {"weights_dir": str(wdir) if wdir else "torch hub cache", "num_samples": len(files),
-             "samples_dir": str(sdir)}
+    extra = {
+        "weights_dir": str(wdir) if wdir else "torch hub cache",
+        "num_samples": len(files),
+        "samples_dir": str(sdir),
+    }
     with tracked("evaluate", image, params, device, note, extra) as tracker:
         metrics = compute(params, real, torch.cat(fakes), models=models, unavailable=unavailable, device=device)
         metrics["image"] = image
@@ -153,13 +195,16 @@ def run(params: Params, image: str, *, weights_dir: str | Path | None = None, sa
             metrics["weights"] = {k: str(getattr(m, "weights_file", None)) for k, m in (models or {}).items()}
         metrics["lpips_normalisation"] = LPIPS_NORMALISATION
         write_metrics_json(out_path, metrics)
-        tracker.log_metrics({k: v for k, v in metrics.items()
-                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.log_metrics(
+            {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         tracker.set_tags({f"unavailable.{k}": v[:4000] for k, v in metrics["unavailable"].items()})
         tracker.log_artifact(out_path)
     if verbose:
-        print(f"{image}: {len(files)} samples of {metrics['sample_size'][0]}x{metrics['sample_size'][1]} "
-              f"-> {out_path}", flush=True)
+        print(
+            f"{image}: {len(files)} samples of {metrics['sample_size'][0]}x{metrics['sample_size'][1]} -> {out_path}",
+            flush=True,
+        )
         for line in format_metrics(metrics):
             print(line, file=sys.stderr if line.lstrip().startswith("unavailable") else sys.stdout, flush=True)
     return metrics

@@ -39,9 +39,8 @@ from ..artifacts import check_out_dir, write_json, writing_dir
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
-from ..runtime import describe
 from ..progress import make_progress
-from ..runtime import resolve_device
+from ..runtime import describe, resolve_device
 from .common import image_paths, tracked
 
 
@@ -70,8 +69,16 @@ def _load(ckpt_path: Path, device: torch.device, use_ema: bool, precision: str) 
     return load_bundle(ckpt_path, device, use_ema=use_ema, precision=precision)
 
 
-def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker: Any, progress: bool,
-             summary: dict[str, Any], single: bool = False, force: bool = False) -> dict[str, Any]:
+def _run_all(
+    preps: list[PreparedEdit],
+    bundle: ModelBundle,
+    out: Path,
+    tracker: Any,
+    progress: bool,
+    summary: dict[str, Any],
+    single: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
     """Sample every prepared edit, write into a temp folder next to ``out`` and swap it in."""
     results = []
     with writing_dir(out, force) as tmp:
@@ -81,11 +88,21 @@ def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker:
             bar.set_postfix_str(prep.spec.name)
             result = run_edit(prep, bundle, progress=lambda i, n: bar.update(1))
             folder = tmp if single else tmp / prep.spec.name
-            meta = write_edit(folder, prep, result, {"checkpoint": summary["checkpoint"],
-                                                     "checkpoint_step": summary["checkpoint_step"]})
-            entries.append({"name": prep.spec.name, "kind": prep.spec.kind,
-                            "folder": "." if single else prep.spec.name,
-                            "size": meta["size"], "metrics": meta["metrics"]})
+            meta = write_edit(
+                folder,
+                prep,
+                result,
+                {"checkpoint": summary["checkpoint"], "checkpoint_step": summary["checkpoint_step"]},
+            )
+            entries.append(
+                {
+                    "name": prep.spec.name,
+                    "kind": prep.spec.kind,
+                    "folder": "." if single else prep.spec.name,
+                    "size": meta["size"],
+                    "metrics": meta["metrics"],
+                }
+            )
             results.append((prep, result))
         bar.close()
         summary["edits"] = entries
@@ -96,8 +113,14 @@ def _run_all(preps: list[PreparedEdit], bundle: ModelBundle, out: Path, tracker:
     return summary
 
 
-def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
-        progress: bool = True, force: bool = False) -> dict:
+def run(
+    params: Params,
+    image: str,
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
     """Run every edit listed for ``image`` in ``params.yaml: manipulate.edits``.
 
     Raises :class:`ManipulateError` (a ``ValueError``) before writing anything when an edit, an
@@ -124,8 +147,7 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
     train_image, train_path = _training_image(bundle, [paths.processed])
     clip_cache: dict = {}
-    preps = [prepare_edit(spec, cfg, bundle, train_image, train_path or paths.processed, clip_cache)
-             for spec in specs]
+    preps = [prepare_edit(spec, cfg, bundle, train_image, train_path or paths.processed, clip_cache) for spec in specs]
     summary["checkpoint_step"] = int(bundle.checkpoint["step"])
     note = f"The results are still written to {out}."
     with tracked("manipulate", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
@@ -134,8 +156,16 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
     return summary
 
 
-def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: str | Path | None,
-               out_dir: str | Path, image: str | None = None, progress: bool = True, force: bool = False) -> dict:
+def run_single(
+    params: Params,
+    kind: str,
+    options: dict[str, Any],
+    checkpoint: str | Path | None,
+    out_dir: str | Path,
+    image: str | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
     """One edit from command-line flags (``sindiffusion outpaint ...``); same checks and outputs as :func:`run`.
 
     ``options`` are the edit's keys (``None`` values are dropped); errors name the ``--flag``.
@@ -163,10 +193,20 @@ def run_single(params: Params, kind: str, options: dict[str, Any], checkpoint: s
     train_image, train_path = _training_image(bundle, candidates)
     prep = prepare_edit(spec, cfg, bundle, train_image, train_path, {})
     name = image or bundle.image_name
-    summary: dict[str, Any] = {"image": name, "checkpoint": str(ckpt_path),
-                               "checkpoint_step": int(bundle.checkpoint["step"]), "edits": []}
+    summary: dict[str, Any] = {
+        "image": name,
+        "checkpoint": str(ckpt_path),
+        "checkpoint_step": int(bundle.checkpoint["step"]),
+        "edits": [],
+    }
     note = f"The result is still written to {out}."
-    with tracked("manipulate", name, params, device, note,
-                 {"checkpoint": str(ckpt_path), "command": kind, "edit": spec.to_dict()}) as tracker:
+    with tracked(
+        "manipulate",
+        name,
+        params,
+        device,
+        note,
+        {"checkpoint": str(ckpt_path), "command": kind, "edit": spec.to_dict()},
+    ) as tracker:
         _run_all([prep], bundle, out, tracker, progress, summary, single=True, force=force)
     return summary

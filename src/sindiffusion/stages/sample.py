@@ -13,14 +13,19 @@ from ..data.io import make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import generate, load_bundle, output_size
-from ..runtime import describe
 from ..progress import make_progress
-from ..runtime import resolve_device
+from ..runtime import describe, resolve_device
 from .common import image_paths, tracked
 
 
-def run(params: Params, image: str, checkpoint: str | Path | None = None, out_dir: str | Path | None = None,
-        progress: bool = True, force: bool = False) -> dict:
+def run(
+    params: Params,
+    image: str,
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
     """Draw ``sample.num_samples`` samples into ``out_dir`` (default ``results/<image>/samples``).
 
     A user's ``out_dir`` that is not empty and not written by sindiffusion is refused unless
@@ -45,9 +50,18 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
         t_first = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1))) if cfg.init == "layout" else None
         bar = make_progress("sample", n_batches * len(sampler.visited(t_first)), progress, unit="step")
         hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
-        samples, timings = generate(bundle, cfg.num_samples, size, sampler, seed=cfg.seed, batch_size=cfg.batch_size,
-                                    clip_x0=x0_clip_of(cfg), progress=lambda i, n: bar.update(1),
-                                    hooks_for=hooks_for, t_start=t_start)
+        samples, timings = generate(
+            bundle,
+            cfg.num_samples,
+            size,
+            sampler,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
+            clip_x0=x0_clip_of(cfg),
+            progress=lambda i, n: bar.update(1),
+            hooks_for=hooks_for,
+            t_start=t_start,
+        )
         bar.close()
         with writing_dir(out, force) as tmp:
             files = []
@@ -56,8 +70,16 @@ def run(params: Params, image: str, checkpoint: str | Path | None = None, out_di
                 save_image(x, tmp / name)
                 files.append(name)
             save_grid(samples, tmp / "grid.png")
-            meta = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": int(bundle.checkpoint["step"]),
-                    "size": list(size), "files": files, "device": str(device), **dataclasses.asdict(cfg), **timings}
+            meta = {
+                "image": image,
+                "checkpoint": str(ckpt_path),
+                "checkpoint_step": int(bundle.checkpoint["step"]),
+                "size": list(size),
+                "files": files,
+                "device": str(device),
+                **dataclasses.asdict(cfg),
+                **timings,
+            }
             write_json(tmp / "samples.json", meta)
         tracker.log_metrics(timings)
         grid = tensor_to_image(make_grid(samples))

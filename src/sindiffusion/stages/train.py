@@ -18,13 +18,12 @@ from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_jso
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
-from ..paths import snapshot_name
-from ..runtime import Preempted
-from ..runtime import resolve_device
-from ..training.trainer import Trainer
-from .common import image_paths, tracked
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.kinds import ModelKind, get_kind
+from ..paths import snapshot_name
+from ..runtime import Preempted, resolve_device
+from ..training.trainer import Trainer
+from .common import image_paths, tracked
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
 
@@ -65,9 +64,16 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     x = image_to_tensor(img)
     m = kind.geometry(model_cfg).size_multiple
     if x.shape[1] % m or x.shape[2] % m:
-        raise ValueError(f"{paths.processed}: size {tuple(x.shape[1:])} is not a multiple of {m}; "
-                         "run `sindiffusion preprocess` with the same model section")
-    info = {"name": image, "sha256": sha256_file(paths.processed), "size": list(x.shape[1:]), "path": str(paths.processed)}
+        raise ValueError(
+            f"{paths.processed}: size {tuple(x.shape[1:])} is not a multiple of {m}; "
+            "run `sindiffusion preprocess` with the same model section"
+        )
+    info = {
+        "name": image,
+        "sha256": sha256_file(paths.processed),
+        "size": list(x.shape[1:]),
+        "path": str(paths.processed),
+    }
     device = resolve_device(train_cfg.device)
     if not kind.trainable:
         return _build_training_free(params, image, kind, model_cfg, diffusion_cfg, x, info, device)
@@ -86,18 +92,25 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             print(f"WARNING: ignoring unusable resume checkpoint: {err}", file=sys.stderr)
             ckpt = None
         if ckpt is not None:
-            same_run = (ckpt["image"].get("sha256") == info["sha256"]
-                        and _comparable(ckpt["config"]) == _comparable(trainer.config_dict()))
+            same_run = ckpt["image"].get("sha256") == info["sha256"] and _comparable(ckpt["config"]) == _comparable(
+                trainer.config_dict()
+            )
             if same_run and ckpt["step"] <= train_cfg.steps:
                 trainer.load_state_dict(ckpt)
                 resumed_from = trainer.step
                 print(f"resuming from {paths.resume} at step {resumed_from}", file=sys.stderr)
             elif same_run:
-                print(f"WARNING: {paths.resume} is at step {ckpt['step']}, beyond train.steps={train_cfg.steps}; "
-                      "starting from scratch", file=sys.stderr)
+                print(
+                    f"WARNING: {paths.resume} is at step {ckpt['step']}, beyond train.steps={train_cfg.steps}; "
+                    "starting from scratch",
+                    file=sys.stderr,
+                )
             else:
-                print(f"WARNING: {paths.resume} belongs to another run (different image or config); "
-                      "starting from scratch", file=sys.stderr)
+                print(
+                    f"WARNING: {paths.resume} belongs to another run (different image or config); "
+                    "starting from scratch",
+                    file=sys.stderr,
+                )
     if resumed_from == 0 and paths.snapshots.is_dir():
         shutil.rmtree(paths.snapshots)  # a fresh training: snapshots of an earlier run would be stale
     if resumed_from and "loss_history" in ckpt:
@@ -109,8 +122,9 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
     with tracked("train", image, params, device, note, {"resumed_from_step": resumed_from}) as tracker:
         # the runs table's Dataset column: what this model is trained on (shown while it trains)
-        tracker.log_dataset(image, info["sha256"], paths.processed, {"height": info["size"][0],
-                                                                    "width": info["size"][1]})
+        tracker.log_dataset(
+            image, info["sha256"], paths.processed, {"height": info["size"][0], "width": info["size"][1]}
+        )
 
         def on_log(step: int, loss: float, its: float) -> None:
             rows.append({"step": step, "loss": f"{loss:.6f}", "it_per_s": f"{its:.4f}"})
@@ -122,16 +136,25 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
 
         def on_snapshot(t: Trainer, minutes: float) -> None:
             path = save_checkpoint(paths.snapshots / snapshot_name(minutes), t.snapshot_state(minutes))
-            print(f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"train: snapshot at {minutes:g} min (step {t.step}, {t.seconds:.1f} s) -> {path}",
+                file=sys.stderr,
+                flush=True,
+            )
 
         try:
-            summary = trainer.run(train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress,
-                                  on_snapshot=on_snapshot)
+            summary = trainer.run(
+                train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress, on_snapshot=on_snapshot
+            )
         except Preempted as stop:
             stop.checkpoint = str(paths.resume)
-            tracker.set_tags({"sindiffusion.stopped_at_step": stop.step, "sindiffusion.resumable": "true",
-                              "sindiffusion.resume_checkpoint": str(paths.resume)})
+            tracker.set_tags(
+                {
+                    "sindiffusion.stopped_at_step": stop.step,
+                    "sindiffusion.resumable": "true",
+                    "sindiffusion.resume_checkpoint": str(paths.resume),
+                }
+            )
             raise
         state = trainer.state_dict()
         save_checkpoint(paths.checkpoint, state)
@@ -140,10 +163,15 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         if final_loss != final_loss and rows:  # resumed at the target step: no step ran, keep the last logged loss
             final_loss = float(rows[-1]["loss"])
         metrics = {
-            "final_loss": final_loss, "steps": int(summary["steps"]),
-            "it_per_s": summary["it_per_s"], "train_seconds": summary["seconds"],
-            "resumed_from_step": resumed_from, "device": str(device), "precision": trainer.precision_note,
-            "train_seconds_total": summary["train_seconds_total"], "stopped_by_time": bool(summary["stopped_by_time"]),
+            "final_loss": final_loss,
+            "steps": int(summary["steps"]),
+            "it_per_s": summary["it_per_s"],
+            "train_seconds": summary["seconds"],
+            "resumed_from_step": resumed_from,
+            "device": str(device),
+            "precision": trainer.precision_note,
+            "train_seconds_total": summary["train_seconds_total"],
+            "stopped_by_time": bool(summary["stopped_by_time"]),
         }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -154,13 +182,26 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     return metrics
 
 
-def _build_training_free(params: Params, image: str, kind: ModelKind, model_cfg: Any, diffusion_cfg: Any,
-                         x: torch.Tensor, info: dict, device: torch.device) -> dict:
+def _build_training_free(
+    params: Params,
+    image: str,
+    kind: ModelKind,
+    model_cfg: Any,
+    diffusion_cfg: Any,
+    x: torch.Tensor,
+    info: dict,
+    device: torch.device,
+) -> dict:
     """A model kind with nothing to optimise: build it (its patch index) once to validate and time it,
     then write the same outputs as training (checkpoint, empty loss curve, metrics)."""
     paths = image_paths(params, image)
-    diffusion = GaussianDiffusion.from_config(diffusion_cfg.schedule, diffusion_cfg.timesteps, diffusion_cfg.beta_start,
-                                              diffusion_cfg.beta_end, diffusion_cfg.variance)
+    diffusion = GaussianDiffusion.from_config(
+        diffusion_cfg.schedule,
+        diffusion_cfg.timesteps,
+        diffusion_cfg.beta_start,
+        diffusion_cfg.beta_end,
+        diffusion_cfg.variance,
+    )
     image_t = x[None].contiguous()  # [1, 3, H, W] in [-1, 1]
     t0 = time.perf_counter()
     model = kind.build(model_cfg, diffusion, image_t).to(device)
@@ -168,14 +209,28 @@ def _build_training_free(params: Params, image: str, kind: ModelKind, model_cfg:
         model.build_index()
     seconds = time.perf_counter() - t0
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = {"step": 0, "config": {"model": kind.stored_config(model_cfg), "diffusion": dataclasses.asdict(diffusion_cfg),
-                                  "train": {}},
-            "image": info, "model": state, "ema": state}
-    with tracked("train", image, params, device, f"The model is in {paths.checkpoint}.", {"model_kind": kind.name}) as tracker:
+    ckpt = {
+        "step": 0,
+        "config": {"model": kind.stored_config(model_cfg), "diffusion": dataclasses.asdict(diffusion_cfg), "train": {}},
+        "image": info,
+        "model": state,
+        "ema": state,
+    }
+    with tracked(
+        "train", image, params, device, f"The model is in {paths.checkpoint}.", {"model_kind": kind.name}
+    ) as tracker:
         save_checkpoint(paths.checkpoint, ckpt)
         _write_loss_rows(paths.loss, [])
-        metrics = {"final_loss": None, "steps": 0, "it_per_s": None, "train_seconds": seconds, "index_seconds": seconds,
-                   "resumed_from_step": 0, "device": str(device), "model_kind": kind.name}
+        metrics = {
+            "final_loss": None,
+            "steps": 0,
+            "it_per_s": None,
+            "train_seconds": seconds,
+            "index_seconds": seconds,
+            "resumed_from_step": 0,
+            "device": str(device),
+            "model_kind": kind.name,
+        }
         write_json(paths.train_metrics, metrics)
         tracker.log_metrics({"index_seconds": seconds})
         tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
@@ -187,6 +242,9 @@ def _build_training_free(params: Params, image: str, kind: ModelKind, model_cfg:
 
 def _comparable(config: dict) -> dict:
     """Config keys that must match to resume: everything except the target step count and logging."""
-    train = {k: v for k, v in config["train"].items()
-             if k not in ("steps", "log_every", "save_every", "device", "max_minutes", "snapshot_minutes")}
+    train = {
+        k: v
+        for k, v in config["train"].items()
+        if k not in ("steps", "log_every", "save_every", "device", "max_minutes", "snapshot_minutes")
+    }
     return {"model": config["model"], "diffusion": config["diffusion"], "train": train}

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def random_rescale(image: torch.Tensor, scale_min: float, scale_max: float, multiple: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def random_rescale(
+    image: torch.Tensor, scale_min: float, scale_max: float, multiple: int, generator: torch.Generator
+) -> torch.Tensor:
     """Bicubic-resize ``image`` (``[B, C, H, W]`` in [-1, 1]) by independent factors
     U(scale_min, scale_max) for H and W, floored to a multiple of ``multiple`` (at least
     ``4 * multiple``). Returns ``[B, C, H', W']`` clamped to [-1, 1]."""
@@ -32,4 +33,4 @@ def random_crops(batch: torch.Tensor, size: int, generator: torch.Generator) -> 
         return batch
     ys = torch.randint(0, h - ch + 1, (b,), generator=generator).tolist()
     xs = torch.randint(0, w - cw + 1, (b,), generator=generator).tolist()
-    return torch.stack([batch[i, :, y:y + ch, x:x + cw] for i, (y, x) in enumerate(zip(ys, xs))])
+    return torch.stack([batch[i, :, y : y + ch, x : x + cw] for i, (y, x) in enumerate(zip(ys, xs))])

@@ -11,9 +11,8 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.unet import UNet, UNetConfig
-from ..runtime import autocast, autocast_dtype, describe
 from ..progress import make_progress
-from ..runtime import Preempted, StopSignals, resolve_device
+from ..runtime import Preempted, StopSignals, autocast, autocast_dtype, describe, resolve_device
 from .augment import random_crops, random_rescale
 from .ema import EMA, auto_decay
 from .lr import lr_factor
@@ -31,8 +30,15 @@ class Trainer:
     seeded with ``train.seed``, whose state is checkpointed: resuming reproduces a straight run.
     """
 
-    def __init__(self, image: torch.Tensor, unet: UNetConfig, diffusion: DiffusionConfig, train: TrainConfig,
-                 image_info: dict[str, Any], device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        image: torch.Tensor,
+        unet: UNetConfig,
+        diffusion: DiffusionConfig,
+        train: TrainConfig,
+        image_info: dict[str, Any],
+        device: torch.device | None = None,
+    ) -> None:
         self.train_cfg = train
         self.unet_cfg = unet
         self.diffusion_cfg = diffusion
@@ -41,11 +47,16 @@ class Trainer:
         torch.manual_seed(train.seed)
         self.generator = torch.Generator().manual_seed(train.seed)
         self.model = UNet(unet).to(self.device)
-        self.ema_decay = (auto_decay(train.steps, train.ema_half_life) if train.ema_decay == "auto"
-                          else float(train.ema_decay))
+        self.ema_decay = (
+            auto_decay(train.steps, train.ema_half_life) if train.ema_decay == "auto" else float(train.ema_decay)
+        )
         self.ema = EMA(self.model, self.ema_decay, train.ema_warmup)
         self.diffusion = GaussianDiffusion.from_config(
-            diffusion.schedule, diffusion.timesteps, diffusion.beta_start, diffusion.beta_end, diffusion.variance,
+            diffusion.schedule,
+            diffusion.timesteps,
+            diffusion.beta_start,
+            diffusion.beta_end,
+            diffusion.variance,
             diffusion.parameterization,
         )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -140,9 +151,14 @@ class Trainer:
         self.ema.update(self.model, self.step)
         return float(loss.detach())
 
-    def run(self, until: int, on_log: Callable[[int, float, float], None] | None = None,
-            on_save: Callable[["Trainer"], None] | None = None, progress: bool = True,
-            on_snapshot: Callable[["Trainer", float], None] | None = None) -> dict[str, float]:
+    def run(
+        self,
+        until: int,
+        on_log: Callable[[int, float, float], None] | None = None,
+        on_save: Callable[["Trainer"], None] | None = None,
+        progress: bool = True,
+        on_snapshot: Callable[["Trainer", float], None] | None = None,
+    ) -> dict[str, float]:
         """Train until ``self.step == until`` or the wall-clock budget ``train.max_minutes`` is spent.
 
         ``on_log(step, mean_loss, it_per_s)`` every ``train.log_every`` steps (and at the end);
@@ -217,6 +233,12 @@ class Trainer:
         """A sampling-only checkpoint of the EMA weights (no optimiser, no RNG), loadable by
         ``sindiffusion sample --checkpoint``; ``snapshot`` records the mark, steps and seconds."""
         ema = self.ema.state_dict()
-        return {"step": self.step, "config": self.config_dict(), "image": self.image_info, "model": ema, "ema": ema,
-                "train_seconds": self.seconds,
-                "snapshot": {"minutes": float(minutes), "seconds": self.seconds, "steps": self.step}}
+        return {
+            "step": self.step,
+            "config": self.config_dict(),
+            "image": self.image_info,
+            "model": ema,
+            "ema": ema,
+            "train_seconds": self.seconds,
+            "snapshot": {"minutes": float(minutes), "seconds": self.seconds, "steps": self.step},
+        }

@@ -29,5 +29,11 @@ class KnownRegionApplication(Application):
 
     def hooks(self, prep: PreparedEdit, num_timesteps: int) -> list[SamplingHook]:
         until = prep.spec.get("resample_until") or 0.0
-        return [KnownRegionHook(prep.reference, prep.mask, resample=prep.spec.get("resample") or 0,
-                                resample_until=round(until * num_timesteps) if until > 0 else None)]
+        return [
+            KnownRegionHook(
+                prep.reference,
+                prep.mask,
+                resample=prep.spec.get("resample") or 0,
+                resample_until=round(until * num_timesteps) if until > 0 else None,
+            )
+        ]

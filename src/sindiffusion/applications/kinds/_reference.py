@@ -6,8 +6,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...config import opt
-from ..base import Application, EditContext, PreparedEdit, check_factor, read_image, read_mask, sdedit_start, to_tensor
-from ..base import working_size
+from ..base import (
+    Application,
+    EditContext,
+    PreparedEdit,
+    check_factor,
+    read_image,
+    read_mask,
+    sdedit_start,
+    to_tensor,
+    working_size,
+)
 from ..config import EditOptions, MaskedILVROptions, SizeOptions
 
 
@@ -28,8 +37,10 @@ class ReferenceApplication(Application):
             prep.notes.append(f"input {native[0]}x{native[1]} resized to {size[0]}x{size[1]}")
         aspect_in, aspect_train = native[1] / native[0], train[1] / train[0]
         if abs(aspect_in / aspect_train - 1) > 0.02 and o.get("height") is None and o.get("width") is None:
-            prep.notes.append(f"input aspect {aspect_in:.3f} differs from the training image's {aspect_train:.3f}: "
-                              "kept the input's aspect at the training image's pixel area")
+            prep.notes.append(
+                f"input aspect {aspect_in:.3f} differs from the training image's {aspect_train:.3f}: "
+                "kept the input's aspect at the training image's pixel area"
+            )
         prep.input = prep.reference = to_tensor(img, size)
         prep.size = size
         prep.factor = int(o["factor"])

@@ -28,8 +28,9 @@ class OutpaintOptions(ResampleOptions, SizeOptions, EditOptions):
         if by_size and pads:
             raise ManipulateError(f"{where('height')}: give either left/right/top/bottom or height/width, not both")
         if not by_size and not pads:
-            raise ManipulateError(f"{where('right')}: outpainting needs left/right/top/bottom > 0 or a target "
-                                  "height/width")
+            raise ManipulateError(
+                f"{where('right')}: outpainting needs left/right/top/bottom > 0 or a target height/width"
+            )
 
 
 @APPLICATIONS.register("outpaint")

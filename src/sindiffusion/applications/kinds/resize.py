@@ -17,10 +17,12 @@ class ResizeOptions(SizeOptions, EditOptions):
     EXAMPLE: ClassVar[dict[str, Any]] = {"width": 200}
     scale_h: Optional[float] = opt(None, gt=0, help="height as a factor of the training image")
     scale_w: Optional[float] = opt(None, gt=0, help="width as a factor of the training image")
-    factor: Optional[int] = opt(None, ge=1, help="optional: keep the layout of the resized training image "
-                                                 "(ILVR factor N)")
-    strength: Optional[float] = opt(None, gt=0, le=1, help="optional with factor: SDEdit start from the resized "
-                                                           "training image")
+    factor: Optional[int] = opt(
+        None, ge=1, help="optional: keep the layout of the resized training image (ILVR factor N)"
+    )
+    strength: Optional[float] = opt(
+        None, gt=0, le=1, help="optional with factor: SDEdit start from the resized training image"
+    )
     stop_at: float = opt(0.0, ge=0, le=1, help="with factor: " + STOP_AT_HELP)
 
     def check(self, where: Callable[[str], str]) -> None:
@@ -37,8 +39,7 @@ class ResizeOptions(SizeOptions, EditOptions):
 class Resize(Application):
     name = "resize"
     help = "generate at any size / aspect (panoramas), optionally keeping the layout (--factor)"
-    hooks_doc = ("none (the UNet is fully convolutional), or `ILVRHook` on the resized training image to keep "
-                 "the layout")
+    hooks_doc = "none (the UNet is fully convolutional), or `ILVRHook` on the resized training image to keep the layout"
     Options = ResizeOptions
 
     def prepare(self, prep: PreparedEdit, ctx: EditContext) -> None:
@@ -47,8 +48,9 @@ class Resize(Application):
         h = o.get("height") or round(th * (o.get("scale_h") or 1.0))
         w = o.get("width") or round(tw * (o.get("scale_w") or 1.0))
         if h < 8 or w < 8:
-            raise ManipulateError(f"{where('scale_h' if h < 8 else 'scale_w')}: output size {h}x{w} is too "
-                                  "small (minimum 8x8)")
+            raise ManipulateError(
+                f"{where('scale_h' if h < 8 else 'scale_w')}: output size {h}x{w} is too small (minimum 8x8)"
+            )
         prep.size = (int(h), int(w))
         if o.get("factor") is not None:
             image, _ = ctx.default_input(prep)

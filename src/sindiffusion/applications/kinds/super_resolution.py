@@ -17,8 +17,9 @@ from ..config import STOP_AT_HELP, EditOptions
 class SuperResolutionOptions(EditOptions):
     EXAMPLE: ClassVar[dict[str, Any]] = {"scale": 2}
     scale: int = opt(ge=2, help="integer upscaling factor k >= 2")
-    input: Optional[str] = opt(None, min_len=1, help="low-resolution image, used at its own size "
-                                                     "(default: the training image)")
+    input: Optional[str] = opt(
+        None, min_len=1, help="low-resolution image, used at its own size (default: the training image)"
+    )
     stop_at: float = opt(0.0, ge=0, le=1, help=STOP_AT_HELP)
 
 
@@ -43,10 +44,12 @@ class SuperResolution(Application):
         check_factor(prep.spec, scale, prep.size, key="scale")
         prep.reference = F.interpolate(image, size=prep.size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
-    def metrics(self, prep: PreparedEdit, samples: torch.Tensor, bundle: Any
-                ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    def metrics(
+        self, prep: PreparedEdit, samples: torch.Tensor, bundle: Any
+    ) -> tuple[dict[str, float], dict[str, list[float]]]:
         metrics, per_sample = super().metrics(prep, samples, bundle)
-        down = F.interpolate(samples, size=tuple(prep.input.shape[-2:]), mode="bicubic", align_corners=False,
-                             antialias=True)
+        down = F.interpolate(
+            samples, size=tuple(prep.input.shape[-2:]), mode="bicubic", align_corners=False, antialias=True
+        )
         metrics["downsampled_l1"] = float((down - prep.input.cpu()).abs().mean())
         return metrics, per_sample

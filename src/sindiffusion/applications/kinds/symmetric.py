@@ -43,8 +43,9 @@ class MirrorHook(SamplingHook):
 @dataclass(frozen=True, kw_only=True)
 class SymmetricOptions(SizeOptions, EditOptions):
     EXAMPLE: ClassVar[dict[str, Any]] = {}
-    axis: Literal["vertical", "horizontal"] = opt("vertical", help="vertical: mirror left-right (an axis down the "
-                                                                  "middle); horizontal: top-bottom")
+    axis: Literal["vertical", "horizontal"] = opt(
+        "vertical", help="vertical: mirror left-right (an axis down the middle); horizontal: top-bottom"
+    )
 
 
 @APPLICATIONS.register("symmetric")
@@ -57,8 +58,9 @@ class Symmetric(Application):
     def hooks(self, prep: PreparedEdit, num_timesteps: int) -> list[SamplingHook]:
         return [MirrorHook(prep.spec["axis"])]
 
-    def metrics(self, prep: PreparedEdit, samples: torch.Tensor, bundle: Any
-                ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    def metrics(
+        self, prep: PreparedEdit, samples: torch.Tensor, bundle: Any
+    ) -> tuple[dict[str, float], dict[str, list[float]]]:
         metrics, per_sample = super().metrics(prep, samples, bundle)
         metrics["asymmetry_max_abs"] = float((samples - mirror(samples, prep.spec["axis"])).abs().max())
         return metrics, per_sample

@@ -85,7 +85,7 @@ class Sampler:
         """
         abar_t = self.diffusion.abar(t)
         eps = out.eps - (1 - abar_t) ** 0.5 * grad
-        pred_x0 = (x_t - (1 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        pred_x0 = (x_t - (1 - abar_t) ** 0.5 * eps) / abar_t**0.5
         return out.replace(eps=eps, pred_x0=pred_x0)
 
 
@@ -111,4 +111,3 @@ class _Settings:
 def make_sampler(name: str, diffusion: GaussianDiffusion, steps: int, eta: float = 0.0) -> Sampler:
     """Shortcut of :func:`build_sampler` for code and tests that hold loose values."""
     return build_sampler(_Settings(name, steps, eta), diffusion)
-

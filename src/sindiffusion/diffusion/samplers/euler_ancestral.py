@@ -36,8 +36,8 @@ class EulerAncestralSampler(Sampler):
 
     def step(self, out: ModelOutput, x_t: torch.Tensor, t: int, t_prev: int, noise: torch.Tensor) -> StepOutput:
         sigma, sigma_next = self.sigma(t), self.sigma(t_prev)
-        sigma_up = min(sigma_next, self.eta * (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2) ** 0.5)
-        sigma_down = (sigma_next ** 2 - sigma_up ** 2) ** 0.5
+        sigma_up = min(sigma_next, self.eta * (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
+        sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
         x = x_t / self.diffusion.abar(t) ** 0.5
         d = (x - out.pred_x0) / sigma
         x = x + d * (sigma_down - sigma)
