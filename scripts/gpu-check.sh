@@ -132,7 +132,7 @@ for cfg in paper gpu-fast; do
   run_part "$cfg" "$L_TRAIN" -- "${GC[@]}" config "$OUT" "$cfg" "configs/$cfg.yaml" "$IMAGE" \
     --minutes "$MINUTES" --num 4 ${TINY[@]+"${TINY[@]}"}
 done
-# OPTIONAL: a 1024x1024 sample of the training-free patch model; skipped (status "skipped") while
+# OPTIONAL: a 1024x1024 sample of the training-free patch model (configs/patch.yaml); skipped (status "skipped") where
 # `model.kind: patch` does not exist on this checkout (issue 11).
 run_part patch "$L_PATCH" -- "${GC[@]}" patch "$OUT" "$IMAGE" --size "$([ "$CPU_SMOKE" = 1 ] && echo 64 || echo 1024)" \
   ${TINY[@]+"${TINY[@]}"}

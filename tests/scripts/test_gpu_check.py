@@ -31,7 +31,7 @@ def test_cpu_smoke_writes_every_part(tmp_path):
     assert result["env"]["mode"] == "cpu-smoke" and result["env"]["cuda_available"] is False
     status = result["status"]
     assert status == {"env": "ok", "speed": "ok", "paper": "ok", "gpu-fast": "ok", "patch": status["patch"]}
-    assert status["patch"] in ("ok", "skipped")
+    assert status["patch"] == "ok"  # the patch model kind exists: its step runs (64x64 in the smoke run)
     speed = result["parts"]["speed"]["result"]["variants"]
     assert [(v["precision"], v["channels_last"]) for v in speed] == [("fp32", "off"), ("bf16", "on")]
     assert all(v["train_seconds_per_iter"] > 0 and v["step_seconds_batch1"] > 0 for v in speed)

@@ -16,7 +16,6 @@ sampling, and writes the contact sheet ``OUT/sheets/<name>.png`` (training image
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -198,27 +197,25 @@ def part_config(
 
 
 def patch_kind_known() -> str | None:
-    """None when ``model.kind: patch`` validates on this checkout, else why the patch step is skipped."""
-    from ..config import ConfigError, ModelConfig, build_section
+    """None when the model kind ``patch`` is registered on this checkout, else why the patch step is skipped."""
+    from ..config import MODEL_KINDS
 
-    if "kind" not in {f.name for f in dataclasses.fields(ModelConfig)}:
-        return "model.kind does not exist in this checkout (issue 11 not landed)"
-    try:
-        build_section(ModelConfig, {"kind": "patch"}, "gpu-check: model")
-    except ConfigError as err:
-        return f"model.kind: patch is not accepted here: {err}"
+    if "patch" not in MODEL_KINDS.names():
+        return "model.kind: patch is not registered on this checkout (issue 11 not landed)"
     return None
 
 
 def part_patch(out: Path, image: Path, size: int, params_path: str, overrides: list[str]) -> dict[str, Any]:
-    """OPTIONAL: one ``size`` x ``size`` sample of the training-free patch model, timed (skipped when
-    ``model.kind: patch`` is unknown)."""
+    """OPTIONAL: one ``size`` x ``size`` sample of the training-free patch model (``params_path``, by
+    default configs/patch.yaml), timed; skipped when the kind is unknown. ``model.*`` overrides (the
+    CPU smoke run's tiny UNet) are dropped: they describe the other kind."""
     reason = patch_kind_known()
     if reason is not None:
         part = {"status": "skipped", "reason": reason}
         _write(out, "patch", part)
         return part
-    over = [*overrides, "model.kind=patch", f"sample.height={size}", f"sample.width={size}"]
+    over = [o for o in overrides if not o.strip().startswith("model.")]
+    over += [f"sample.height={size}", f"sample.width={size}"]
     return part_config(out, "patch", params_path, image, minutes=10.0, num=1, overrides=over, metrics=False)
 
 
@@ -269,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("image")
     p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--params", default="configs/paper.yaml")
+    p.add_argument("--params", default="configs/patch.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p = sub.add_parser("mark")
     p.add_argument("out", type=Path)
