@@ -480,15 +480,16 @@ class TrackingConfig:
 class EvaluateConfig:
     """How samples are scored (DESIGN.md §3).
 
-    Deep metrics (SIFID, LPIPS diversity) need pretrained torchvision weights; when they are
-    missing the metric is written as null with the reason, never computed from random weights.
+    Deep metrics (those of the metric registry that declare pretrained weights, e.g. SIFID) need
+    pretrained torchvision weights; when they are missing the metric is written as null with the
+    reason, never computed from random weights.
     """
 
     sifid_layers: tuple[Literal["pool1", "pool2"], ...] = ("pool1",)
     """``pool1`` (64 ch, before Inception's first max-pool: SinGAN's released code) and/or
     ``pool2`` (192 ch, before the second pool: SinGAN's paper). Metric keys: ``sifid_<layer>``."""
     deep: bool = True
-    """Compute SIFID and LPIPS diversity when their weights are on disk."""
+    """Compute the metrics that need pretrained weights when their weights are on disk."""
     weights_dir: Optional[str] = opt(None, min_len=1)
     """Where the pretrained checkpoints are; null = the torch hub cache ($TORCH_HOME/hub/checkpoints)."""
     device: str = opt("auto", pattern=DEVICE_PATTERN)

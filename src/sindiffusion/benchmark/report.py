@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write
+from ..evaluation.registry import weight_free_keys
 from .arms import natural_key
 
 #: SinDiffusion paper, Table 1 (Places50; SIFID lower is better, LPIPS diversity higher is better)
@@ -30,7 +31,8 @@ PUBLISHED: tuple[tuple[str, float, float], ...] = (
     ("SinDiffusion", 0.06, 0.387),
 )
 PUBLISHED_SOURCE = "SinDiffusion paper, Table 1 (Places50, 50 images)"
-WEIGHT_FREE = ("patch_swd", "copy_nn_dist", "copy_fraction", "pixel_diversity")
+#: columns of the weight-free metrics (always shown: every machine computes them)
+WEIGHT_FREE = weight_free_keys()
 #: per-image checks and timings beside the metrics (see :mod:`.per_image`)
 EXTRA = ("bright_max_dev", "bright_over", "n_samples", "train_s", "first_sample_s", "per_sample_s")
 #: how a mean row aggregates a column over images (default: mean)

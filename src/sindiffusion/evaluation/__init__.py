@@ -3,11 +3,11 @@
 All images are float RGB tensors in [0,1], ``[N,3,H,W]`` (or ``[3,H,W]`` for
 one image).
 
-* Deep metrics (need pretrained torchvision weights, never downloaded
-  implicitly; see :mod:`.weights`): SIFID (:mod:`.sifid`) and LPIPS
-  diversity (:mod:`.diversity`).
-* Weight-free metrics (:mod:`.patches`): pixel diversity, copy/memorisation
-  score, multi-scale patch sliced Wasserstein distance.
+* The metric registry (:mod:`.registry`): one module per metric in
+  :mod:`.pretrained` (need pretrained torchvision weights, never downloaded
+  implicitly; see :mod:`.weights`: SIFID, LPIPS diversity) and
+  :mod:`.weight_free` (pixel diversity, copy/memorisation score, multi-scale
+  patch sliced Wasserstein distance).
 * :func:`evaluate_samples` computes them all, marks missing deep metrics
   unavailable, and guards against numbers from random backbones;
   :func:`write_metrics_json` writes a reportable dict atomically.

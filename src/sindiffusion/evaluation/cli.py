@@ -18,7 +18,7 @@ from typing import Callable
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
-    p = sub.add_parser("evaluate", help="score one image's samples (SIFID, LPIPS diversity, weight-free metrics)")
+    p = sub.add_parser("evaluate", help="score one image's samples with every registered metric (docs/benchmark.md)")
     add_common(p)
     p.add_argument(
         "--weights-dir",

@@ -1,8 +1,8 @@
 """One call to evaluate samples of one training image, and a safe metrics writer.
 
-:func:`evaluate_samples` always computes the weight-free metrics
-(:mod:`.patches`) and the deep ones (SIFID, LPIPS diversity) only when their
-pretrained weights are on disk. A deep metric whose weights are missing is
+:func:`evaluate_samples` runs every registered metric (:mod:`.registry`): the
+weight-free ones always, the deep ones (which declare pretrained weights) only
+when their weights are on disk. A deep metric whose weights are missing is
 reported as ``None`` with the reason under ``"unavailable"``, never as 0 and
 never from a random network::
 
@@ -33,10 +33,9 @@ import torch
 from ..artifacts import atomic_write
 from ..config import EvaluateConfig
 from ._images import ImageBatch, as_image, as_same_size_batch
-from .diversity import LPIPSAlex, lpips_diversity
 from .patches import DEFAULT_COPY_THRESHOLD
+from .registry import metrics as registered_metrics
 from .registry import run_metrics
-from .sifid import InceptionFeatures, sifid, sifid_metric_name
 from .weights import MissingWeightsError, verify_weights
 
 __all__ = [
@@ -55,7 +54,6 @@ log = logging.getLogger(__name__)
 RANDOM_SUFFIX = "_random_weights"
 #: top-level flag set on any dict holding such a number
 RANDOM_FLAG = "random_weights"
-LPIPS_KEY = "lpips_diversity"
 
 
 class RandomWeightsError(RuntimeError):
@@ -70,15 +68,15 @@ def load_deep_models(
     allow_random_weights: bool = False,
     verify: bool = False,
 ) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """Build the deep metrics' networks, keyed by metric name.
+    """Build the networks of every registered metric that needs pretrained weights, keyed by metric key.
 
     Load once and pass as ``evaluate_samples(..., models=...)`` when
     evaluating many images.
 
     Returns:
         ``(models, unavailable)``: ``models`` maps e.g. ``"sifid_pool1"`` to an
-        :class:`InceptionFeatures` and ``"lpips_diversity"`` to an
-        :class:`LPIPSAlex`; ``unavailable`` maps the metric names whose
+        :class:`~.sifid.InceptionFeatures` and ``"lpips_diversity"`` to an
+        :class:`~.diversity.LPIPSAlex`; ``unavailable`` maps the keys whose
         weights are missing to the :class:`MissingWeightsError` message.
         With ``allow_random_weights=True`` (tests only) a missing network is
         replaced by a random one (``is_random = True``) instead.
@@ -87,23 +85,23 @@ def load_deep_models(
         its metrics unavailable (:class:`BadWeightsError`), so a randomly
         filled file with the right name cannot yield reported numbers.
     """
+    cfg = EvaluateConfig(sifid_layers=tuple(sifid_layers))  # type: ignore[arg-type]
     models: dict[str, torch.nn.Module] = {}
     unavailable: dict[str, str] = {}
-    builders = {sifid_metric_name(layer): (InceptionFeatures, {"layer": layer}) for layer in sifid_layers}
-    builders[LPIPS_KEY] = (LPIPSAlex, {})
-    checkpoint = {InceptionFeatures: "inception_v3", LPIPSAlex: "alexnet"}
-    for key, (cls, kwargs) in builders.items():
-        try:
-            if verify:
-                verify_weights(checkpoint[cls], weights_dir)
-            models[key] = cls(**kwargs, weights_dir=weights_dir, device=device)
-        except MissingWeightsError as err:
-            if allow_random_weights:
-                log.warning("%s: %s; using a RANDOM backbone (allow_random_weights=True)", key, err)
-                models[key] = cls(**kwargs, random_init=True, device=device)
-            else:
-                log.warning("%s unavailable: %s", key, err)
-                unavailable[key] = str(err)
+    for metric in registered_metrics():
+        for key, build in metric.networks(cfg).items():
+            try:
+                if verify:
+                    for name in metric.weights:
+                        verify_weights(name, weights_dir)
+                models[key] = build(weights_dir=weights_dir, device=device)
+            except MissingWeightsError as err:
+                if allow_random_weights:
+                    log.warning("%s: %s; using a RANDOM backbone (allow_random_weights=True)", key, err)
+                    models[key] = build(random_init=True, device=device)
+                else:
+                    log.warning("%s unavailable: %s", key, err)
+                    unavailable[key] = str(err)
     return models, unavailable
 
 
@@ -122,7 +120,7 @@ def evaluate_samples(
     patch_size: int = 7,
     swd_seed: int = 0,
 ) -> dict[str, Any]:
-    """All metrics of N samples of one training image.
+    """All registered metrics (:data:`~.registry.METRICS`) of N samples of one training image.
 
     Args:
         real: training image ``[3,H,W]`` or ``[1,3,H,W]``, float in [0,1].
@@ -130,7 +128,7 @@ def evaluate_samples(
             [0,1], at the training image's scale.
         sifid_layers: SIFID layers, ``"pool1"`` and/or ``"pool2"``.
         weights_dir: where the pretrained checkpoints are (default: torch hub cache).
-        deep: compute SIFID and LPIPS diversity (when their weights exist).
+        deep: compute the metrics that need pretrained networks (when their weights exist).
         device: where the deep networks run.
         allow_random_weights: tests only: fall back to random backbones when
             weights are missing; their numbers go under ``<name>_random_weights``
@@ -142,55 +140,26 @@ def evaluate_samples(
 
     Returns:
         A flat dict of floats (or None) plus ``"num_samples"`` and
-        ``"unavailable"`` (metric name -> reason). Metrics needing two samples
+        ``"unavailable"`` (metric key -> reason). Metrics needing two samples
         (pixel and LPIPS diversity) are None for N = 1.
     """
     real_b = as_image(real, "real")
     fakes_b = as_same_size_batch(fakes, "fakes")
-    n = fakes_b.shape[0]
-    out: dict[str, Any] = {"num_samples": n}
-    unavailable: dict[str, str] = {}
-
-    # weight-free: every registered metric, with the evaluate section's settings
     cfg = EvaluateConfig(
-        patch_size=patch_size, copy_stride=copy_stride, copy_threshold=copy_threshold, swd_seed=swd_seed
+        sifid_layers=tuple(sifid_layers),  # type: ignore[arg-type]
+        patch_size=patch_size,
+        copy_stride=copy_stride,
+        copy_threshold=copy_threshold,
+        swd_seed=swd_seed,
     )
-    values, missing = run_metrics(real_b, fakes_b, cfg)
-    out.update(values)
-    unavailable.update(missing)
-
-    if not deep:
-        out["unavailable"] = unavailable
-        return out
-
-    # deep
-    if models is None:
+    missing: dict[str, str] = {}
+    if deep and models is None:
         models, missing = load_deep_models(
             sifid_layers, weights_dir=weights_dir, device=device, allow_random_weights=allow_random_weights
         )
-        unavailable.update(missing)
-    else:
-        models = dict(models)
-    used: dict[str, torch.nn.Module] = {}
-    for layer in sifid_layers:
-        key = sifid_metric_name(layer)
-        model = models.get(key)
-        if model is None:
-            unavailable.setdefault(key, "no model given")
-            out[key] = None
-            continue
-        out[key] = sifid(real_b, fakes_b, model)  # type: ignore[arg-type]
-        used[key] = model
-    model = models.get(LPIPS_KEY)
-    if model is None:
-        unavailable.setdefault(LPIPS_KEY, "no model given")
-        out[LPIPS_KEY] = None
-    elif n < 2:
-        unavailable[LPIPS_KEY] = "needs at least 2 samples"
-        out[LPIPS_KEY] = None
-    else:
-        out[LPIPS_KEY] = lpips_diversity(fakes_b, model)  # type: ignore[arg-type]
-        used[LPIPS_KEY] = model
+    values, unavailable, used = run_metrics(real_b, fakes_b, cfg, models, deep=deep)
+    unavailable.update(missing)  # why a network is missing beats "no model given"
+    out: dict[str, Any] = {"num_samples": fakes_b.shape[0], **values}
 
     # random-backbone guard
     random_keys = [k for k, m in used.items() if getattr(m, "is_random", True)]

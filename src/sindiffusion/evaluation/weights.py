@@ -1,8 +1,9 @@
 """Where the pretrained backbones of the deep metrics live.
 
-SIFID needs torchvision's ImageNet Inception-v3 and LPIPS needs torchvision's
-ImageNet AlexNet (the LPIPS linear layers ship inside the ``lpips`` wheel and
-need no download). Both files are looked up, never downloaded implicitly:
+:data:`WEIGHTS` is the catalogue of checkpoint files; each metric of the registry
+(:mod:`.registry`) names the ones it needs, and a file's ``used_by`` is derived
+from that. The LPIPS linear layers ship inside the ``lpips`` wheel and need no
+download. The files are looked up, never downloaded implicitly:
 
 * in ``weights_dir`` when one is given (and only there), else
 * in the torch hub cache, ``torch.hub.get_dir() / "checkpoints"``, i.e.
@@ -53,7 +54,16 @@ class WeightSpec:
     filename: str
     url: str
     hash_prefix: str
-    used_by: str
+    network: str
+    """What the file holds, e.g. ``"torchvision ImageNet AlexNet backbone"``."""
+
+    @property
+    def used_by(self) -> str:
+        """``"<metric titles> (<network>)"``: the registered metrics that declare this file."""
+        from .registry import metrics  # the metric modules import this one
+
+        titles = [m.title for m in metrics() if self.name in m.weights]
+        return f"{' and '.join(titles) or 'no registered metric'} ({self.network})"
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -62,14 +72,14 @@ WEIGHTS: dict[str, WeightSpec] = {
         filename="inception_v3_google-0cc3c7c2.pth",
         url="https://download.pytorch.org/models/inception_v3_google-0cc3c7c2.pth",
         hash_prefix="0cc3c7c2",
-        used_by="SIFID (torchvision ImageNet Inception-v3)",
+        network="torchvision ImageNet Inception-v3",
     ),
     "alexnet": WeightSpec(
         name="alexnet",
         filename="alexnet-owt-7be5be79.pth",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         hash_prefix="7be5be79",
-        used_by="LPIPS diversity (torchvision ImageNet AlexNet backbone)",
+        network="torchvision ImageNet AlexNet backbone",
     ),
 }
 

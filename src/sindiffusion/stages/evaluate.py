@@ -4,12 +4,13 @@ Reads the processed training image (``paths.processed``) and the samples
 (``paths.samples/sample_*.png``) and computes, with
 :func:`sindiffusion.evaluation.evaluate_samples`:
 
-* weight-free metrics, always: ``pixel_diversity`` (SinGAN), ``copy_nn_dist`` /
-  ``copy_fraction`` (memorisation), ``patch_swd`` (multi-scale patch fidelity);
-* deep metrics when their pretrained weights are on disk (and pass the SHA-256 check):
-  ``sifid_<layer>`` and ``lpips_diversity`` (mean over all pairs of samples; images mapped
-  from [0,1] to [-1,1]). Otherwise the metric is ``null`` and ``unavailable[<metric>]`` says
-  which file is missing, its URL and where to put it.
+every metric of the registry (:mod:`sindiffusion.evaluation.registry`, listed in
+docs/benchmark.md):
+
+* weight-free metrics, always (pixel diversity, copy score, patch SWD, ...);
+* metrics that declare pretrained weights when those are on disk (and pass the SHA-256 check),
+  e.g. ``sifid_<layer>`` and ``lpips_diversity``. Otherwise the metric is ``null`` and
+  ``unavailable[<metric>]`` says which file is missing, its URL and where to put it.
 
 The JSON (``paths.eval_metrics``) is written atomically by
 :func:`~sindiffusion.evaluation.write_metrics_json`, which refuses any number from a random
@@ -19,7 +20,7 @@ backbone. Bad input (no processed image, no samples) raises before anything is w
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,6 @@ from ..data.io import ImageError, image_to_tensor, load_image
 from ..paths import ImagePaths
 from ..runtime import resolve_device
 from .common import image_paths, tracked
-
-#: metrics printed first, in this order (others follow alphabetically)
-ORDER = (
-    "sifid_pool1",
-    "sifid_pool2",
-    "lpips_diversity",
-    "pixel_diversity",
-    "copy_nn_dist",
-    "copy_fraction",
-    "patch_swd",
-)
-LPIPS_NORMALISATION = "mean LPIPS(alex, v0.1) over all N(N-1)/2 unordered pairs; inputs [0,1] mapped to [-1,1]"
 
 
 def load_unit(path: str | Path) -> torch.Tensor:
@@ -124,12 +113,16 @@ def compute(
     return metrics
 
 
-def format_metrics(metrics: Mapping[str, Any]) -> list[str]:
-    """One line per metric (``n/a`` for unavailable ones) followed by the reasons."""
-    keys = [k for k in ORDER if k in metrics] + sorted(
+def format_metrics(metrics: Mapping[str, Any], order: Sequence[str] = ()) -> list[str]:
+    """One line per metric (``n/a`` for unavailable ones) followed by the reasons.
+
+    ``order``: keys printed first, in this order (the registry's column order); others follow
+    alphabetically.
+    """
+    keys = [k for k in order if k in metrics] + sorted(
         k
         for k, v in metrics.items()
-        if k not in ORDER
+        if k not in order
         and (v is None or isinstance(v, (int, float)))
         and not isinstance(v, bool)
         and k != "num_samples"
@@ -165,6 +158,8 @@ def run(
         The metrics dict that was written.
     """
     from ..evaluation import write_metrics_json
+    from ..evaluation.registry import metric_keys
+    from ..evaluation.registry import metrics as registered_metrics
 
     cfg = params.section("evaluate")
     paths = image_paths(params, image)
@@ -193,7 +188,8 @@ def run(
         metrics["train_size"] = list(real.shape[-2:])
         if cfg.deep:
             metrics["weights"] = {k: str(getattr(m, "weights_file", None)) for k, m in (models or {}).items()}
-        metrics["lpips_normalisation"] = LPIPS_NORMALISATION
+        for metric in registered_metrics():
+            metrics.update(metric.notes)
         write_metrics_json(out_path, metrics)
         tracker.log_metrics(
             {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -205,6 +201,6 @@ def run(
             f"{image}: {len(files)} samples of {metrics['sample_size'][0]}x{metrics['sample_size'][1]} -> {out_path}",
             flush=True,
         )
-        for line in format_metrics(metrics):
+        for line in format_metrics(metrics, metric_keys(cfg)):
             print(line, file=sys.stderr if line.lstrip().startswith("unavailable") else sys.stdout, flush=True)
     return metrics

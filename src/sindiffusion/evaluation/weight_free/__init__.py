@@ -1,2 +1,3 @@
-"""Weight-free metrics, one module each; every module registers its function in
-:data:`sindiffusion.evaluation.registry.METRICS` (adding a metric = adding a module here and its test)."""
+"""Weight-free metrics, one module each; every module registers a
+:class:`~sindiffusion.evaluation.registry.Metric` in :data:`~sindiffusion.evaluation.registry.METRICS`
+(adding a metric = adding a module here and its test)."""

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 from ...config import EvaluateConfig
 from ..patches import patch_swd
-from ..registry import METRICS
+from ..registry import Metric, register
 
 
-@METRICS.register("patch_swd")
-def patch_swd_metric(real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig) -> dict[str, Any]:
-    return {"patch_swd": patch_swd(real, fakes, patch_size=cfg.patch_size, seed=cfg.swd_seed)}
+@register
+class PatchSWD(Metric):
+    name = "patch_swd"
+    title = "patch SWD"
+    help = "multi-scale sliced Wasserstein distance between real and generated patches (fidelity); ↓"
+    rank = 30
+
+    def compute(
+        self, real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig, nets: Mapping[str, nn.Module]
+    ) -> dict[str, float]:
+        return {self.name: patch_swd(real, fakes, patch_size=cfg.patch_size, seed=cfg.swd_seed)}

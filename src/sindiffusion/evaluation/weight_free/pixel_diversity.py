@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 from ...config import EvaluateConfig
 from ..patches import pixel_diversity
-from ..registry import METRICS, MetricUnavailable
+from ..registry import Metric, register
 
 
-@METRICS.register("pixel_diversity")
-def pixel_diversity_metric(real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig) -> dict[str, Any]:
-    if fakes.shape[0] < 2:
-        raise MetricUnavailable("needs at least 2 samples")
-    return {"pixel_diversity": pixel_diversity(real, fakes)}
+@register
+class PixelDiversity(Metric):
+    name = "pixel_diversity"
+    title = "pixel diversity"
+    help = "per-pixel std over the samples / std of the training image (SinGAN); ↑"
+    rank = 50
+    min_samples = 2
+
+    def compute(
+        self, real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig, nets: Mapping[str, nn.Module]
+    ) -> dict[str, float]:
+        return {self.name: pixel_diversity(real, fakes)}
