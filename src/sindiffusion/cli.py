@@ -9,10 +9,11 @@ and a one-line message naming the file or key.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
 from .runtime import PRECISIONS
@@ -28,16 +29,14 @@ def image_name(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help=help)
+
+
 def _common(p: argparse.ArgumentParser, image: bool = True) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one params value (repeatable), e.g. --set train.steps=100",
-    )
+    add_overrides(p, "override one params value (repeatable), e.g. --set train.steps=100")
     if image:
         p.add_argument(
             "--image", required=True, type=image_name, help="image name: the stem of a file in data.images_dir"
@@ -54,21 +53,32 @@ def add_force(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], None],
+    image: bool = True,
+    common: bool = True,
+) -> argparse.ArgumentParser:
+    """Subcommand ``name``, run as ``func(args)``, with ``func``'s docstring as its help and the
+    :func:`_common` options (``--image`` only if ``image``; none of them if not ``common``)."""
+    p = sub.add_parser(name, help=" ".join((inspect.getdoc(func) or "").split()))
+    if common:
+        _common(p, image=image)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sindiffusion", description="Learn a diffusion model from one image.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("preprocess", help="resize the raw image and describe it")
-    _common(p)
+    p = _command(sub, "preprocess", _preprocess)
     p.add_argument("--source", help="raw image file (default: data.images_dir/IMAGE.*)")
-    p.set_defaults(func=_preprocess)
 
-    p = sub.add_parser("train", help="train (or resume) the model of one image")
-    _common(p)
-    p.set_defaults(func=_train)
+    _command(sub, "train", _train)
 
-    p = sub.add_parser("sample", help="draw random samples at any size")
-    _common(p)
+    p = _command(sub, "sample", _sample)
     p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/samples)")
     add_force(p)
@@ -78,17 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS.names(), help="shortcut for --set sample.sampler=...")
     p.add_argument("--steps", type=int, help="shortcut for --set sample.steps=N")
     p.add_argument("--seed", type=int, help="shortcut for --set sample.seed=N")
-    p.set_defaults(func=_sample)
 
-    p = sub.add_parser("images", help="list the images the pipeline runs on")
-    _common(p, image=False)
-    p.set_defaults(func=_images)
+    _command(sub, "images", _images, image=False)
+    _command(sub, "demo-image", _demo_image, image=False)
 
-    p = sub.add_parser("demo-image", help="put the bundled demo image into data.images_dir")
-    _common(p, image=False)
-    p.set_defaults(func=_demo_image)
-
-    p = sub.add_parser("benchmark-speed", help="time training iterations and denoising steps on this device")
+    p = _command(sub, "benchmark-speed", _benchmark_speed, common=False)
     p.add_argument("--preset", default="paper")
     p.add_argument("--height", type=int, default=186)
     p.add_argument("--width", type=int, default=248)
@@ -108,23 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="time several settings in one run (repeatable), e.g. --variant bf16,on,off --variant bf16,on,on",
     )
     p.add_argument("--params", help="take the UNet from this params file's model section instead of --preset")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="with --params: override a value (repeatable)",
-    )
+    add_overrides(p, "with --params: override a value (repeatable)")
     p.add_argument("--json", help="also write the results to this JSON file (rewritten after each variant)")
-    p.set_defaults(func=_benchmark_speed)
 
-    p = sub.add_parser(
-        "time-curve",
-        help="quality vs minutes of training: snapshots of one training per image, "
-        "weight-free metrics, CSV + plot + MLflow",
-    )
-    _common(p, image=False)
+    p = _command(sub, "time-curve", _time_curve, image=False)
     p.add_argument("--images-dir", required=True, help="folder of training images (e.g. ../shared/data/places50)")
     p.add_argument(
         "--images", required=True, metavar="SELECTION", help="which images: names and numeric ranges, e.g. 1,2,3 or 1-3"
@@ -134,20 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
     p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
-    p.set_defaults(func=_time_curve)
 
-    p = sub.add_parser(
-        "denoise-gap",
-        help="a trained UNet vs the closed-form patch denoiser on its own noisy "
-        "training image, per noise level: CSV + plot + MLflow",
-    )
-    _common(p, image=False)
+    p = _command(sub, "denoise-gap", _denoise_gap, image=False)
     p.add_argument("--checkpoint", required=True, help="a UNet checkpoint (results/<image>/train/model.pt)")
     p.add_argument("--out", default="results-denoise-gap", help="output folder (default: results-denoise-gap)")
     p.add_argument("--points", type=int, default=12, help="noise levels from t=0 to T-1 (default: 12)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-file", help="the training image (default: the path recorded in the checkpoint)")
-    p.set_defaults(func=_denoise_gap)
 
     for hook in _EXTENSIONS:
         hook(sub, _common)
@@ -156,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Subsystems (evaluation, applications) add subcommands here: ``fn(subparsers, add_common)``.
 _EXTENSIONS: list[Callable[[argparse._SubParsersAction, Callable], None]] = []
+
+
+def study_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords that the studies over a folder of images (``time-curve``, ``benchmark``) take
+    from their common options: the image selection, the output folder, the params file with its
+    ``--set`` overrides, and progress bars."""
+    return {
+        "images": args.images,
+        "out": args.out,
+        "params_path": args.params,
+        "overrides": args.overrides,
+        "progress": not args.no_progress,
+    }
 
 
 def load(args: argparse.Namespace, extra: Sequence[str] = ()):
@@ -170,6 +167,7 @@ def load(args: argparse.Namespace, extra: Sequence[str] = ()):
 
 
 def _preprocess(args: argparse.Namespace) -> None:
+    """resize the raw image and describe it"""
     from .stages import preprocess
 
     meta = preprocess.run(load(args), args.image, args.source)
@@ -180,6 +178,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    """train (or resume) the model of one image"""
     from .stages import train
 
     metrics = train.run(load(args), args.image, progress=not args.no_progress)
@@ -193,6 +192,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
+    """draw random samples at any size"""
     from .stages import sample
     from .stages.common import image_paths
 
@@ -218,6 +218,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 
 def _images(args: argparse.Namespace) -> None:
+    """list the images the pipeline runs on"""
     from .paths import list_images
 
     data = load(args).section("data")
@@ -226,32 +227,28 @@ def _images(args: argparse.Namespace) -> None:
 
 
 def _demo_image(args: argparse.Namespace) -> None:
+    """put the bundled demo image into data.images_dir"""
     from .demo import install_demo_image
 
     print(install_demo_image(load(args).section("data").images_dir))
 
 
 def _benchmark_speed(args: argparse.Namespace) -> None:
+    """time training iterations and denoising steps on this device"""
     from .benchmark import speed
 
     speed.main(args)
 
 
 def _time_curve(args: argparse.Namespace) -> None:
+    """quality vs minutes of training: snapshots of one training per image,
+    weight-free metrics, CSV + plot + MLflow"""
     from .benchmark import time_curve
 
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num {args.num}: must be >= 1")
-    result = time_curve.run_time_curve(
-        args.images_dir,
-        images=args.images,
-        minutes=time_curve.parse_minutes(args.minutes),
-        out=args.out,
-        params_path=args.params,
-        overrides=args.overrides,
-        num=args.num,
-        progress=not args.no_progress,
-    )
+    minutes = time_curve.parse_minutes(args.minutes)
+    result = time_curve.run_time_curve(args.images_dir, minutes=minutes, num=args.num, **study_inputs(args))
     print(
         f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
         f"{result['files']['csv']}, {result['files']['plot']}"
@@ -259,6 +256,8 @@ def _time_curve(args: argparse.Namespace) -> None:
 
 
 def _denoise_gap(args: argparse.Namespace) -> None:
+    """a trained UNet vs the closed-form patch denoiser on its own noisy
+    training image, per noise level: CSV + plot + MLflow"""
     from .benchmark import denoise_gap
 
     params = load(args)

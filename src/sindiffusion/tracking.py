@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import subprocess
 import sys
@@ -34,6 +35,8 @@ EXPERIMENT_KIND = "custom_model_development"
 #: MLflow's SQL stores keep a dataset digest in 36 characters: the first 16 hex digits of the
 #: sha256 name the image there (the full hash is in the dataset's profile).
 DIGEST_CHARS = 16
+#: The dataset input's role in MLflow (tag ``mlflow.data.context``): the image a model is trained on.
+DATASET_CONTEXT = "training"
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -87,12 +90,7 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None: ...
     def log_dataset(
-        self,
-        name: str,
-        sha256: str,
-        source: str | Path,
-        profile: dict[str, Any] | None = None,
-        context: str = "training",
+        self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None
     ) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
@@ -197,14 +195,7 @@ class MlflowTracker(Tracker):
         all its params above the image, which pushes the image out of view)."""
         self.client.log_image(self.parent_run_id if parent else self.run_id, image, key=key, step=step)
 
-    def log_dataset(
-        self,
-        name: str,
-        sha256: str,
-        source: str | Path,
-        profile: dict[str, Any] | None = None,
-        context: str = "training",
-    ) -> None:
+    def log_dataset(self, name: str, sha256: str, source: str | Path, profile: dict[str, Any] | None = None) -> None:
         """Log a training image as the dataset input of this run and of the image's parent run (the
         runs table's Dataset column): name = image name, digest = its sha256's first
         :data:`DIGEST_CHARS` hex digits, source = the file, profile = ``profile`` + the full sha256."""
@@ -219,7 +210,7 @@ class MlflowTracker(Tracker):
             source=json.dumps({"uri": str(source)}),
             profile=json.dumps({**(profile or {}), "sha256": sha256}),
         )
-        tags = [InputTag(key="mlflow.data.context", value=context)]
+        tags = [InputTag(key="mlflow.data.context", value=DATASET_CONTEXT)]
         for run_id in dict.fromkeys((self.run_id, self.parent_run_id)):
             self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
@@ -266,7 +257,10 @@ def _check_server(uri: str, timeout: float = 3.0) -> None:
 
 
 class SafeTracker(Tracker):
-    """Wraps a tracker: the first failure warns and turns tracking off for the rest of the run."""
+    """Wraps a tracker: the first failure warns and turns tracking off for the rest of the run.
+
+    Its logging methods (every public one of :class:`Tracker`) are added below the class by
+    :func:`_guarded`."""
 
     def __init__(self, inner: Tracker, local_note: str) -> None:
         self.inner = inner
@@ -286,33 +280,27 @@ class SafeTracker(Tracker):
                 f"rest of this stage. {self.local_note}"
             )
 
-    def log_params(self, params: dict[str, Any]) -> None:
-        self._call("log_params", params)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self._call("log_metrics", metrics, step)
+#: The logging methods of :class:`Tracker` (its public ones), each of which :class:`SafeTracker` guards.
+TRACKER_METHODS = tuple(name for name, value in vars(Tracker).items() if callable(value) and not name.startswith("_"))
 
-    def log_image(self, image: Any, key: str, step: int = 0, parent: bool = False) -> None:
-        self._call("log_image", image, key, step, parent)
 
-    def log_dataset(
-        self,
-        name: str,
-        sha256: str,
-        source: str | Path,
-        profile: dict[str, Any] | None = None,
-        context: str = "training",
-    ) -> None:
-        self._call("log_dataset", name, sha256, source, profile, context)
+def _guarded(name: str) -> Any:
+    """``SafeTracker.<name>``: the same signature and docstring as ``Tracker.<name>``, the call
+    forwarded to the inner tracker through :meth:`SafeTracker._call`. Made from the interface so
+    that a new tracker method is written once, in :class:`Tracker`, not again here."""
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._call("log_artifact", path, artifact_path)
+    @functools.wraps(getattr(Tracker, name))
+    def method(self: SafeTracker, *args: Any, **kwargs: Any) -> None:
+        self._call(name, *args, **kwargs)
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._call("set_tags", tags)
+    method.__qualname__ = f"SafeTracker.{name}"
+    return method
 
-    def finish(self, status: str = "FINISHED") -> None:
-        self._call("finish", status)
+
+for _name in TRACKER_METHODS:
+    setattr(SafeTracker, _name, _guarded(_name))
+del _name
 
 
 def _warn(message: str) -> None:

@@ -12,61 +12,10 @@ Conventions: images ``[B, 3, H, W]`` float in [-1, 1]; masks ``[1 or B, 1, H, W]
 {0, 1} with **1 = region to generate / change** and 0 = region kept from the input.
 """
 
-from .ilvr import (
-    ILVRHook,
-    LowPass,
-    composite,
-    ilvr_sample,
-    ilvr_sdedit,
-    sdedit_timestep,
-    super_resolve,
-)
-from .known_region import (
-    ANCHORS,
-    KnownRegionHook,
-    fill_masked_region,
-    load_mask,
-    noised_reference,
-    outpaint_canvas,
-    outpaint_to_size,
-    paste_known,
-    validate_mask,
-)
-from .text import (
-    CLIPGuidanceHook,
-    CLIPNormalize,
-    MissingCLIPWeightsError,
-    clip_score,
-    encode_text,
-    load_clip,
-    make_cutouts,
-)
+# The package's public names are those of its three modules (each lists them in its ``__all__``).
+from . import ilvr, known_region, text
+from .ilvr import *  # noqa: F403
+from .known_region import *  # noqa: F403
+from .text import *  # noqa: F403
 
-__all__ = [
-    # known region (eq. 6)
-    "ANCHORS",
-    "KnownRegionHook",
-    "fill_masked_region",
-    "load_mask",
-    "noised_reference",
-    "outpaint_canvas",
-    "outpaint_to_size",
-    "paste_known",
-    "validate_mask",
-    # ILVR (eq. 7)
-    "ILVRHook",
-    "LowPass",
-    "composite",
-    "ilvr_sample",
-    "ilvr_sdedit",
-    "sdedit_timestep",
-    "super_resolve",
-    # text (eq. 5)
-    "CLIPGuidanceHook",
-    "CLIPNormalize",
-    "MissingCLIPWeightsError",
-    "clip_score",
-    "encode_text",
-    "load_clip",
-    "make_cutouts",
-]
+__all__ = [*known_region.__all__, *ilvr.__all__, *text.__all__]

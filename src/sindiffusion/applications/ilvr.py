@@ -27,9 +27,9 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..diffusion import GaussianDiffusion, ModelOutput, Sampler, SamplingContext, SamplingHook, sample_loop
+from ..diffusion import GaussianDiffusion, ModelOutput, Sampler, SamplingContext, SamplingHook
 from ..diffusion.gaussian import EpsModel
-from .known_region import noised_reference, paste_known, validate_mask
+from .known_region import noised_reference, paste_known, sample_like, validate_mask
 
 __all__ = [
     "ILVRHook",
@@ -257,19 +257,8 @@ def ilvr_sample(
         mask=None if mask is None else mask.to(device),
         weight=weight,
     )
-    b = batch_size if batch_size is not None else reference.shape[0]
-    shape = (b, *reference.shape[1:])
-    return sample_loop(
-        model,
-        diffusion,
-        sampler,
-        shape,
-        hooks=[hook, *extra_hooks],
-        generator=generator,
-        device=device,
-        t_start=t_start,
-        progress=progress,
-    )
+    loop = {"generator": generator, "device": device, "progress": progress, "t_start": t_start}
+    return sample_like(model, diffusion, sampler, reference, batch_size, [hook, *extra_hooks], **loop)
 
 
 def super_resolve(

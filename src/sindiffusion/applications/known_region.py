@@ -21,7 +21,7 @@ Conventions used throughout :mod:`sindiffusion.applications`:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -254,16 +254,23 @@ def fill_masked_region(
     Returns:
         ``[B, 3, H, W]`` in [-1, 1]; equal to ``known`` wherever ``mask == 0``.
     """
-    b = batch_size if batch_size is not None else known.shape[0]
     hook = KnownRegionHook(known.to(device), mask.to(device), resample=resample, resample_until=resample_until)
-    shape = (b, known.shape[1], known.shape[2], known.shape[3])
-    return sample_loop(
-        model,
-        diffusion,
-        sampler,
-        shape,
-        hooks=[hook, *extra_hooks],
-        generator=generator,
-        device=device,
-        progress=progress,
-    )
+    loop = {"generator": generator, "device": device, "progress": progress}
+    return sample_like(model, diffusion, sampler, known, batch_size, [hook, *extra_hooks], **loop)
+
+
+def sample_like(
+    model: EpsModel,
+    diffusion: GaussianDiffusion,
+    sampler: Sampler,
+    like: torch.Tensor,
+    batch_size: int | None,
+    hooks: Sequence[SamplingHook],
+    **loop: Any,
+) -> torch.Tensor:
+    """The sampling loop of the convenience functions (:func:`fill_masked_region`,
+    :func:`~sindiffusion.applications.ilvr.ilvr_sample`): ``batch_size`` samples (default
+    ``like.shape[0]``) of ``like``'s ``[C, H, W]``, ``[B, C, H, W]`` in [-1, 1]; ``loop`` holds
+    :func:`sample_loop`'s other keywords."""
+    b = batch_size if batch_size is not None else like.shape[0]
+    return sample_loop(model, diffusion, sampler, (b, *like.shape[1:]), hooks=hooks, **loop)

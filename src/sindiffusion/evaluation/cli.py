@@ -134,19 +134,11 @@ def _weights_fetch(args: argparse.Namespace) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     from ..benchmark import arms, places
+    from ..cli import study_inputs
 
-    result = places.run_benchmark(
-        args.images_dir,
-        out=args.out,
-        params_path=args.params,
-        overrides=args.overrides,
-        arms=[arms.parse_arm(a) for a in args.arms],
-        images=args.images,
-        limit=args.limit,
-        baselines=args.baselines,
-        weights_dir=args.weights_dir,
-        progress=not args.no_progress,
-    )
+    chosen = [arms.parse_arm(a) for a in args.arms]
+    options = {"limit": args.limit, "baselines": args.baselines, "weights_dir": args.weights_dir}
+    result = places.run_benchmark(args.images_dir, arms=chosen, **options, **study_inputs(args))
     print(
         f"benchmark: {len(result['images'])} images x {len(result['settings']['arms'])} arms -> "
         f"{result['files']['markdown']}, {result['files']['csv']}, {result['files']['plot']}, {args.out}/sheets/"
