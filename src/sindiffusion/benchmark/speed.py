@@ -8,8 +8,10 @@ The math is identical to the official code (same architecture, eps-MSE, fp32 on 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -26,26 +28,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_train(
-    unet: UNetConfig,
-    h: int,
-    w: int,
-    batch: int,
-    iters: int,
-    device: torch.device,
-    precision: str,
-    channels_last: str = "auto",
-    compile: bool = False,
-) -> dict:
+@dataclass(frozen=True)
+class Workload:
+    """What one timing runs: ``unet`` on ``[batch, 3, h, w]`` inputs, ``iters`` timed repeats, on
+    ``device`` with ``precision`` and ``channels_last`` (``auto``/``on``/``off``)."""
+
+    unet: UNetConfig
+    h: int
+    w: int
+    batch: int
+    iters: int
+    device: torch.device
+    precision: str
+    channels_last: str = "auto"
+
+
+def bench_train(work: Workload, compile: bool = False) -> dict:
     """Seconds per training iteration (after one warm-up step, which also compiles with ``compile``)."""
-    image = torch.rand(3, h, w) * 2 - 1
+    unet, batch, iters, device = work.unet, work.batch, work.iters, work.device
+    image = torch.rand(3, work.h, work.w) * 2 - 1
     cfg = TrainConfig(
         batch_size=batch,
         scale_min=1.0,
         scale_max=1.0,
         device=str(device),
-        precision=precision,
-        channels_last=channels_last,
+        precision=work.precision,
+        channels_last=work.channels_last,
         compile=compile,
     )
     trainer = Trainer(image, unet, DiffusionConfig(), cfg, {"name": "bench"}, device)
@@ -67,22 +75,14 @@ def bench_train(
 
 
 @torch.inference_mode()
-def bench_step(
-    unet: UNetConfig,
-    h: int,
-    w: int,
-    batch: int,
-    iters: int,
-    device: torch.device,
-    precision: str,
-    channels_last: str = "auto",
-) -> float:
-    """Seconds per denoising step (one network call + the DDPM update) at ``batch``."""
-    model = UNet(unet).to(device).eval()
+def bench_step(work: Workload) -> float:
+    """Seconds per denoising step (one network call + the DDPM update) at ``work.batch``."""
+    device, iters = work.device, work.iters
+    model = UNet(work.unet).to(device).eval()
     diffusion = GaussianDiffusion.from_config("linear", 1000, 1e-4, 0.02)
-    x = torch.randn(batch, 3, h, w, device=device)
-    dtype = autocast_dtype(precision, device)
-    if {"auto": device.type == "cuda", "on": True, "off": False}[channels_last]:
+    x = torch.randn(work.batch, 3, work.h, work.w, device=device)
+    dtype = autocast_dtype(work.precision, device)
+    if {"auto": device.type == "cuda", "on": True, "off": False}[work.channels_last]:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
@@ -154,11 +154,9 @@ def main(args: argparse.Namespace) -> dict:
             "channels_last": channels_last,
             "compile": compile,
         }
-        v.update(
-            bench_train(
-                unet, args.width, args.height, args.train_batch, args.iters, device, precision, channels_last, compile
-            )
-        )
+        # the training batch is width x height, as in the official measurement (see the module docstring)
+        train = Workload(unet, args.width, args.height, args.train_batch, args.iters, device, precision, channels_last)
+        v.update(bench_train(train, compile))
         print(
             f"train  {name} {args.width}x{args.height} batch {args.train_batch} [{precision}, channels_last "
             f"{channels_last}, compile {'on' if compile else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
@@ -167,9 +165,8 @@ def main(args: argparse.Namespace) -> dict:
         )
         if not compile:  # sampling never compiles: its timing is the same with and without
             for b in args.sample_batches:
-                v[f"step_seconds_batch{b}"] = bench_step(
-                    unet, args.height, args.width, b, args.iters, device, precision, channels_last
-                )
+                step = dataclasses.replace(train, h=args.height, w=args.width, batch=b)
+                v[f"step_seconds_batch{b}"] = bench_step(step)
                 print(
                     f"sample {name} {args.height}x{args.width} batch {b} [{precision}, channels_last "
                     f"{channels_last}]: {v[f'step_seconds_batch{b}']:.4f} s/step",

@@ -130,32 +130,15 @@ def score_point(
 ) -> tuple[dict[str, Any], Any]:
     """Sample one checkpoint with the ``sample`` section and score it -> ``(row fields, samples in [0,1])``."""
     from ..diffusion import build_sampler
-    from ..diffusion.x0 import x0_clip_of
-    from ..generate import generate, load_bundle, output_size
-    from ..progress import make_progress
+    from ..generate import load_bundle, output_size
     from ..stages.evaluate import compute
+    from ..stages.sample import draw
 
     cfg = params.section("sample")
     bundle = load_bundle(bundle_path, device, use_ema=True, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
-    bar = make_progress(
-        f"sample {bundle_path.name}",
-        -(-cfg.num_samples // cfg.batch_size) * len(sampler.visited()),
-        progress,
-        unit="step",
-    )
-    samples, timings = generate(
-        bundle,
-        cfg.num_samples,
-        size,
-        sampler,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        clip_x0=x0_clip_of(cfg),
-        progress=lambda i, n: bar.update(1),
-    )
-    bar.close()
+    samples, timings = draw(cfg, bundle, size, sampler, f"sample {bundle_path.name}", progress)
     fakes = ((samples + 1) / 2).clamp(0, 1)
     metrics = compute(params, real, fakes, deep=False)
     snap = bundle.checkpoint.get("snapshot") or {}

@@ -66,21 +66,23 @@ class WeightSpec:
         return f"{' and '.join(titles) or 'no registered metric'} ({self.network})"
 
 
+#: Where torchvision serves its checkpoints.
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
+
+
+def torchvision_weights(name: str, filename: str, network: str) -> WeightSpec:
+    """A torchvision checkpoint: its URL is :data:`TORCHVISION_MODELS` + ``filename``, and its hash
+    prefix the part of ``filename`` after the last ``-`` (``alexnet-owt-7be5be79.pth`` -> ``7be5be79``)."""
+    prefix = filename.rsplit("-", 1)[1].removesuffix(".pth")
+    return WeightSpec(name, filename, TORCHVISION_MODELS + filename, prefix, network)
+
+
 WEIGHTS: dict[str, WeightSpec] = {
-    "inception_v3": WeightSpec(
-        name="inception_v3",
-        filename="inception_v3_google-0cc3c7c2.pth",
-        url="https://download.pytorch.org/models/inception_v3_google-0cc3c7c2.pth",
-        hash_prefix="0cc3c7c2",
-        network="torchvision ImageNet Inception-v3",
-    ),
-    "alexnet": WeightSpec(
-        name="alexnet",
-        filename="alexnet-owt-7be5be79.pth",
-        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        hash_prefix="7be5be79",
-        network="torchvision ImageNet AlexNet backbone",
-    ),
+    spec.name: spec
+    for spec in (
+        torchvision_weights("inception_v3", "inception_v3_google-0cc3c7c2.pth", "torchvision ImageNet Inception-v3"),
+        torchvision_weights("alexnet", "alexnet-owt-7be5be79.pth", "torchvision ImageNet AlexNet backbone"),
+    )
 }
 
 

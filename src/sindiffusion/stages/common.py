@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import torch
 
+from ..artifacts import check_out_dir
 from ..config import STAGE_SECTIONS, Params
 from ..paths import ImagePaths
 from ..runtime import device_name
@@ -17,6 +18,19 @@ from ..tracking import Tracker, git_commit, stage_run
 
 def image_paths(params: Params, image: str) -> ImagePaths:
     return ImagePaths(image=image, results=Path(params.section("data").results_dir))
+
+
+def model_io(
+    paths: ImagePaths, checkpoint: str | Path | None, out_dir: str | Path | None, default_out: Path, force: bool
+) -> tuple[Path, Path, bool]:
+    """``(checkpoint, output folder, force)`` of a stage that reads a trained model: the image's
+    checkpoint and ``default_out`` unless given. The default folder is the project's own (always
+    replaceable); a user's ``out_dir`` is checked now (:func:`check_out_dir`), before any work."""
+    ckpt = Path(checkpoint) if checkpoint else paths.checkpoint
+    out = Path(out_dir) if out_dir else default_out
+    force = force or out_dir is None
+    check_out_dir(out, force)
+    return ckpt, out, force
 
 
 @contextlib.contextmanager

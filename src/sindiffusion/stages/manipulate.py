@@ -41,7 +41,7 @@ from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
 from ..progress import make_progress
 from ..runtime import describe, resolve_device
-from .common import image_paths, tracked
+from .common import image_paths, model_io, tracked
 
 
 def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
@@ -131,10 +131,7 @@ def run(
     cfg = params.section("manipulate")
     specs = validate_all_edits(cfg, params.path).get(image, [])
     paths = image_paths(params, image)
-    ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
-    out = Path(out_dir) if out_dir else paths.manipulate
-    force = force or out_dir is None
-    check_out_dir(out, force)
+    ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.manipulate, force)
     summary: dict[str, Any] = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": None, "edits": []}
     if not specs:
         print(f"{image}: no edits listed in {params.path}: manipulate.edits.{image}; writing an empty summary")

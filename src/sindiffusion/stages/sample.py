@@ -5,17 +5,20 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
-from ..artifacts import check_out_dir, write_json, writing_dir
+import torch
+
+from ..artifacts import write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
-from ..config import Params
+from ..config import Params, SampleConfig
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
-from ..diffusion import build_sampler
+from ..diffusion import Sampler, SamplingHook, build_sampler
 from ..diffusion.x0 import x0_clip_of
-from ..generate import generate, load_bundle, output_size
+from ..generate import ModelBundle, generate, load_bundle, output_size
 from ..progress import make_progress
 from ..runtime import describe, resolve_device
-from .common import image_paths, tracked
+from .common import image_paths, model_io, tracked
 
 
 def run(
@@ -33,10 +36,7 @@ def run(
     """
     cfg = params.section("sample")
     paths = image_paths(params, image)
-    ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
-    out = Path(out_dir) if out_dir else paths.samples
-    force = force or out_dir is None
-    check_out_dir(out, force)
+    ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.samples, force)
     device = resolve_device(cfg.device)
     bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
     for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
@@ -46,23 +46,8 @@ def run(
     sampler = build_sampler(cfg, bundle.diffusion)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
-        n_batches = -(-cfg.num_samples // cfg.batch_size)
-        t_first = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1))) if cfg.init == "layout" else None
-        bar = make_progress("sample", n_batches * len(sampler.visited(t_first)), progress, unit="step")
         hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
-        samples, timings = generate(
-            bundle,
-            cfg.num_samples,
-            size,
-            sampler,
-            seed=cfg.seed,
-            batch_size=cfg.batch_size,
-            clip_x0=x0_clip_of(cfg),
-            progress=lambda i, n: bar.update(1),
-            hooks_for=hooks_for,
-            t_start=t_start,
-        )
-        bar.close()
+        samples, timings = draw(cfg, bundle, size, sampler, "sample", progress, hooks_for, t_start)
         with writing_dir(out, force) as tmp:
             files = []
             for i, x in enumerate(samples):
@@ -89,6 +74,37 @@ def run(
             tracker.log_image(tensor_to_image(x), key="sample", step=i)
         tracker.log_artifact(out / "grid.png")
     return meta
+
+
+def draw(
+    cfg: SampleConfig,
+    bundle: ModelBundle,
+    size: tuple[int, int],
+    sampler: Sampler,
+    label: str,
+    progress: bool,
+    hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
+    t_start: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The ``sample`` section's ``num_samples`` samples of ``size = (H, W)`` from ``bundle``, under a
+    progress bar named ``label`` that counts denoising steps; returns ``generate``'s
+    ``([num, 3, H, W] in [-1, 1], timings)``. ``hooks_for``/``t_start`` as in :func:`generate`."""
+    n_batches = -(-cfg.num_samples // cfg.batch_size)
+    bar = make_progress(label, n_batches * len(sampler.visited(t_start)), progress, unit="step")
+    samples, timings = generate(
+        bundle,
+        cfg.num_samples,
+        size,
+        sampler,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        clip_x0=x0_clip_of(cfg),
+        progress=lambda i, n: bar.update(1),
+        hooks_for=hooks_for,
+        t_start=t_start,
+    )
+    bar.close()
+    return samples, timings
 
 
 def _layout_start(cfg, processed: Path, size: tuple[int, int], num_timesteps: int):

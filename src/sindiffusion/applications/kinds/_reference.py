@@ -53,6 +53,8 @@ class ReferenceApplication(Application):
 
 @dataclass(frozen=True, kw_only=True)
 class MaskedReferenceOptions(SizeOptions, MaskedILVROptions, EditOptions):
+    """The keys of ``harmonize`` (a pasted object in ``mask``) and ``edit`` (moved / copied regions in ``mask``)."""
+
     EXAMPLE: ClassVar[dict[str, Any]] = {"input": "c.png", "mask": "m.png"}
     input: str = opt(min_len=1, help="the reference: a naive composite (harmonize) or an edited image (edit)")
     mask: str = opt(min_len=1, help="mask file, white = the pasted object / edited region")

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..base import APPLICATIONS
 from ._reference import MaskedReferenceOptions, ReferenceApplication
-
-
-@dataclass(frozen=True, kw_only=True)
-class HarmonizeOptions(MaskedReferenceOptions):
-    """Blend a pasted object (``mask``) of a composite into the image's style."""
 
 
 @APPLICATIONS.register("harmonize")
@@ -18,4 +11,4 @@ class Harmonize(ReferenceApplication):
     name = "harmonize"
     help = "blend a pasted object into the image's style (ILVR in a mask, eq. 7)"
     hooks_doc = "`ILVRHook` with a mask; background pasted back exactly"
-    Options = HarmonizeOptions
+    Options = MaskedReferenceOptions

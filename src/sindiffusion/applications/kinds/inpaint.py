@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+import torch
+
 from ...config import opt
-from ..base import APPLICATIONS, EditContext, PreparedEdit, read_mask
+from ..base import APPLICATIONS, PreparedEdit, read_mask
 from ..config import EditOptions, ResampleOptions
 from ._known import KnownRegionApplication
 
@@ -25,9 +28,9 @@ class Inpaint(KnownRegionApplication):
     help = "regenerate the masked region of an image (eq. 6)"
     Options = InpaintOptions
 
-    def prepare(self, prep: PreparedEdit, ctx: EditContext) -> None:
-        image, path, native = self.load_input(prep, ctx)
-        mask_path, prep.mask = read_mask(prep.spec, path, native, image)
+    def known_region(
+        self, prep: PreparedEdit, image: torch.Tensor, path: Path | None, native: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask_path, mask = read_mask(prep.spec, path, native, image)
         prep.files["mask"] = str(mask_path)
-        prep.reference = image
-        prep.size = (int(image.shape[-2]), int(image.shape[-1]))
+        return image, mask

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
+import torch
+
 from ...config import opt
-from ..base import APPLICATIONS, EditContext, PreparedEdit
+from ..base import APPLICATIONS, PreparedEdit
 from ..config import EditOptions, ManipulateError, ResampleOptions, SizeOptions
 from ..known_region import ANCHORS, outpaint_canvas, outpaint_to_size
 from ._known import KnownRegionApplication
@@ -39,15 +42,14 @@ class Outpaint(KnownRegionApplication):
     help = "extend the canvas on any side (eq. 6); the known region stays exactly the input"
     Options = OutpaintOptions
 
-    def prepare(self, prep: PreparedEdit, ctx: EditContext) -> None:
+    def known_region(
+        self, prep: PreparedEdit, image: torch.Tensor, path: Path | None, native: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         o, where = prep.spec.options, prep.spec.where
-        image, _, _ = self.load_input(prep, ctx)
-        if o.get("height") is not None or o.get("width") is not None:
-            h, w = o.get("height") or image.shape[-2], o.get("width") or image.shape[-1]
-            try:
-                prep.reference, prep.mask = outpaint_to_size(image, h, w, o["anchor"])
-            except ValueError as err:
-                raise ManipulateError(f"{where('height' if o.get('height') else 'width')}: {err}") from err
-        else:
-            prep.reference, prep.mask = outpaint_canvas(image, o["left"], o["right"], o["top"], o["bottom"])
-        prep.size = (int(prep.reference.shape[-2]), int(prep.reference.shape[-1]))
+        if o.get("height") is None and o.get("width") is None:
+            return outpaint_canvas(image, o["left"], o["right"], o["top"], o["bottom"])
+        h, w = o.get("height") or image.shape[-2], o.get("width") or image.shape[-1]
+        try:
+            return outpaint_to_size(image, h, w, o["anchor"])
+        except ValueError as err:
+            raise ManipulateError(f"{where('height' if o.get('height') else 'width')}: {err}") from err
