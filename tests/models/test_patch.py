@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -146,6 +147,20 @@ def test_bad_options_name_the_key(kwargs, key):
     with pytest.raises(FieldError) as err:
         PatchConfig(**kwargs)
     assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"query_stride": 9}, "model.query_stride: must be <= 8, got 9"),
+        ({"patch_sizes": (5, 65)}, "model.patch_sizes[1]: must be <= 63, got 65"),
+        ({"padding": "circular"}, "model.padding: 'circular' is not allowed; choose one of zero, reflect"),
+    ],
+)
+def test_declared_rules_are_checked_when_built_directly(kwargs, message):
+    """The opt(...) declarations are the one statement of each key's range (e.g. a checkpoint's stored options)."""
+    with pytest.raises(FieldError, match=re.escape(message)):
+        PatchConfig(**kwargs)
 
 
 def test_patch_larger_than_coarsest_scale_is_refused():

@@ -80,7 +80,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import FieldError, opt
+from ..validation import FieldError, check_fields, opt
 
 
 @dataclass(frozen=True)
@@ -111,42 +111,29 @@ class PatchConfig:
         self.check()
 
     def check(self, where: str = "model") -> None:
-        """Cross-key checks (``FieldError`` naming the key; its message says ``model.<key>``)."""
+        """The declared rules of every key (:func:`check_fields`: bounds, choices; they fail only when the
+        config is built directly, :func:`~sindiffusion.config.build_section` checks them first), then what
+        they cannot say: odd patch sides and checks across keys. ``FieldError`` naming the key; the
+        config engine's message says ``model.<key>``."""
+        check_fields(self, where)
 
         def bad(key: str, msg: str) -> None:
             raise FieldError(key, f"{where}.{key}: {msg}" if where != "model" else msg)
 
-        for key, p in [("patch_size", self.patch_size)] + [
-            (f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)
-        ]:
-            if p < 1 or p % 2 == 0:
+        sides = [("patch_size", self.patch_size)] + [(f"patch_sizes[{i}]", p) for i, p in enumerate(self.patch_sizes)]
+        for key, p in sides + [("fold_size", self.fold_size)]:
+            if p % 2 == 0:
                 bad(key, f"must be an odd integer >= 1, got {p}")
-        if not 0.0 < self.scale_ratio < 1.0:
-            bad("scale_ratio", f"must be in (0, 1), got {self.scale_ratio}")
-        if self.scales < 0 or self.scales > 12:
-            bad("scales", f"must be 0 (auto) or 1..12, got {self.scales}")
         if self.patch_sizes and self.scales and len(self.patch_sizes) != self.scales:
             bad("patch_sizes", f"has {len(self.patch_sizes)} entries but scales is {self.scales}")
-        if self.fold_size < 1 or self.fold_size % 2 == 0:
-            bad("fold_size", f"must be an odd integer >= 1, got {self.fold_size}")
         if self.fold_size > min((self.patch_size,) + self.sizes()):
             bad("fold_size", f"{self.fold_size} is larger than the patch side")
-        if not 0.0 <= self.fine_start <= 1.0:
-            bad("fine_start", f"must be in [0, 1], got {self.fine_start}")
-        if self.pca_dims < 0:
-            bad("pca_dims", f"must be >= 0, got {self.pca_dims}")
-        if not 1 <= self.key_stride <= 16:
-            bad("key_stride", f"must be in 1..16, got {self.key_stride}")
-        if not 1 <= self.query_stride <= 8:
-            bad("query_stride", f"must be in 1..8, got {self.query_stride}")
         if self.query_stride > 1 and (self.aggregate != "window" or self.fold_size < 2 * self.query_stride - 1):
             bad(
                 "query_stride",
                 f"{self.query_stride} leaves pixels without an estimate: needs aggregate: window "
                 f"and fold_size >= {2 * self.query_stride - 1}",
             )
-        if not 1 <= self.chunk_size <= 1 << 20:
-            bad("chunk_size", f"must be in 1..{1 << 20}, got {self.chunk_size}")
 
     def sizes(self) -> tuple[int, ...]:
         return tuple(self.patch_sizes)
