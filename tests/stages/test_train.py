@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sindiffusion.artifacts import sha256_file
 from sindiffusion.checkpoint import load_checkpoint
@@ -248,3 +250,47 @@ def test_wall_clock_snapshots_budget_and_progress_lines(tmp_path, monkeypatch, c
     )
     assert len(list((tmp_path / "snap_samples").glob("sample_*.png"))) == 2
     assert "sample: 5/5 (100%)" in capsys.readouterr().err
+
+
+class _Recorder:
+    """Stands in for the stage's MLflow run: keeps what is logged."""
+
+    def __init__(self) -> None:
+        self.metrics: dict = {}
+        self.tags: dict = {}
+        self.artifacts: list[tuple[str, str | None]] = []
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.metrics.update(metrics)
+
+    def set_tags(self, tags: dict) -> None:
+        self.tags.update(tags)
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        self.artifacts.append((Path(path).name, artifact_path))
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None  # log_dataset, ...
+
+
+@pytest.mark.parametrize("model", [None, {"kind": "patch", "patch_size": 5, "coarsest_ratio": 1.5}])
+def test_every_model_kind_records_checkpoint_metrics_and_loss_alike(tmp_path, monkeypatch, model):
+    """The trained (UNet) and the training-free (patch) path log the same things (one shared function)."""
+    from sindiffusion.stages import train as train_stage
+
+    recorder = _Recorder()
+    monkeypatch.setattr(train_stage, "tracked", lambda *a, **k: contextlib.nullcontext(recorder))
+    monkeypatch.chdir(tmp_path)
+    params = project(tmp_path, train={"steps": 2}, tracking={"log_checkpoint": True})
+    if model:
+        raw = yaml.safe_load(params.read_text())
+        raw["model"] = model
+        params.write_text(yaml.safe_dump(raw))
+    assert main(["preprocess", "--image", "img"]) == 0
+    assert _run("train", "--image", "img") == 0
+    train = tmp_path / "results/img/train"
+    assert recorder.tags["checkpoint.path"].endswith("results/img/train/model.pt")
+    assert recorder.tags["checkpoint.sha256"] == sha256_file(train / "model.pt")
+    assert recorder.artifacts == [("model.pt", "checkpoint"), ("loss.csv", None)]
+    metrics = json.loads((train / "metrics.json").read_text())
+    assert recorder.metrics["steps"] == metrics["steps"] == (0 if model else 2)

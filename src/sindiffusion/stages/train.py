@@ -20,7 +20,7 @@ from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..diffusion.gaussian import GaussianDiffusion
 from ..models.kinds import ModelKind, get_kind
-from ..paths import snapshot_name
+from ..paths import ImagePaths, snapshot_name
 from ..runtime import Preempted, resolve_device
 from ..training.trainer import Trainer
 from .common import image_paths, tracked
@@ -173,12 +173,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
             "train_seconds_total": summary["train_seconds_total"],
             "stopped_by_time": bool(summary["stopped_by_time"]),
         }
-        write_json(paths.train_metrics, metrics)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
-        if params.section("tracking").log_checkpoint:
-            tracker.log_artifact(paths.checkpoint, "checkpoint")
-        tracker.log_artifact(paths.loss)
+        _record_model(tracker, params, paths, metrics)
     return metrics
 
 
@@ -231,13 +226,21 @@ def _build_training_free(
             "device": str(device),
             "model_kind": kind.name,
         }
-        write_json(paths.train_metrics, metrics)
-        tracker.log_metrics({"index_seconds": seconds})
-        tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
-        if params.section("tracking").log_checkpoint:
-            tracker.log_artifact(paths.checkpoint, "checkpoint")
+        _record_model(tracker, params, paths, metrics)
     print(f"{kind.name} model: built from {paths.processed} in {seconds:.2f} s (nothing to train)", file=sys.stderr)
     return metrics
+
+
+def _record_model(tracker: Any, params: Params, paths: ImagePaths, metrics: dict) -> None:
+    """The train stage's last outputs, whatever the model kind: ``metrics.json`` and its numbers in
+    MLflow, the checkpoint's path and SHA-256 as tags (the file itself with ``tracking.log_checkpoint``)
+    and ``loss.csv`` (empty for a training-free kind)."""
+    write_json(paths.train_metrics, metrics)
+    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
+    if params.section("tracking").log_checkpoint:
+        tracker.log_artifact(paths.checkpoint, "checkpoint")
+    tracker.log_artifact(paths.loss)
 
 
 def _comparable(config: dict) -> dict:
