@@ -108,17 +108,21 @@ run_part() {
 if [ "$CPU_SMOKE" = 1 ]; then
   export OMP_NUM_THREADS=1  # tiny convolutions: extra threads only spin-wait (much slower on a busy CPU)
   MINUTES=0.05
-  TINY=(--set model.preset=custom --set model.base_channels=8 --set "model.channel_mult=[1,2]"
-        --set model.encoder_blocks=1 --set model.decoder_blocks=2 --set model.groups=4 --set preprocess.max_size=32
+  # TINY: every part (a small image, short runs, the CPU); TINY_UNET: the UNet parts only (the patch part's
+  # model section is another kind, whose keys these are not)
+  TINY=(--set preprocess.max_size=32
         --set train.batch_size=2 --set train.crop_size=null --set train.device=cpu --set train.precision=fp32
         --set train.log_every=1 --set sample.sampler=ddim --set sample.steps=3 --set sample.device=cpu
         --set sample.precision=fp32 --set evaluate.device=cpu)
-  SPEED=(--params configs/paper.yaml "${TINY[@]}" --height 32 --width 32 --train-batch 2 --sample-batches 1
+  TINY_UNET=("${TINY[@]}" --set model.preset=custom --set model.base_channels=8 --set "model.channel_mult=[1,2]"
+        --set model.encoder_blocks=1 --set model.decoder_blocks=2 --set model.groups=4)
+  SPEED=(--params configs/paper.yaml "${TINY_UNET[@]}" --height 32 --width 32 --train-batch 2 --sample-batches 1
          --iters 1 --device cpu --variant fp32,off,off --variant bf16,on,off)
   L_SPEED=60; L_TRAIN=60; L_PATCH=60
 else
   MINUTES="${GPU_CHECK_TRAIN_MINUTES:-2.5}"
   TINY=()
+  TINY_UNET=()
   SPEED=(--preset paper --iters 5 --sample-batches 1 8 --variant bf16,on,off --variant bf16,off,off
          --variant fp32,on,off --variant bf16,on,on)
   L_SPEED=150; L_PATCH=120
@@ -130,7 +134,7 @@ run_part speed "$L_SPEED" --raw-json "$OUT/speed.raw.json" -- \
   "$PY" -m sindiffusion benchmark-speed "${SPEED[@]}" --json "$OUT/speed.raw.json"
 for cfg in paper gpu-fast; do
   run_part "$cfg" "$L_TRAIN" -- "${GC[@]}" config "$OUT" "$cfg" "configs/$cfg.yaml" "$IMAGE" \
-    --minutes "$MINUTES" --num 4 ${TINY[@]+"${TINY[@]}"}
+    --minutes "$MINUTES" --num 4 ${TINY_UNET[@]+"${TINY_UNET[@]}"}
 done
 # OPTIONAL: a 1024x1024 sample of the training-free patch model (configs/patch.yaml); skipped (status "skipped") where
 # `model.kind: patch` does not exist on this checkout (issue 11).

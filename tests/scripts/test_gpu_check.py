@@ -44,6 +44,11 @@ def test_cpu_smoke_writes_every_part(tmp_path):
         )
         assert (out / "sheets" / f"{cfg}.png").is_file() and part["wall_seconds"] > 0
     assert result["parts"]["gpu-fast"]["settings"]["train"]["loss_weighting"] == "min_snr"
+    # the tiny UNet overrides go to the UNet parts only; the patch part gets the run-size ones
+    unet_only = {"model.base_channels=8", "model.groups=4"}
+    assert unet_only <= set(result["parts"]["paper"]["overrides"])
+    patch_over = result["parts"]["patch"]["overrides"]
+    assert "preprocess.max_size=32" in patch_over and not any(o.startswith("model.") for o in patch_over)
     assert "gpu-check: done in" in res.stderr
 
 
@@ -63,3 +68,13 @@ def test_without_cuda_it_fails_in_one_line(tmp_path):
 def test_bad_usage(tmp_path, args, message):
     res = _run(*args, out=tmp_path / "out", timeout=60)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
+
+
+def test_patch_part_passes_model_overrides_through(tmp_path):
+    """No filtering in part_patch: a model key given to it is applied (and checked) like any override."""
+    from sindiffusion.benchmark.gpu_check import part_patch
+
+    image = make_image(tmp_path / "scene.png")
+    part = part_patch(tmp_path / "out", image, 64, str(REPO / "configs" / "patch.yaml"), ["model.patch_size=4"])
+    assert part["status"] == "failed" and "model.patch_size" in part["error"]
+    assert "model.patch_size=4" in part["overrides"]

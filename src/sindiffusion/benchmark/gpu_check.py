@@ -207,15 +207,13 @@ def patch_kind_known() -> str | None:
 
 def part_patch(out: Path, image: Path, size: int, params_path: str, overrides: list[str]) -> dict[str, Any]:
     """OPTIONAL: one ``size`` x ``size`` sample of the training-free patch model (``params_path``, by
-    default configs/patch.yaml), timed; skipped when the kind is unknown. ``model.*`` overrides (the
-    CPU smoke run's tiny UNet) are dropped: they describe the other kind."""
+    default configs/patch.yaml) with ``overrides``, timed; skipped when the kind is unknown."""
     reason = patch_kind_known()
     if reason is not None:
         part = {"status": "skipped", "reason": reason}
         _write(out, "patch", part)
         return part
-    over = [o for o in overrides if not o.strip().startswith("model.")]
-    over += [f"sample.height={size}", f"sample.width={size}"]
+    over = [*overrides, f"sample.height={size}", f"sample.width={size}"]
     return part_config(out, "patch", params_path, image, minutes=10.0, num=1, overrides=over, metrics=False)
 
 
