@@ -42,10 +42,28 @@ def metric(request) -> Metric:
 
 
 @pytest.fixture(scope="module")
-def nets(metric) -> dict[str, torch.nn.Module]:
-    """Random networks of the metric's keys under the default settings (empty for weight-free metrics)."""
+def all_nets() -> dict[str, torch.nn.Module]:
+    """Random networks of every key under the default settings."""
     torch.manual_seed(0)
-    return {key: build(random_init=True) for key, build in metric.networks(CFG).items()}
+    return {key: build(random_init=True) for m in metrics() for key, build in m.networks(CFG).items()}
+
+
+@pytest.fixture(scope="module")
+def nets(metric, all_nets) -> dict[str, torch.nn.Module]:
+    """The metric's networks (empty for weight-free metrics)."""
+    return {key: all_nets[key] for key in metric.networks(CFG)}
+
+
+@pytest.fixture(scope="module")
+def one_sample(all_nets):
+    """``run_metrics`` of every metric on one sample: ``(values, unavailable, used)``."""
+    return run_metrics(*_images(1), CFG, all_nets)
+
+
+@pytest.fixture(scope="module")
+def evaluated(all_nets) -> dict:
+    """``evaluate_samples`` of three samples with every (random) network."""
+    return evaluate_samples(*_images(3), models=all_nets, allow_random_weights=True)
 
 
 class TestMetricContract:
@@ -66,22 +84,22 @@ class TestMetricContract:
         assert first == metric.compute(real, fakes, CFG, nets)
         assert first != metric.compute(real, fakes.flip(-1) * 0.5, CFG, nets)
 
-    def test_too_few_samples_is_a_value_or_a_reason(self, metric, nets):
-        values, unavailable, _ = run_metrics(*_images(1), CFG, nets)
+    def test_too_few_samples_is_a_value_or_a_reason(self, metric, one_sample):
+        values, unavailable, _ = one_sample
         for key in metric.keys(CFG):
             if metric.min_samples > 1:
                 assert values[key] is None and unavailable[key] == f"needs at least {metric.min_samples} samples"
             else:
                 assert math.isfinite(values[key]) and key not in unavailable
 
-    def test_evaluate_samples_reports_it(self, metric, nets):
+    def test_evaluate_samples_reports_it(self, metric, evaluated):
         keys = metric.keys(CFG)
         if not metric.weights:
-            assert set(keys) <= set(evaluate_samples(*_images(3), deep=False))
+            assert set(keys) <= set(metric_keys(CFG, deep=False))  # computed also with deep=False
+            assert all(math.isfinite(evaluated[k]) for k in keys)
             return
-        assert not set(keys) & set(evaluate_samples(*_images(3), deep=False))  # deep=False skips it
-        out = evaluate_samples(*_images(3), models=nets, allow_random_weights=True)
-        assert out[RANDOM_FLAG] and all(math.isfinite(out[k + RANDOM_SUFFIX]) for k in keys)
+        assert not set(keys) & set(metric_keys(CFG, deep=False))  # deep=False skips it
+        assert evaluated[RANDOM_FLAG] and all(math.isfinite(evaluated[k + RANDOM_SUFFIX]) for k in keys)
 
     def test_its_weights_are_declared_and_their_absence_is_a_reason(self, metric, tmp_path, monkeypatch):
         if not metric.weights:
