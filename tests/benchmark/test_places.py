@@ -128,6 +128,58 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
     assert {(r["method"], r["image"]) for r in rows_of(out) if r["kind"] == "image"} == set(image_rows)
 
 
+def test_arms_that_differ_after_training_train_once(bench, monkeypatch):
+    """A sampling-only arm adopts the first arm's model (same file, same train_s) and trains nothing."""
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=3, sample_steps=3)
+    monkeypatch.chdir(bench)
+    calls: list[str] = []
+    real_run = train.run
+    monkeypatch.setattr(train, "run", lambda p, image, **kw: calls.append(image) or real_run(p, image, **kw))
+    out = bench / "bench"
+    arms = ["--arm", f"a={params}", "--arm", f"b={params}:sample.steps=2", "--arm", f"c={params}:train.steps=2"]
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1,2", "--out", out]
+    assert cli(*argv, *arms, "--no-progress") == 0
+    assert calls == ["1", "1", "2", "2"]  # a and c train; b adopts a's model
+    for image in ("1", "2"):
+        a, b, c = (out / arm / image for arm in "abc")
+        assert (b / "train" / "model.pt").samefile(a / "train" / "model.pt")
+        assert (b / "preprocess" / "image.png").samefile(a / "preprocess" / "image.png")
+        assert not (c / "train" / "model.pt").samefile(a / "train" / "model.pt")
+        row_a, row_b = (json.loads((d / "benchmark" / "row.json").read_text()) for d in (a, b))
+        assert row_b["train_from"] == "a" and "train_from" not in row_a and row_b["train_s"] == row_a["train_s"]
+        assert json.loads((b / "samples" / "samples.json").read_text())["steps"] == 2
+    # a rerun after b lost its samples: b samples again from the adopted model, nothing trains
+    shutil.rmtree(out / "b" / "1" / "samples")
+    (out / "b" / "1" / "benchmark" / "row.json").unlink()
+    calls.clear()
+    assert cli(*argv, *arms, "--no-progress") == 0
+    assert calls == [] and (out / "b" / "1" / "benchmark" / "row.json").is_file()
+
+
+def test_a_stop_signal_stops_the_benchmark_with_the_resumable_status(bench, monkeypatch):
+    """SIGTERM (Slurm preemption) during one image's training ends the command with 75, not the next image."""
+    import signal
+
+    from sindiffusion.runtime import EXIT_RESUMABLE, Preempted
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=3, sample_steps=2)
+    monkeypatch.chdir(bench)
+    calls: list[str] = []
+
+    def preempted(p, image, **kw):
+        calls.append(image)
+        raise Preempted(signal.SIGTERM, 1)
+
+    monkeypatch.setattr(train, "run", preempted)
+    out = bench / "bench"
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1,2", "--out", out]
+    assert cli(*argv, "--no-progress") == EXIT_RESUMABLE
+    assert calls == ["1"] and not (out / "benchmark.json").exists()
+
+
 def test_subsets_merge_into_the_table_of_one_run(bench):
     params = write_params(bench, steps=4, sample_steps=3, tracking=False)
     common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines", "--no-progress"]

@@ -3,7 +3,9 @@
 An *arm* is one configuration of the pipeline under a name: a params file plus ``--set``-style
 overrides, e.g. ``--arm unet=params.yaml --arm patch=configs/patch.yaml:train.steps=0``. Every arm
 runs the same stages (preprocess -> train -> sample -> evaluate) on the same images, into its
-own results folder ``<out>/<arm>/<image>/...``, so arms never share an artifact.
+own results folder ``<out>/<arm>/<image>/...``. Arms that differ only after training (sampling
+settings: ``sample.steps``, ``sample.init``, ...) train once: a later arm adopts the earlier arm's
+processed image and checkpoint (hard links) instead of training the same model again.
 
 An image selection is ``1-13`` (every numeric name in the range), ``1,2,5`` (names), or a mix
 (``1-3,7,sky``); names are checked against the folder before anything runs.
@@ -26,6 +28,8 @@ from ..paths import list_images
 RESERVED = frozenset({"singan", "gpnn", "exsingan", "consingan", "sheets", "training", "baselines"})
 #: sections that decide an arm's results (a resumed benchmark must not mix two of them)
 RESULT_SECTIONS = ("preprocess", "model", "diffusion", "train", "sample", "evaluate")
+#: sections that decide the trained model (arms equal in these share one training per image)
+TRAIN_SECTIONS = ("preprocess", "model", "diffusion", "train")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -108,6 +112,11 @@ def arm_params(arm: Arm, common: Sequence[str], images_dir: str | Path, out: str
 def arm_settings(params: Params) -> dict[str, dict]:
     """The validated sections that decide an arm's results (device choices included: they change timings)."""
     return {s: params.section_dict(s) for s in RESULT_SECTIONS}
+
+
+def train_settings(params: Params) -> dict[str, dict]:
+    """The validated sections that decide the trained model: arms equal here share a training."""
+    return {s: params.section_dict(s) for s in TRAIN_SECTIONS}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

@@ -11,6 +11,11 @@ so its time is not lost from the totals nor counted twice. Training itself resum
 periodic checkpoint (the train stage's own logic), so a kill mid-training costs at most
 ``train.save_every`` steps.
 
+An arm whose model settings equal an earlier arm's (``train_source``) does not train: it adopts
+that arm's processed image and trained files by hard link (:func:`adopt_training`) and its
+``train_s`` (so ``first_sample_s`` stays what a user of this arm waits); the row says
+``train_from``.
+
 Timing columns (seconds of wall time on this machine, whatever else ran beside it):
 
 * ``train_s``: the whole ``train`` stage (model build, steps, checkpoint writes; for a
@@ -27,6 +32,8 @@ off by more than :data:`BRIGHTNESS_TOLERANCE`.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +49,8 @@ BRIGHTNESS_TOLERANCE = 0.1
 #: BT.601 luma weights (R, G, B)
 LUMA = (0.299, 0.587, 0.114)
 STAGES = ("preprocess", "train", "sample")
+#: what a trained image consists of (ImagePaths attributes), adopted by an arm that shares the training
+TRAINED_FILES = ("processed", "processed_meta", "checkpoint", "loss", "train_metrics")
 
 
 def row_path(paths: ImagePaths) -> Path:
@@ -81,19 +90,50 @@ def _stage_done(stage: str, paths: ImagePaths) -> bool:
     return out.is_file()
 
 
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes the same file as ``src`` (hard link; a copy across file systems), atomically."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.adopt")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def adopt_training(source: ImagePaths, paths: ImagePaths) -> None:
+    """Give ``paths`` the processed image and trained files of ``source`` (same model settings).
+
+    The checkpoint is linked last, so a kill in between leaves the train stage "not done".
+    """
+    for name in TRAINED_FILES:
+        src = getattr(source, name)
+        if src.is_file():
+            _link(src, getattr(paths, name))
+    if source.snapshots.is_dir():
+        for f in sorted(source.snapshots.glob("*.pt")):
+            _link(f, paths.snapshots / f.name)
+
+
 def run_image(
     params: Params,
     arm: str,
     image: str,
     fingerprint: str,
     *,
+    train_source: tuple[str, ImagePaths] | None = None,
     weights_dir: str | Path | None,
     models: Mapping[str, torch.nn.Module] | None,
     unavailable: Mapping[str, str] | None,
     progress: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Run (or finish) ``arm`` on ``image`` and return its row (also written to ``row.json``)."""
+    """Run (or finish) ``arm`` on ``image`` and return its row (also written to ``row.json``).
+
+    ``train_source``: ``(arm, paths)`` of an earlier arm with the same model settings whose
+    training of ``image`` is finished; its model is adopted instead of training again.
+    """
     from ..stages import evaluate, preprocess, sample, train
     from ..stages.common import image_paths
     from ..stages.evaluate import load_unit
@@ -103,6 +143,15 @@ def run_image(
     timing: dict[str, Any] = json.loads(tpath.read_text()) if tpath.is_file() else {}
     if timing.get("fingerprint") != fingerprint:
         timing = {"fingerprint": fingerprint}
+    if train_source is not None and not _stage_done("train", paths):
+        source_arm, source = train_source
+        source_timing = json.loads(timing_path(source).read_text())
+        adopt_training(source, paths)
+        for key in ("preprocess_s", "train_s"):
+            timing[key] = source_timing[key]
+        timing["train_from"] = source_arm
+        write_json(tpath, timing)
+        log(f"{arm}/{image}: same model settings as arm {source_arm!r}: its training adopted, not repeated")
     runners: dict[str, Callable[[], Any]] = {
         "preprocess": lambda: preprocess.run(params, image),
         "train": lambda: train.run(params, image, progress=progress),
@@ -136,6 +185,7 @@ def run_image(
         "per_sample_s": per_sample,
         "first_sample_s": timing["preprocess_s"] + timing["train_s"] + startup + per_sample,
         "fingerprint": fingerprint,
+        **({"train_from": timing["train_from"]} if "train_from" in timing else {}),
     }
     write_json(row_path(paths), row)
     return row

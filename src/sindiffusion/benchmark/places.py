@@ -30,8 +30,18 @@ from typing import Any
 
 from ..config import ConfigError, Params
 from ..paths import IMAGE_SUFFIXES, ImagePaths
+from ..runtime import Preempted
 from . import report
-from .arms import Arm, arm_params, arm_settings, check_arms, fingerprint, natural_key, select_images
+from .arms import (
+    Arm,
+    arm_params,
+    arm_settings,
+    check_arms,
+    fingerprint,
+    natural_key,
+    select_images,
+    train_settings,
+)
 from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_image
 
 #: the arm name when no ``--arm`` is given (``--params`` + ``--set``)
@@ -236,12 +246,14 @@ def run_benchmark(
     models, unavailable = evaluate.load_models(first, weights_dir, device)
     rows: list[dict] = []
     failures: dict[str, str] = {}
+    trained: dict[tuple[str, str], tuple[str, ImagePaths]] = {}  # (model settings, image) -> first arm's
     t0 = time.time()
     for i, name in enumerate(names, 1):
         for arm in arms:
             p = params[arm.name]
             paths = ImagePaths(name, Path(p.section("data").results_dir))
             fp = fingerprint(arm_settings(p))
+            model_key = (fingerprint(train_settings(p)), name)
             _log(f"{i}/{len(names)} {arm.name}/{name}")
             try:
                 if row_path(paths).is_file():
@@ -253,13 +265,14 @@ def run_benchmark(
                         arm.name,
                         name,
                         fp,
+                        train_source=trained.get(model_key),
                         weights_dir=weights_dir,
                         models=models,
                         unavailable=unavailable,
                         progress=progress,
                         log=_log,
                     )
-            except (KeyboardInterrupt, ConfigError):
+            except (KeyboardInterrupt, ConfigError, Preempted):  # a stop signal stops the whole benchmark
                 raise
             except Exception as err:  # one bad image must not sink a 50-image benchmark
                 failures[f"{arm.name}/{name}"] = f"{type(err).__name__}: {err}"
@@ -267,6 +280,7 @@ def run_benchmark(
                 traceback.print_exc(file=sys.stderr)
                 continue
             rows.append(row)
+            trained.setdefault(model_key, (arm.name, paths))
             unavailable.update(row.get("unavailable") or {})
     if not rows:
         raise RuntimeError(f"benchmark: no image could be evaluated: {failures}")
