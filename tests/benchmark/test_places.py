@@ -233,3 +233,21 @@ def test_bad_folders_are_exit_2(tmp_path):
     (tmp_path / "empty").mkdir()
     assert cli("benchmark", "--images-dir", tmp_path / "empty", "--out", tmp_path / "o") == 2
     assert cli("benchmark-merge", tmp_path / "o", "--out", tmp_path / "m") == 2
+
+
+def test_metric_columns_are_the_registry_keys_then_the_extras(tmp_path):
+    """The columns come from the metric registry, in the order runs made before it wrote (a merge compares them)."""
+    from sindiffusion.benchmark import report
+    from sindiffusion.config import load_params
+
+    params = load_params(write_params(tmp_path), ["evaluate.sifid_layers=[pool1,pool2]"])
+    assert places.metric_columns(params) == [
+        "sifid_pool1",
+        "sifid_pool2",
+        "lpips_diversity",
+        "patch_swd",
+        "copy_nn_dist",
+        "copy_fraction",
+        "pixel_diversity",
+        *report.EXTRA,
+    ]

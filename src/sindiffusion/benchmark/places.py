@@ -62,14 +62,10 @@ def benchmark_images(images_dir: str | Path, limit: int | None = None, selection
 
 
 def metric_columns(params: Params) -> list[str]:
-    from ..evaluation import sifid_metric_name
+    """Every registered metric's keys under the ``evaluate`` section (registry order), then :data:`report.EXTRA`."""
+    from ..evaluation.registry import metric_keys
 
-    cfg = params.section("evaluate")
-    return [sifid_metric_name(layer) for layer in cfg.sifid_layers] + [
-        "lpips_diversity",
-        *report.WEIGHT_FREE,
-        *report.EXTRA,
-    ]
+    return [*metric_keys(params.section("evaluate")), *report.EXTRA]
 
 
 def find_baseline(folder: Path, name: str) -> Path | None:
