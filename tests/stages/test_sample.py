@@ -137,3 +137,14 @@ def test_bad_x0_mode_is_exit_2_naming_the_key(proj, capsys):
         in capsys.readouterr().err
     )
     assert not (proj / "results/img/samples").exists()
+
+
+def test_layout_start_without_the_processed_image_is_exit_2_before_anything(proj, capsys):
+    """sample.init=layout (params.yaml's default) needs the training image: a clear error, no run, no files."""
+    (proj / "results/img/preprocess/image.png").unlink()
+    assert _sample("--set", "sample.init=layout") == 2
+    err = capsys.readouterr().err
+    assert "image.png: sample.init=layout starts from this processed training image" in err
+    assert "sample.init=noise" in err
+    assert not (proj / "results/img/samples").exists()
+    assert _sample("--set", "sample.init=noise") == 0  # the pure-noise start needs only the checkpoint

@@ -44,9 +44,9 @@ def run(
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
+    hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
-        hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
         samples, timings = draw(cfg, bundle, size, sampler, "sample", progress, hooks_for, t_start)
         with writing_dir(out, force) as tmp:
             files = []
@@ -115,7 +115,10 @@ def _layout_start(cfg, processed: Path, size: tuple[int, int], num_timesteps: in
     from ..data.io import image_to_tensor, load_image
 
     if not processed.is_file():
-        raise ValueError(f"{processed}: sample.init=layout needs the processed training image; run preprocess")
+        raise ValueError(
+            f"{processed}: sample.init=layout starts from this processed training image, which is missing; "
+            "run `sindiffusion preprocess` for the image, or set sample.init=noise"
+        )
     layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
     t_start = int(round(cfg.init_t * (num_timesteps - 1)))
     return (lambda start, end: [LayoutStartHook(layout)]), t_start
