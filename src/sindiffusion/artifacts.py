@@ -15,6 +15,7 @@
   Anything else (a user's folder given as ``--out``) raises :class:`OutputDirError` *before* any
   work is done. The new folder keeps the old folder's permissions (a new one gets the usual
   ``0o777 & ~umask``; ``mkdtemp`` alone would leave it owner-only).
+* :func:`atomic_link`: a file that is another's (hard link or copy), put in place the same way.
 * :func:`sha256_file`: the content hash recorded for inputs and checkpoints.
 
 Light on purpose (standard library only): every layer may import it.
@@ -121,6 +122,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_link(src: str | Path, path: str | Path) -> Path:
+    """Make ``path`` the same file as ``src``: a hard link (a copy where links fail, e.g. across file
+    systems), put in place like :func:`atomic_write`, so ``path`` is never a partial file."""
+
+    def link(tmp: Path) -> None:
+        tmp.unlink()  # os.link will not overwrite the placeholder atomic_write made
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+
+    return atomic_write(path, link)
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:

@@ -32,8 +32,6 @@ off by more than :data:`BRIGHTNESS_TOLERANCE`.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import Any
 
 import torch
 
-from ..artifacts import write_json
+from ..artifacts import atomic_link, write_json
 from ..config import Params
 from ..paths import ImagePaths
 
@@ -49,8 +47,9 @@ BRIGHTNESS_TOLERANCE = 0.1
 #: BT.601 luma weights (R, G, B)
 LUMA = (0.299, 0.587, 0.114)
 STAGES = ("preprocess", "train", "sample")
-#: what a trained image consists of (ImagePaths attributes), adopted by an arm that shares the training
-TRAINED_FILES = ("processed", "processed_meta", "checkpoint", "loss", "train_metrics")
+#: what a trained image consists of (ImagePaths attributes), adopted by an arm that shares the training;
+#: the checkpoint comes last: its presence is what marks the train stage done
+TRAINED_FILES = ("processed", "processed_meta", "loss", "train_metrics", "checkpoint")
 
 
 def row_path(paths: ImagePaths) -> Path:
@@ -90,30 +89,18 @@ def _stage_done(stage: str, paths: ImagePaths) -> bool:
     return out.is_file()
 
 
-def _link(src: Path, dst: Path) -> None:
-    """``dst`` becomes the same file as ``src`` (hard link; a copy across file systems), atomically."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.adopt")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another file system, or links not supported
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
-
-
 def adopt_training(source: ImagePaths, paths: ImagePaths) -> None:
     """Give ``paths`` the processed image and trained files of ``source`` (same model settings).
 
     The checkpoint is linked last, so a kill in between leaves the train stage "not done".
     """
+    if source.snapshots.is_dir():
+        for f in sorted(source.snapshots.glob("*.pt")):
+            atomic_link(f, paths.snapshots / f.name)
     for name in TRAINED_FILES:
         src = getattr(source, name)
         if src.is_file():
-            _link(src, getattr(paths, name))
-    if source.snapshots.is_dir():
-        for f in sorted(source.snapshots.glob("*.pt")):
-            _link(f, paths.snapshots / f.name)
+            atomic_link(src, getattr(paths, name))
 
 
 def run_image(
