@@ -68,6 +68,63 @@ def test_posterior_mean_is_the_softmax_formula_and_chunking_does_not_matter():
         assert torch.allclose(full, chunked, atol=1e-5, rtol=1e-5)  # BLAS blocking differs, math does not
 
 
+def _top_k_reference(q, k, v, sqrt_abar, var, top_k, pick=None):
+    """Truncated softmax written out: per query, the top_k patches by ``pick`` logits (default: the
+    exact ones), weighted by a softmax of their exact logits."""
+    exact = -((q[:, None] - sqrt_abar * k[None]) ** 2).sum(-1) / (2 * var)  # [M, N]
+    idx = (exact if pick is None else pick).topk(top_k, dim=1).indices
+    return (torch.softmax(exact.gather(1, idx), 1)[..., None] * v[idx]).sum(1)
+
+
+def test_top_k_is_the_softmax_over_the_k_nearest_patches():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = torch.randn(40, 6, generator=g), torch.randn(90, 6, generator=g), torch.randn(90, 4, generator=g)
+    for sqrt_abar, var in [(0.3, 0.91), (0.99, 0.02)]:
+        want = _top_k_reference(q, k, v, sqrt_abar, var, 5)
+        got = posterior_mean_patches(q, k, (k**2).sum(1), v, sqrt_abar, var, chunk_size=7, top_k=5)
+        assert torch.allclose(got, want, atol=1e-5)
+        full = posterior_mean_patches(q, k, (k**2).sum(1), v, sqrt_abar, var, chunk_size=7)
+        # a flat posterior (high noise) is really truncated; a concentrated one (low noise) is not
+        assert torch.allclose(got, full, atol=1e-3) == (var < 0.1)
+    # k >= N is the exact softmax
+    exact = posterior_mean_patches(q, k, (k**2).sum(1), v, 0.3, 0.91, chunk_size=7)
+    assert torch.allclose(posterior_mean_patches(q, k, (k**2).sum(1), v, 0.3, 0.91, 7, top_k=90), exact)
+
+
+def test_top_k_with_a_shortlist_reranks_with_exact_distances():
+    """The shortlist picks the candidates (here: the first 2 coordinates), the weights are exact."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = torch.randn(30, 6, generator=g), torch.randn(80, 6, generator=g), torch.randn(80, 4, generator=g)
+    sqrt_abar, var = 0.9, 0.19
+    qs, ks = q[:, :2], k[:, :2]
+    pick = -((qs[:, None] - sqrt_abar * ks[None]) ** 2).sum(-1)
+    want = _top_k_reference(q, k, v, sqrt_abar, var, 8, pick=pick)
+    got = posterior_mean_patches(
+        qs, ks, (ks**2).sum(1), v, sqrt_abar, var, chunk_size=9, top_k=8, rerank=(q, k, (k**2).sum(1))
+    )
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_top_k_denoiser_returns_the_training_image_at_low_noise_and_converges_to_the_exact_one():
+    image = _image()
+    exact = PatchDenoiser(PatchConfig(patch_size=5, scales=1), image, DIFF.alphas_cumprod)
+    x_t = DIFF.q_sample(
+        image[None], torch.tensor([30]), torch.randn(1, 3, 24, 32, generator=torch.Generator().manual_seed(2))
+    )
+    want = exact.denoise(x_t, 30)
+
+    def top(k: int, pca_dims: int = 0) -> PatchDenoiser:
+        return PatchDenoiser(PatchConfig(patch_size=5, scales=1, top_k=k, pca_dims=pca_dims), image, DIFF.alphas_cumprod)
+
+    assert torch.allclose(top(1).denoise(image[None], 0), image[None], atol=1e-4)
+    errs = [(top(k).denoise(x_t, 30) - want).abs().mean().item() for k in (1, 8, 32, 128)]
+    assert errs == sorted(errs, reverse=True) and errs[-1] < 0.02  # the exact one minus 0.18 to the image
+    # a shortlist in 74 of the 75 dimensions picks (almost) the same k, reranked exactly
+    assert (top(8, pca_dims=74).denoise(x_t, 30) - top(8).denoise(x_t, 30)).abs().mean() < 0.01
+    # a 12-dimensional shortlist still lands near the exact top-k
+    assert (top(32, pca_dims=12).denoise(x_t, 30) - want).abs().mean() < 0.06
+
+
 @pytest.mark.parametrize("aggregate", ["center", "window"])
 @pytest.mark.parametrize("padding", ["zero", "reflect"])
 def test_clean_training_image_is_returned_at_low_noise(aggregate, padding):
@@ -140,6 +197,7 @@ def test_samples_are_deterministic_per_seed_any_size(sampler):
         ({"key_stride": 0}, "key_stride"),
         ({"chunk_size": 0}, "chunk_size"),
         ({"pca_dims": -1}, "pca_dims"),
+        ({"top_k": -1}, "top_k"),
         ({"patch_sizes": (5, 5), "scales": 3}, "patch_sizes"),
     ],
 )

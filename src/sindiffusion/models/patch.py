@@ -66,7 +66,14 @@ Speed knobs (each trades exactness for time; measured in docs/patch-model.md)
 ----------------------------------------------------------------------------
 ``pca_dims`` projects queries and keys on the top principal components of the scale's patches
 (distances are then exact up to the patch variance the components miss); ``key_stride`` keeps
-every ``s``-th patch position of the training image (subsampled patch set).
+every ``s``-th patch position of the training image (subsampled patch set). ``top_k`` keeps, per
+query, only the ``k`` patches with the largest logits and normalises the softmax over them (the
+reference method's nearest-k); with ``pca_dims`` as well, the projected distances only *shortlist*
+the ``k`` candidates and their weights are recomputed from exact distances (search in a few
+dimensions, rerank in all of them). The shortlist costs one ``[chunk, N]`` product in ``m`` instead
+of ``3 p^2`` dimensions and a top-k; the exponentials and the value product shrink from ``N`` to
+``k`` per query. Truncating the softmax is exact when the posterior is concentrated (low noise) and
+biased towards the nearest patches when it is flat (high noise).
 """
 
 from __future__ import annotations
@@ -101,6 +108,9 @@ class PatchConfig:
     fold_sigma: float = opt(1.0, gt=0, help="Gaussian window width (px)")
     fine_start: float = opt(1.0, ge=0, le=1, help="finer scales are active for t <= fine_start * T")
     pca_dims: int = opt(0, ge=0, help="project patches on this many principal components (0 = exact)")
+    top_k: int = opt(
+        0, ge=0, le=65536, help="softmax over each query's k nearest patches only (0 = all); with pca_dims: exact rerank"
+    )
     key_stride: int = opt(1, ge=1, le=16, help="keep every s-th training patch position")
     query_stride: int = opt(1, ge=1, le=8, help="denoise a patch around every s-th pixel (window fold fills in)")
     chunk_size: int = opt(1024, ge=1, le=1 << 20, help="queries per block: memory ~ chunk x patches x 4 B")
@@ -214,9 +224,10 @@ class _ScalePatches:
         else:
             self.keys_proj = patches
         self.key_sq = (self.keys_proj**2).sum(1)  # [N]
+        self.patch_sq = (patches**2).sum(1) if self.basis is not None else self.key_sq  # [N], exact rerank
 
     def to(self, device: torch.device) -> "_ScalePatches":
-        for name in ("patches", "values", "mean", "basis", "keys_proj", "key_sq"):
+        for name in ("patches", "values", "mean", "basis", "keys_proj", "key_sq", "patch_sq"):
             v = getattr(self, name)
             if v is not None:
                 setattr(self, name, v.to(device))
@@ -239,6 +250,8 @@ def posterior_mean_patches(
     sqrt_abar: float,
     var: float,
     chunk_size: int,
+    top_k: int = 0,
+    rerank: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Softmax-weighted average of ``values`` for every query (the closed-form E[x0 | x_t] per patch).
 
@@ -248,6 +261,9 @@ def posterior_mean_patches(
         values: ``[N, v]`` what each patch votes for.
         sqrt_abar, var: ``sqrt(abar_t)`` and the noise variance of the queries.
         chunk_size: queries per block; at most ``chunk_size x N`` logits exist at once.
+        top_k: if ``0 < top_k < N``, the softmax runs over each query's ``top_k`` largest logits only.
+        rerank: with ``top_k``, ``(queries [M, D], patches [N, D], patch_sq [N])`` in full dimension:
+            ``queries``/``keys`` above only pick the candidates, whose logits are recomputed from these.
     Returns:
         ``[M, v]``: ``sum_i softmax_i(-||q - sqrt_abar k_i||^2 / (2 var)) values_i``.
     """
@@ -256,10 +272,22 @@ def posterior_mean_patches(
     scale = 1.0 / var
     bias = (-0.5 * sqrt_abar**2 * scale) * key_sq  # [N]
     keys_t = (keys * (sqrt_abar * scale)).T.contiguous()  # [d, N]
+    k = top_k if 0 < top_k < keys.shape[0] else 0
     out = []
     for start in range(0, queries.shape[0], chunk_size):
         q = queries[start : start + chunk_size]
-        if q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
+        if k:
+            logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
+            top, idx = logits.topk(k, dim=1)  # [chunk, k]
+            del logits
+            if rerank is not None:  # exact logits of the shortlisted patches
+                q_full, patches, patch_sq = rerank
+                cand = patches[idx]  # [chunk, k, D]
+                dots = torch.bmm(cand, q_full[start : start + chunk_size, :, None])[..., 0]
+                top = (sqrt_abar * scale) * dots - (0.5 * sqrt_abar**2 * scale) * patch_sq[idx]
+            weights = torch.softmax(top, 1)  # [chunk, k]
+            out.append(torch.bmm(weights[:, None], values[idx])[:, 0])
+        elif q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
             q_aug = torch.cat([q, q.new_ones(q.shape[0], 1)], 1)[None]
             k_aug = torch.cat([keys_t.T, bias[:, None]], 1)[None]
             out.append(F.scaled_dot_product_attention(q_aug, k_aug, values[None], scale=1.0)[0])
@@ -307,10 +335,13 @@ class PatchDenoiser(nn.Module):
         return self._scales[key]
 
     def logits_bytes(self) -> int:
-        """Peak bytes of one block of logits: ``chunk_size x (patches at the finest scale) x 4``."""
+        """Peak bytes of one block: ``chunk_size x (patches at the finest scale) x 4`` logits, plus with
+        ``top_k`` the ``chunk_size x k`` gathered candidate patches (``3 p^2`` floats each)."""
         h, w = self.train_sizes[0]
         keys = math.ceil(h / self.cfg.key_stride) * math.ceil(w / self.cfg.key_stride)
-        return self.cfg.chunk_size * keys * 4
+        p = max((self.cfg.patch_size,) + self.cfg.sizes())
+        gathered = min(self.cfg.top_k, keys) * 3 * p * p
+        return self.cfg.chunk_size * (keys + gathered) * 4
 
     def check_memory(self, available_bytes: int | None = None) -> None:
         """Refuse a ``chunk_size`` whose logits would take more than half the memory."""
@@ -323,7 +354,7 @@ class PatchDenoiser(nn.Module):
         if need > available_bytes // 2:
             raise ValueError(
                 f"model.chunk_size: {self.cfg.chunk_size} queries x {need // (4 * self.cfg.chunk_size)} "
-                f"patches needs {need / 2**30:.1f} GiB of logits per block, more than half of the "
+                f"floats needs {need / 2**30:.1f} GiB per block, more than half of the "
                 f"{available_bytes / 2**30:.1f} GiB available; lower model.chunk_size"
             )
 
@@ -335,9 +366,14 @@ class PatchDenoiser(nn.Module):
         q = F.unfold(xp, p, stride=s)  # [B, 3pp, nh*nw]
         nh, nw = (h - 1) // s + 1, (w - 1) // s + 1
         q = q.transpose(1, 2).reshape(b * nh * nw, -1)
+        rerank = None
         if sp.basis is not None:
+            if self.cfg.top_k:  # the projection only shortlists; the k weights use exact distances
+                rerank = (q, sp.patches, sp.patch_sq)
             q = (q - sqrt_abar * sp.mean) @ sp.basis  # centre like the keys, project
-        est = posterior_mean_patches(q, sp.keys_proj, sp.key_sq, sp.values, sqrt_abar, var, self.cfg.chunk_size)
+        est = posterior_mean_patches(
+            q, sp.keys_proj, sp.key_sq, sp.values, sqrt_abar, var, self.cfg.chunk_size, self.cfg.top_k, rerank
+        )
         if a == 1:
             return est.reshape(b, h, w, 3).permute(0, 3, 1, 2)
         # Fold the a x a votes back with a Gaussian window, normalised by the folded window.
