@@ -128,6 +128,21 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
     assert {(r["method"], r["image"]) for r in rows_of(out) if r["kind"] == "image"} == set(image_rows)
 
 
+def test_a_finished_image_is_reported_under_the_arm_that_reuses_it(bench, monkeypatch):
+    """Rows are reused by settings (fingerprint), not by name: an arm folder renamed (or linked in from
+    another study) reports under this command's arm name, so its images are not split from the mean."""
+    params = write_params(bench, steps=2, sample_steps=2)
+    monkeypatch.chdir(bench)
+    out = bench / "bench"
+    base = ["benchmark", "--params", params, "--images-dir", bench / "images", "--out", out, "--no-progress"]
+    assert cli(*base, "--images", "1", "--arm", f"old={params}") == 0
+    (out / "old").rename(out / "new")
+    assert cli(*base, "--images", "1,2", "--arm", f"new={params}") == 0
+    rows = rows_of(out)
+    assert {(r["method"], r["image"]) for r in rows if r["kind"] == "image"} == {("new", "1"), ("new", "2")}
+    assert [r["method"] for r in rows if r["kind"] == "mean"] == ["new"]
+
+
 def test_arms_that_differ_after_training_train_once(bench, monkeypatch):
     """A sampling-only arm adopts the first arm's model (same file, same train_s) and trains nothing."""
     from sindiffusion.stages import train

@@ -253,7 +253,8 @@ def run_benchmark(
             _log(f"{i}/{len(names)} {arm.name}/{name}")
             try:
                 if row_path(paths).is_file():
-                    row = json.loads(row_path(paths).read_text())
+                    # same settings (checked by fingerprint before any work), maybe another name: this arm's
+                    row = {**json.loads(row_path(paths).read_text()), "method": arm.name}
                     _log(f"{arm.name}/{name}: done before, reused ({row_path(paths)})")
                 else:
                     row = run_image(
