@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from sindiffusion.benchmark import arms
 from sindiffusion.benchmark.arms import Arm, check_arms, parse_arm, select_images
 from sindiffusion.config import ConfigError
 from tests.evaluation.tiny_pipeline import write_image
@@ -52,3 +54,35 @@ def test_select_images_ranges_lists_and_limit(tmp_path):
             select_images(tmp_path, bad)
     with pytest.raises(FileNotFoundError, match="no image files"):
         select_images(tmp_path / "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Old:
+    kind: str = "unet"
+    steps: int = 100
+    lr: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class _New(_Old):  # the same section one version later: a new option whose default keeps the old behaviour
+    warmup: int = 0
+
+
+class _Params:
+    """Just what the fingerprint reads: ``section(name)`` -> a dataclass."""
+
+    def __init__(self, **sections) -> None:
+        self.sections = sections
+
+    def section(self, name: str):
+        return self.sections[name]
+
+
+def test_fingerprint_ignores_options_at_their_default_so_old_results_stay_reusable():
+    old = _Params(train=_Old(steps=700))
+    assert arms.changed_settings(old, ["train"]) == {"train": {"kind": "unet", "steps": 700}}
+    assert arms.fingerprint(_Params(train=_New(steps=700)), ["train"]) == arms.fingerprint(old, ["train"])
+    assert arms.fingerprint(_Params(train=_New(steps=700, warmup=5)), ["train"]) != arms.fingerprint(old, ["train"])
+    assert arms.fingerprint(_Params(train=_Old(steps=701)), ["train"]) != arms.fingerprint(old, ["train"])
+    # the kind is always part of it: two kinds at their defaults are different models
+    assert arms.fingerprint(_Params(train=_Old(kind="patch")), ["train"]) != arms.fingerprint(_Params(train=_Old()), ["train"])

@@ -143,6 +143,31 @@ def test_a_finished_image_is_reported_under_the_arm_that_reuses_it(bench, monkey
     assert [r["method"] for r in rows if r["kind"] == "mean"] == ["new"]
 
 
+def test_results_written_under_the_legacy_fingerprint_are_reused(bench, monkeypatch):
+    """Rows and stage timings from before fingerprints dropped default values still count."""
+    from sindiffusion.benchmark.arms import arm_params, legacy_fingerprint, parse_arm
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=2, sample_steps=2)
+    monkeypatch.chdir(bench)
+    out = bench / "bench"
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1", "--out", out]
+    assert cli(*argv, "--arm", f"a={params}", "--no-progress") == 0
+    legacy = legacy_fingerprint(arm_params(parse_arm(f"a={params}"), [], bench / "images", out))
+    row, timing = out / "a" / "1" / "benchmark" / "row.json", out / "a" / "1" / "benchmark" / "timing.json"
+    for f in (row, timing):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "fingerprint": legacy}))
+    calls: list[str] = []
+    monkeypatch.setattr(train, "run", lambda *a, **k: calls.append("train"))
+    assert cli(*argv, "--arm", f"a={params}", "--no-progress") == 0  # the finished row: reused
+    row.unlink()  # a half-done image: its finished stages are not run again
+    assert cli(*argv, "--arm", f"a={params}", "--no-progress") == 0
+    assert calls == [] and json.loads(row.read_text())["fingerprint"] != legacy  # rewritten in the new spelling
+    # and a row of really other settings is still refused
+    row.write_text(json.dumps({**json.loads(row.read_text()), "fingerprint": "0123456789abcdef"}))
+    assert cli(*argv, "--arm", f"a={params}", "--no-progress") == 2
+
+
 def test_arms_that_differ_after_training_train_once(bench, monkeypatch):
     """A sampling-only arm adopts the first arm's model (same file, same train_s) and trains nothing."""
     from sindiffusion.stages import train

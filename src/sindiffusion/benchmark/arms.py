@@ -13,6 +13,7 @@ An image selection is ``1-13`` (every numeric name in the range), ``1,2,5`` (nam
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -119,9 +120,42 @@ def train_settings(params: Params) -> dict[str, dict]:
     return {s: params.section_dict(s) for s in TRAIN_SECTIONS}
 
 
-def fingerprint(settings: dict[str, Any]) -> str:
-    """Short hash of :func:`arm_settings`: a per-image result is reused only under the same one."""
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def changed_settings(params: Params, sections: Sequence[str] = RESULT_SECTIONS) -> dict[str, dict]:
+    """The keys of ``sections`` whose value differs from the section's declared default (``kind``
+    always kept: two kinds at their defaults are not the same model).
+
+    This, not every key, is what a result is identified by: an option added in a later version,
+    with a default that keeps the old behaviour, leaves every earlier benchmark result reusable.
+    """
+    out: dict[str, dict] = {}
+    for name in sections:
+        section = params.section(name)
+        values = _json(dataclasses.asdict(section))
+        try:
+            defaults = _json(dataclasses.asdict(type(section)()))
+        except TypeError:  # a section with required keys: every value counts
+            defaults = {}
+        out[name] = {k: v for k, v in values.items() if k == "kind" or k not in defaults or defaults[k] != v}
+    return out
+
+
+def _hash(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint(params: Params, sections: Sequence[str] = RESULT_SECTIONS) -> str:
+    """Short hash of :func:`changed_settings`: a per-image result is reused only under the same one."""
+    return _hash(changed_settings(params, sections))
+
+
+def legacy_fingerprint(params: Params) -> str:
+    """The hash of every key of :func:`arm_settings` that results written before :func:`fingerprint`
+    dropped default values carry; still accepted, so those results stay reusable."""
+    return _hash(arm_settings(params))
 
 
 def select_images(images_dir: str | Path, selection: str | None = None, limit: int | None = None) -> list[str]:

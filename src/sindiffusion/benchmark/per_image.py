@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,7 @@ def run_image(
     image: str,
     fingerprint: str,
     *,
+    also_accept: Collection[str] = (),
     train_source: tuple[str, ImagePaths] | None = None,
     weights_dir: str | Path | None,
     models: Mapping[str, torch.nn.Module] | None,
@@ -120,6 +121,7 @@ def run_image(
 
     ``train_source``: ``(arm, paths)`` of an earlier arm with the same model settings whose
     training of ``image`` is finished; its model is adopted instead of training again.
+    ``also_accept``: older spellings of ``fingerprint`` (the same settings) whose stage timings count.
     """
     from ..stages import evaluate, preprocess, sample, train
     from ..stages.common import image_paths
@@ -128,8 +130,9 @@ def run_image(
     paths = image_paths(params, image)
     tpath = timing_path(paths)
     timing: dict[str, Any] = json.loads(tpath.read_text()) if tpath.is_file() else {}
-    if timing.get("fingerprint") != fingerprint:
-        timing = {"fingerprint": fingerprint}
+    if timing.get("fingerprint") not in (fingerprint, *also_accept):
+        timing = {}
+    timing["fingerprint"] = fingerprint
     if train_source is not None and not _stage_done("train", paths):
         source_arm, source = train_source
         source_timing = json.loads(timing_path(source).read_text())

@@ -35,12 +35,13 @@ from . import report
 from .arms import (
     Arm,
     arm_params,
+    TRAIN_SECTIONS,
     arm_settings,
     check_arms,
     fingerprint,
+    legacy_fingerprint,
     natural_key,
     select_images,
-    train_settings,
 )
 from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_image
 
@@ -126,7 +127,7 @@ def _arm_info(arm: Arm, params: Params) -> dict[str, Any]:
     settings = arm_settings(params)
     return {
         "spec": arm.spec(),
-        "fingerprint": fingerprint(settings),
+        "fingerprint": fingerprint(params),
         "kind": settings["model"].get("kind", "unet"),
         "max_size": settings["preprocess"]["max_size"],
         "train_steps": settings["train"]["steps"],
@@ -136,12 +137,13 @@ def _arm_info(arm: Arm, params: Params) -> dict[str, Any]:
     }
 
 
-def _check_resumable(arm: str, params: Params, names: Sequence[str], fp: str) -> None:
+def _check_resumable(arm: str, params: Params, names: Sequence[str]) -> None:
     """A finished image of this arm made under other settings: refuse before running anything."""
     results = Path(params.section("data").results_dir)
+    same = {fingerprint(params), legacy_fingerprint(params)}
     for name in names:
         path = row_path(ImagePaths(name, results))
-        if path.is_file() and json.loads(path.read_text()).get("fingerprint") != fp:
+        if path.is_file() and json.loads(path.read_text()).get("fingerprint") not in same:
             raise ConfigError(
                 f"{path}: made with other settings for arm {arm!r} than this command's; "
                 f"use another --out, or delete {results} to rerun it"
@@ -161,7 +163,7 @@ def prepare_arms(
                 f"--arm {a.name}: its evaluate section differs from arm {first!r}'s; the metrics "
                 "would not be comparable (set evaluate.* the same, e.g. with --set)"
             )
-        _check_resumable(a.name, params[a.name], names, fingerprint(arm_settings(params[a.name])))
+        _check_resumable(a.name, params[a.name], names)
     return params
 
 
@@ -248,8 +250,8 @@ def run_benchmark(
         for arm in arms:
             p = params[arm.name]
             paths = ImagePaths(name, Path(p.section("data").results_dir))
-            fp = fingerprint(arm_settings(p))
-            model_key = (fingerprint(train_settings(p)), name)
+            fp = fingerprint(p)
+            model_key = (fingerprint(p, TRAIN_SECTIONS), name)
             _log(f"{i}/{len(names)} {arm.name}/{name}")
             try:
                 if row_path(paths).is_file():
@@ -262,6 +264,7 @@ def run_benchmark(
                         arm.name,
                         name,
                         fp,
+                        also_accept=(legacy_fingerprint(p),),
                         train_source=trained.get(model_key),
                         weights_dir=weights_dir,
                         models=models,
