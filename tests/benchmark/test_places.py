@@ -220,6 +220,29 @@ def test_a_stop_signal_stops_the_benchmark_with_the_resumable_status(bench, monk
     assert calls == ["1"] and not (out / "benchmark.json").exists()
 
 
+def test_a_resumed_training_counts_its_earlier_segments_in_the_wall_time(bench, monkeypatch):
+    """Killed at step k and resumed, an image's train_s is both segments, not the last one only."""
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=3, sample_steps=2)
+    monkeypatch.chdir(bench)
+    real_run = train.run
+
+    def resumed(p, image, **kw):  # as if an earlier call had trained 100 s before being preempted
+        metrics = real_run(p, image, **kw)
+        path = Path(p.section("data").results_dir) / image / "train" / "metrics.json"
+        earlier = {**metrics, "resumed_from_step": 2, "train_seconds_total": metrics["train_seconds"] + 100.0}
+        path.write_text(json.dumps(earlier))
+        return earlier
+
+    monkeypatch.setattr(train, "run", resumed)
+    out = bench / "bench"
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1", "--out", out]
+    assert cli(*argv, "--no-progress") == 0
+    row = json.loads((out / places.OURS / "1" / "benchmark" / "row.json").read_text())
+    assert 100 < row["train_s"] < row["first_sample_s"]
+
+
 def test_subsets_merge_into_the_table_of_one_run(bench):
     params = write_params(bench, steps=4, sample_steps=3, tracking=False)
     common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines", "--no-progress"]

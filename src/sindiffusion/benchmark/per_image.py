@@ -103,6 +103,14 @@ def adopt_training(source: ImagePaths, paths: ImagePaths) -> None:
             atomic_link(src, getattr(paths, name))
 
 
+def _earlier_segments(train_metrics: Any) -> float:
+    """Seconds of training done before a resume (a preempted, then resumed training): the train
+    stage's ``train_seconds_total`` minus this call's ``train_seconds``; 0 for a fresh one."""
+    if not isinstance(train_metrics, Mapping) or not train_metrics.get("resumed_from_step"):
+        return 0.0
+    return max(0.0, float(train_metrics["train_seconds_total"]) - float(train_metrics["train_seconds"]))
+
+
 def run_image(
     params: Params,
     arm: str,
@@ -152,8 +160,10 @@ def run_image(
             log(f"{arm}/{image}: {stage} done before ({timing[f'{stage}_s']:.1f} s), skipped")
             continue
         t0 = time.perf_counter()
-        runners[stage]()
+        result = runners[stage]()
         timing[f"{stage}_s"] = time.perf_counter() - t0
+        if stage == "train":
+            timing["train_s"] += _earlier_segments(result)
         write_json(tpath, timing)
     metrics = evaluate.run(
         params, image, weights_dir=weights_dir, models=models, unavailable=unavailable, verbose=False
