@@ -85,4 +85,5 @@ def test_fingerprint_ignores_options_at_their_default_so_old_results_stay_reusab
     assert arms.fingerprint(_Params(train=_New(steps=700, warmup=5)), ["train"]) != arms.fingerprint(old, ["train"])
     assert arms.fingerprint(_Params(train=_Old(steps=701)), ["train"]) != arms.fingerprint(old, ["train"])
     # the kind is always part of it: two kinds at their defaults are different models
-    assert arms.fingerprint(_Params(train=_Old(kind="patch")), ["train"]) != arms.fingerprint(_Params(train=_Old()), ["train"])
+    patch, unet = _Params(train=_Old(kind="patch")), _Params(train=_Old())
+    assert arms.fingerprint(patch, ["train"]) != arms.fingerprint(unet, ["train"])

@@ -114,7 +114,8 @@ def test_top_k_denoiser_returns_the_training_image_at_low_noise_and_converges_to
     want = exact.denoise(x_t, 30)
 
     def top(k: int, pca_dims: int = 0) -> PatchDenoiser:
-        return PatchDenoiser(PatchConfig(patch_size=5, scales=1, top_k=k, pca_dims=pca_dims), image, DIFF.alphas_cumprod)
+        cfg = PatchConfig(patch_size=5, scales=1, top_k=k, pca_dims=pca_dims)
+        return PatchDenoiser(cfg, image, DIFF.alphas_cumprod)
 
     assert torch.allclose(top(1).denoise(image[None], 0), image[None], atol=1e-4)
     errs = [(top(k).denoise(x_t, 30) - want).abs().mean().item() for k in (1, 8, 32, 128)]

@@ -115,11 +115,6 @@ def arm_settings(params: Params) -> dict[str, dict]:
     return {s: params.section_dict(s) for s in RESULT_SECTIONS}
 
 
-def train_settings(params: Params) -> dict[str, dict]:
-    """The validated sections that decide the trained model: arms equal here share a training."""
-    return {s: params.section_dict(s) for s in TRAIN_SECTIONS}
-
-
 def _json(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 

@@ -33,9 +33,9 @@ from ..paths import IMAGE_SUFFIXES, ImagePaths
 from ..runtime import Preempted
 from . import report
 from .arms import (
+    TRAIN_SECTIONS,
     Arm,
     arm_params,
-    TRAIN_SECTIONS,
     arm_settings,
     check_arms,
     fingerprint,

@@ -109,7 +109,7 @@ class PatchConfig:
     fine_start: float = opt(1.0, ge=0, le=1, help="finer scales are active for t <= fine_start * T")
     pca_dims: int = opt(0, ge=0, help="project patches on this many principal components (0 = exact)")
     top_k: int = opt(
-        0, ge=0, le=65536, help="softmax over each query's k nearest patches only (0 = all); with pca_dims: exact rerank"
+        0, ge=0, le=65536, help="softmax over each query's k nearest patches (0 = all); with pca_dims: exact rerank"
     )
     key_stride: int = opt(1, ge=1, le=16, help="keep every s-th training patch position")
     query_stride: int = opt(1, ge=1, le=8, help="denoise a patch around every s-th pixel (window fold fills in)")
