@@ -301,7 +301,7 @@ class SampleConfig(SamplingSettings):
         "low-pass noised to init_t (SDEdit, like GPNN's coarsest scale)",
     )
     init_t: float = opt(0.7, gt=0, le=1, help="init: layout: start at this fraction of the timesteps (diversity knob)")
-    init_factor: int = opt(16, ge=1, help="init: layout: low-pass factor (area down, bilinear up) of the layout")
+    init_factor: int = opt(16, ge=1, help="init: layout: blur of the image first (area down, bilinear up); 1 = none")
 
 
 @dataclass(frozen=True)
