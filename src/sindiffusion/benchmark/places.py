@@ -245,13 +245,15 @@ def run_benchmark(
     rows: list[dict] = []
     failures: dict[str, str] = {}
     trained: dict[tuple[str, str], tuple[str, ImagePaths]] = {}  # (model settings, image) -> first arm's
+    # per arm, once: its results' fingerprint, the old spelling of it, and the one of its trained model
+    keys = {n: (fingerprint(p), legacy_fingerprint(p), fingerprint(p, TRAIN_SECTIONS)) for n, p in params.items()}
     t0 = time.time()
     for i, name in enumerate(names, 1):
         for arm in arms:
             p = params[arm.name]
             paths = ImagePaths(name, Path(p.section("data").results_dir))
-            fp = fingerprint(p)
-            model_key = (fingerprint(p, TRAIN_SECTIONS), name)
+            fp, legacy, model_fp = keys[arm.name]
+            model_key = (model_fp, name)
             _log(f"{i}/{len(names)} {arm.name}/{name}")
             try:
                 if row_path(paths).is_file():
@@ -264,7 +266,7 @@ def run_benchmark(
                         arm.name,
                         name,
                         fp,
-                        also_accept=(legacy_fingerprint(p),),
+                        also_accept=(legacy,),
                         train_source=trained.get(model_key),
                         weights_dir=weights_dir,
                         models=models,

@@ -269,9 +269,9 @@ def posterior_mean_patches(
     """
     # logits = (sqrt_abar q.k - abar |k|^2 / 2) / var: the exponent up to a per-query constant,
     # i.e. attention with queries [q, 1], keys [sqrt_abar k, -abar |k|^2 / 2] and scale 1 / var.
-    scale = 1.0 / var
-    bias = (-0.5 * sqrt_abar**2 * scale) * key_sq  # [N]
-    keys_t = (keys * (sqrt_abar * scale)).T.contiguous()  # [d, N]
+    dot_coef, sq_coef = sqrt_abar / var, -0.5 * sqrt_abar**2 / var  # logits = dot_coef q.k + sq_coef |k|^2
+    bias = sq_coef * key_sq  # [N]
+    keys_t = (keys * dot_coef).T.contiguous()  # [d, N]
     k = top_k if 0 < top_k < keys.shape[0] else 0
     out = []
     for start in range(0, queries.shape[0], chunk_size):
@@ -284,7 +284,7 @@ def posterior_mean_patches(
                 q_full, patches, patch_sq = rerank
                 cand = patches[idx]  # [chunk, k, D]
                 dots = torch.bmm(cand, q_full[start : start + chunk_size, :, None])[..., 0]
-                top = (sqrt_abar * scale) * dots - (0.5 * sqrt_abar**2 * scale) * patch_sq[idx]
+                top = dot_coef * dots + sq_coef * patch_sq[idx]
             weights = torch.softmax(top, 1)  # [chunk, k]
             out.append(torch.bmm(weights[:, None], values[idx])[:, 0])
         elif q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
