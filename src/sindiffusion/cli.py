@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num", type=int, help="samples per snapshot (default: sample.num_samples)")
     p.add_argument("--out", default="results-time-curve", help="output folder (default: results-time-curve)")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="do not train: sample and score the snapshots an earlier run left in --out (e.g. with another "
+        "sample section)",
+    )
 
     p = _command(sub, "denoise-gap", _denoise_gap, image=False)
     p.add_argument("--checkpoint", required=True, help="a UNet checkpoint (results/<image>/train/model.pt)")
@@ -248,7 +254,9 @@ def _time_curve(args: argparse.Namespace) -> None:
     if args.num is not None and args.num < 1:
         raise ValueError(f"--num {args.num}: must be >= 1")
     minutes = time_curve.parse_minutes(args.minutes)
-    result = time_curve.run_time_curve(args.images_dir, minutes=minutes, num=args.num, **study_inputs(args))
+    result = time_curve.run_time_curve(
+        args.images_dir, minutes=minutes, num=args.num, rescore=args.rescore, **study_inputs(args)
+    )
     print(
         f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
         f"{result['files']['csv']}, {result['files']['plot']}"

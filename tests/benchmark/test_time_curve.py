@@ -99,6 +99,59 @@ def test_training_that_ends_before_the_marks_gives_a_final_point(tmp_path, monke
     assert [r["label"] for r in result["rows"]] == ["final"] and result["rows"][0]["steps"] == 3
     assert "before the marks 5 min" in result["notes"][0]
 
+    # --rescore: the same model sampled again with another sample section, nothing retrained
+    model = out / "runs/a/train/model.pt"
+    trained = model.stat().st_mtime_ns
+    args = ["time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--minutes", "5"]
+    args += ["--num", "3", "--params", params, "--out", out, "--no-progress", "--rescore"]
+    assert cli(*args, "--set", "sample.seed=7") == 0
+    again = json.loads((out / "time_curve.json").read_text())
+    assert model.stat().st_mtime_ns == trained and again["settings"]["rescore"] is True
+    assert [r["label"] for r in again["rows"]] == ["final"] and again["rows"][0]["steps"] == 3
+    assert again["settings"]["sample"]["seed"] == 7 and again["settings"]["sample"]["num_samples"] == 3
+    assert again["rows"][0]["pixel_diversity"] != result["rows"][0]["pixel_diversity"]
+
+
+def test_rescore_without_an_earlier_run_is_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    out = tmp_path / "curve"
+    args = ["time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params]
+    assert cli(*args, "--out", out, "--no-progress", "--rescore") == 2
+    err = capsys.readouterr().err
+    assert "--rescore needs an earlier time-curve run of image 'a'" in err and str(out / "runs" / "a") in err
+    assert not (out / "time_curve.csv").exists() and not (out / "runs/a/train").exists()
+
+
+def test_a_snapshot_is_sampled_as_sindiffusion_sample_samples_it(tmp_path, monkeypatch):
+    """Regression: the curve drew every snapshot from pure noise even with ``sample.init: layout``
+    (the start was built inside the sample stage only), so it scored another sampler than the one
+    ``sindiffusion sample`` and the benchmark use (Places50 image 1: patch SWD 0.25 vs 0.019)."""
+    import torch
+
+    from sindiffusion.benchmark.time_curve import score_point
+    from sindiffusion.config import load_params
+    from sindiffusion.stages import preprocess, sample, train
+    from sindiffusion.stages.common import image_paths
+    from sindiffusion.stages.evaluate import load_unit
+
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = load_params(
+        write_params(tmp_path, steps=3, sample_steps=4, tracking=False), ["sample.init=layout", "sample.init_t=0.3"]
+    )
+    preprocess.run(params, "a")
+    train.run(params, "a", progress=False)
+    paths = image_paths(params, "a")
+    real = load_unit(paths.processed)
+    row, fakes = score_point(params, paths.checkpoint, paths.processed, real, torch.device("cpu"), False)
+    sample.run(params, "a", progress=False)
+    staged = torch.cat([load_unit(paths.samples / f"sample_{i:03d}.png") for i in range(2)])
+    assert fakes.shape == staged.shape == (2, 3, *real.shape[-2:])
+    assert (fakes - staged).abs().max() <= 1.01 / 255  # the stage's PNGs are rounded to 8 bits
+    assert row["bright_max_dev"] < 0.1  # started from the image at 0.3 T: its brightness is kept
+
 
 @pytest.mark.parametrize("text", ["", "1,-2", "1,1", "x"])
 def test_bad_minutes(text):

@@ -3,9 +3,10 @@
 Each image is trained ONCE with ``train.snapshot_minutes`` set to the requested marks (and, unless
 the params set it, ``train.max_minutes`` = the last mark), so the checkpoint at minute m is the EMA
 model after m minutes of wall-clock training of one run (its LR schedule and ``ema_decay: auto``
-plan for ``train.steps``). Every snapshot then draws the ``sample`` section's samples (``--num``
-overrides the count) and is scored with the weight-free metrics of ``evaluate`` (patch SWD, copy
-NN distance and fraction, pixel diversity) plus the brightness check. When training reaches
+plan for ``train.steps``). Every snapshot then draws the ``sample`` section's samples exactly as
+``sindiffusion sample`` does, its ``sample.init: layout`` start included (``--num`` overrides the
+count), and is scored with the weight-free metrics of ``evaluate`` (patch SWD, copy NN distance and
+fraction, pixel diversity) plus the brightness check. When training reaches
 ``train.steps`` before the last mark, the final model is one more point at its actual time and
 the missing marks are listed in the notes.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 import sys
@@ -125,20 +127,35 @@ def _points(
     return points, notes
 
 
+def _earlier_training(paths: ImagePaths) -> dict[str, Any]:
+    """The training metrics of an earlier run's image (``--rescore``); FileNotFoundError naming what
+    is missing when that image was not trained to the end there."""
+    for need in (paths.processed, paths.train_metrics):
+        if not need.is_file():
+            raise FileNotFoundError(
+                f"{need}: --rescore needs an earlier time-curve run of image {paths.image!r} in this --out; "
+                "run without --rescore first"
+            )
+    return json.loads(paths.train_metrics.read_text())
+
+
 def score_point(
-    params: Params, bundle_path: Path, real: Any, device: Any, progress: bool
+    params: Params, bundle_path: Path, processed: Path, real: Any, device: Any, progress: bool
 ) -> tuple[dict[str, Any], Any]:
-    """Sample one checkpoint with the ``sample`` section and score it -> ``(row fields, samples in [0,1])``."""
+    """Sample one checkpoint exactly as ``sindiffusion sample`` would (the ``sample`` section, its
+    start from the processed training image ``processed`` included) and score it against ``real``
+    (``[1, 3, H, W]`` in [0, 1]) -> ``(row fields, samples [N, 3, H', W'] in [0, 1])``."""
     from ..diffusion import build_sampler
     from ..generate import load_bundle, output_size
     from ..stages.evaluate import compute
-    from ..stages.sample import draw
+    from ..stages.sample import draw, sample_start
 
     cfg = params.section("sample")
-    bundle = load_bundle(bundle_path, device, use_ema=True, precision=cfg.precision)
+    bundle = load_bundle(bundle_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
-    samples, timings = draw(cfg, bundle, size, sampler, f"sample {bundle_path.name}", progress)
+    start = sample_start(cfg, processed, size, bundle.diffusion.num_timesteps)
+    samples, timings = draw(cfg, bundle, size, sampler, start, f"sample {bundle_path.name}", progress)
     fakes = ((samples + 1) / 2).clamp(0, 1)
     metrics = compute(params, real, fakes, deep=False)
     snap = bundle.checkpoint.get("snapshot") or {}
@@ -220,9 +237,14 @@ def run_time_curve(
     overrides: Sequence[str] = (),
     num: int | None = None,
     progress: bool = True,
+    rescore: bool = False,
 ) -> dict[str, Any]:
     """Train each selected image once with snapshots at ``minutes``, sample and score every snapshot,
-    write the CSV/JSON/PNG/sheets into ``out`` and log them to MLflow. Returns the result dict."""
+    write the CSV/JSON/PNG/sheets into ``out`` and log them to MLflow. Returns the result dict.
+
+    ``rescore``: train nothing; score the snapshots and final models that an earlier run left in
+    ``out/runs`` (the ``sample`` section may differ from that run's). An image without a finished
+    training there is a FileNotFoundError naming it, raised before anything is sampled or written."""
     from ..runtime import resolve_device
     from ..stages import preprocess, train
     from ..stages.evaluate import load_unit
@@ -238,17 +260,23 @@ def run_time_curve(
     rows: list[dict] = []
     notes: list[str] = []
     sheets: dict[str, str] = {}
+    if rescore:
+        trained = {name: _earlier_training(ImagePaths(name, results)) for name in names}
     for i, name in enumerate(names, 1):
-        _log(f"{i}/{len(names)} {name}: training with snapshots at {', '.join(f'{m:g}' for m in minutes)} min")
         paths = ImagePaths(name, results)
-        preprocess.run(params, name)
-        train_metrics = train.run(params, name, progress=progress)
+        if rescore:
+            _log(f"{i}/{len(names)} {name}: scoring the snapshots in {paths.snapshots}")
+            train_metrics = trained[name]
+        else:
+            _log(f"{i}/{len(names)} {name}: training with snapshots at {', '.join(f'{m:g}' for m in minutes)} min")
+            preprocess.run(params, name)
+            train_metrics = train.run(params, name, progress=progress)
         points, image_notes = _points(paths, minutes, train_metrics)
         notes += image_notes
         real = load_unit(paths.processed)
         sheet_rows: list[tuple[str, list]] = [(f"training {name}", [tensor_to_image(real[0] * 2 - 1)])]
         for label, ckpt in points:
-            row, fakes = score_point(params, ckpt, real, device, progress)
+            row, fakes = score_point(params, ckpt, paths.processed, real, device, progress)
             rows.append({"image": name, "label": label, **row})
             _log(
                 f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
@@ -266,6 +294,7 @@ def run_time_curve(
         "out": str(out),
         "params": str(params_path),
         "overrides": list(overrides),
+        "rescore": rescore,
         "device": str(device),
         "train": params.section_dict("train"),
         "sample": params.section_dict("sample"),

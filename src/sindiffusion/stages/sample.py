@@ -44,10 +44,10 @@ def run(
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
-    hooks_for, t_start = _layout_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
+    start = sample_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
-        samples, timings = draw(cfg, bundle, size, sampler, "sample", progress, hooks_for, t_start)
+        samples, timings = draw(cfg, bundle, size, sampler, start, "sample", progress)
         with writing_dir(out, force) as tmp:
             files = []
             for i, x in enumerate(samples):
@@ -76,41 +76,23 @@ def run(
     return meta
 
 
-def draw(
-    cfg: SampleConfig,
-    bundle: ModelBundle,
-    size: tuple[int, int],
-    sampler: Sampler,
-    label: str,
-    progress: bool,
-    hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None,
-    t_start: int | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The ``sample`` section's ``num_samples`` samples of ``size = (H, W)`` from ``bundle``, under a
-    progress bar named ``label`` that counts denoising steps; returns ``generate``'s
-    ``([num, 3, H, W] in [-1, 1], timings)``. ``hooks_for``/``t_start`` as in :func:`generate`."""
-    n_batches = -(-cfg.num_samples // cfg.batch_size)
-    bar = make_progress(label, n_batches * len(sampler.visited(t_start)), progress, unit="step")
-    samples, timings = generate(
-        bundle,
-        cfg.num_samples,
-        size,
-        sampler,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        clip_x0=x0_clip_of(cfg),
-        progress=lambda i, n: bar.update(1),
-        hooks_for=hooks_for,
-        t_start=t_start,
-    )
-    bar.close()
-    return samples, timings
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where the ``sample`` section's samples start: pure noise at T (``hooks_for`` and ``t_start``
+    None) or, with ``sample.init: layout``, the layout hook from ``t_start``. Build it with
+    :func:`sample_start`; :func:`draw` requires one, so no caller can forget the configured start."""
+
+    hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None
+    t_start: int | None = None
 
 
-def _layout_start(cfg, processed: Path, size: tuple[int, int], num_timesteps: int):
-    """``sample.init: layout``: hooks that start each sample from the training image's noised low-pass."""
+def sample_start(cfg: SampleConfig, processed: Path, size: tuple[int, int], num_timesteps: int) -> Start:
+    """The configured start for samples of ``size = (H, W)``. ``sample.init: layout`` starts each
+    sample from the processed training image ``processed`` (area-down by ``init_factor``, resized
+    to ``size``) noised to ``init_t * T``; a missing file is a ValueError naming it (exit 2), raised
+    here so that callers check it before anything is tracked or written."""
     if cfg.init != "layout":
-        return None, None
+        return Start()
     from ..applications.layout_start import LayoutStartHook, layout_of
     from ..data.io import image_to_tensor, load_image
 
@@ -121,4 +103,35 @@ def _layout_start(cfg, processed: Path, size: tuple[int, int], num_timesteps: in
         )
     layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
     t_start = int(round(cfg.init_t * (num_timesteps - 1)))
-    return (lambda start, end: [LayoutStartHook(layout)]), t_start
+    return Start(lambda start, end: [LayoutStartHook(layout)], t_start)
+
+
+def draw(
+    cfg: SampleConfig,
+    bundle: ModelBundle,
+    size: tuple[int, int],
+    sampler: Sampler,
+    start: Start,
+    label: str,
+    progress: bool,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The ``sample`` section's ``num_samples`` samples of ``size = (H, W)`` from ``bundle``, begun
+    at ``start`` (:func:`sample_start`), under a progress bar named ``label`` that counts denoising
+    steps; returns ``generate``'s ``([num, 3, H, W] in [-1, 1], timings)``. Every caller that scores
+    "the samples of this config" (the sample stage, ``time-curve``) draws them here, so they agree."""
+    n_batches = -(-cfg.num_samples // cfg.batch_size)
+    bar = make_progress(label, n_batches * len(sampler.visited(start.t_start)), progress, unit="step")
+    samples, timings = generate(
+        bundle,
+        cfg.num_samples,
+        size,
+        sampler,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        clip_x0=x0_clip_of(cfg),
+        progress=lambda i, n: bar.update(1),
+        hooks_for=start.hooks_for,
+        t_start=start.t_start,
+    )
+    bar.close()
+    return samples, timings
