@@ -145,17 +145,13 @@ def score_point(
     """Sample one checkpoint exactly as ``sindiffusion sample`` would (the ``sample`` section, its
     start from the processed training image ``processed`` included) and score it against ``real``
     (``[1, 3, H, W]`` in [0, 1]) -> ``(row fields, samples [N, 3, H', W'] in [0, 1])``."""
-    from ..diffusion import build_sampler
-    from ..generate import load_bundle, output_size
     from ..stages.evaluate import compute
-    from ..stages.sample import draw, sample_start
+    from ..stages.sample import draw, prepare
 
     cfg = params.section("sample")
-    bundle = load_bundle(bundle_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
-    size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
-    sampler = build_sampler(cfg, bundle.diffusion)
-    start = sample_start(cfg, processed, size, bundle.diffusion.num_timesteps)
-    samples, timings = draw(cfg, bundle, size, sampler, start, f"sample {bundle_path.name}", progress)
+    prepared = prepare(cfg, bundle_path, processed, device)
+    bundle = prepared.bundle
+    samples, timings = draw(cfg, prepared, f"sample {bundle_path.name}", progress)
     fakes = ((samples + 1) / 2).clamp(0, 1)
     metrics = compute(params, real, fakes, deep=False)
     snap = bundle.checkpoint.get("snapshot") or {}

@@ -38,16 +38,14 @@ def run(
     paths = image_paths(params, image)
     ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.samples, force)
     device = resolve_device(cfg.device)
-    bundle = load_bundle(ckpt_path, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    prepared = prepare(cfg, ckpt_path, paths.processed, device)
+    bundle, size = prepared.bundle, prepared.size
     for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
-    size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
-    sampler = build_sampler(cfg, bundle.diffusion)
-    start = sample_start(cfg, paths.processed, size, bundle.diffusion.num_timesteps)
     note = f"Samples and timings are still written to {out}."
     with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
-        samples, timings = draw(cfg, bundle, size, sampler, start, "sample", progress)
+        samples, timings = draw(cfg, prepared, "sample", progress)
         with writing_dir(out, force) as tmp:
             files = []
             for i, x in enumerate(samples):
@@ -77,22 +75,30 @@ def run(
 
 
 @dataclasses.dataclass(frozen=True)
-class Start:
-    """Where the ``sample`` section's samples start: pure noise at T (``hooks_for`` and ``t_start``
-    None) or, with ``sample.init: layout``, the layout hook from ``t_start``. Build it with
-    :func:`sample_start`; :func:`draw` requires one, so no caller can forget the configured start."""
+class Prepared:
+    """Everything :func:`draw` needs besides the ``sample`` section: the model, the output size
+    ``(H, W)``, the sampler and where the samples start: pure noise at T (``hooks_for`` and
+    ``t_start`` None) or, with ``sample.init: layout``, the layout hook from ``t_start``. Built by
+    :func:`prepare` only, so every caller samples a checkpoint the same way."""
 
+    bundle: ModelBundle
+    size: tuple[int, int]
+    sampler: Sampler
     hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None
     t_start: int | None = None
 
 
-def sample_start(cfg: SampleConfig, processed: Path, size: tuple[int, int], num_timesteps: int) -> Start:
-    """The configured start for samples of ``size = (H, W)``. ``sample.init: layout`` starts each
-    sample from the processed training image ``processed`` (area-down by ``init_factor``, resized
-    to ``size``) noised to ``init_t * T``; a missing file is a ValueError naming it (exit 2), raised
-    here so that callers check it before anything is tracked or written."""
+def prepare(cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.device) -> Prepared:
+    """Load ``checkpoint`` and set up the ``sample`` section's sampling of it: the output size, the
+    sampler and the start. ``sample.init: layout`` starts each sample from the processed training
+    image ``processed`` (area-down by ``init_factor``, resized to the output size) noised to
+    ``init_t * T``; a missing file is a ValueError naming it (exit 2), raised here so that callers
+    fail before anything is tracked or written."""
+    bundle = load_bundle(checkpoint, device, use_ema=cfg.use_ema, precision=cfg.precision)
+    size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    sampler = build_sampler(cfg, bundle.diffusion)
     if cfg.init != "layout":
-        return Start()
+        return Prepared(bundle, size, sampler)
     from ..applications.layout_start import LayoutStartHook, layout_of
     from ..data.io import image_to_tensor, load_image
 
@@ -102,36 +108,29 @@ def sample_start(cfg: SampleConfig, processed: Path, size: tuple[int, int], num_
             "run `sindiffusion preprocess` for the image, or set sample.init=noise"
         )
     layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
-    t_start = int(round(cfg.init_t * (num_timesteps - 1)))
-    return Start(lambda start, end: [LayoutStartHook(layout)], t_start)
+    t_start = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1)))
+    return Prepared(bundle, size, sampler, lambda start, end: [LayoutStartHook(layout)], t_start)
 
 
-def draw(
-    cfg: SampleConfig,
-    bundle: ModelBundle,
-    size: tuple[int, int],
-    sampler: Sampler,
-    start: Start,
-    label: str,
-    progress: bool,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The ``sample`` section's ``num_samples`` samples of ``size = (H, W)`` from ``bundle``, begun
-    at ``start`` (:func:`sample_start`), under a progress bar named ``label`` that counts denoising
-    steps; returns ``generate``'s ``([num, 3, H, W] in [-1, 1], timings)``. Every caller that scores
-    "the samples of this config" (the sample stage, ``time-curve``) draws them here, so they agree."""
+def draw(cfg: SampleConfig, prepared: Prepared, label: str, progress: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """The ``sample`` section's ``num_samples`` samples of ``prepared`` (:func:`prepare`), under a
+    progress bar named ``label`` that counts denoising steps; returns ``generate``'s
+    ``([num, 3, H, W] in [-1, 1], timings)``. Every caller that scores "the samples of this config"
+    (the sample stage, ``time-curve``) draws them here, so they agree."""
+    p = prepared
     n_batches = -(-cfg.num_samples // cfg.batch_size)
-    bar = make_progress(label, n_batches * len(sampler.visited(start.t_start)), progress, unit="step")
+    bar = make_progress(label, n_batches * len(p.sampler.visited(p.t_start)), progress, unit="step")
     samples, timings = generate(
-        bundle,
+        p.bundle,
         cfg.num_samples,
-        size,
-        sampler,
+        p.size,
+        p.sampler,
         seed=cfg.seed,
         batch_size=cfg.batch_size,
         clip_x0=x0_clip_of(cfg),
         progress=lambda i, n: bar.update(1),
-        hooks_for=start.hooks_for,
-        t_start=start.t_start,
+        hooks_for=p.hooks_for,
+        t_start=p.t_start,
     )
     bar.close()
     return samples, timings
