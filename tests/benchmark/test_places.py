@@ -16,20 +16,7 @@ from PIL import Image
 
 from sindiffusion.benchmark import places
 from sindiffusion.benchmark.sheets import PAD
-from tests.evaluation.tiny_pipeline import cli, write_image, write_params
-
-
-@pytest.fixture
-def bench(tmp_path, monkeypatch):
-    """Three images (1, 2, 3), tiny params, a baselines folder (SinGAN for 1 and 2, GPNN = a copy of 1)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no pretrained weights
-    for i in (1, 2, 3):
-        write_image(tmp_path / "images" / f"{i}.jpg", seed=i)
-    write_image(tmp_path / "baselines" / "singan" / "1.png", seed=11)
-    write_image(tmp_path / "baselines" / "singan" / "2.png", seed=12, size=(80, 112))  # resized to the training size
-    (tmp_path / "baselines" / "gpnn").mkdir()
-    shutil.copy(tmp_path / "images" / "1.jpg", tmp_path / "baselines" / "gpnn" / "1.jpg")
-    return tmp_path
+from tests.evaluation.tiny_pipeline import cli, write_params
 
 
 def rows_of(out: Path) -> list[dict]:

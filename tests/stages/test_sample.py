@@ -148,3 +148,15 @@ def test_layout_start_without_the_processed_image_is_exit_2_before_anything(proj
     assert "sample.init=noise" in err
     assert not (proj / "results/img/samples").exists()
     assert _sample("--set", "sample.init=noise") == 0  # the pure-noise start needs only the checkpoint
+
+
+def test_layout_start_checks_the_processed_image_before_loading_the_model(proj, capsys, monkeypatch):
+    """The cheap file check comes first: a missing training image fails without loading the checkpoint,
+    and with neither file the error names the first step to run (preprocess, then train)."""
+    loaded = []
+    monkeypatch.setattr(sample_stage, "load_bundle", lambda *a, **k: loaded.append(a) or pytest.fail("model loaded"))
+    (proj / "results/img/preprocess/image.png").unlink()
+    (proj / "results/img/train/model.pt").unlink()
+    assert _sample("--set", "sample.init=layout") == 2
+    assert "image.png: sample.init=layout starts from this processed training image" in capsys.readouterr().err
+    assert loaded == [] and not (proj / "results/img/samples").exists()

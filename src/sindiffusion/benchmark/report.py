@@ -14,6 +14,7 @@ import io
 import json
 import math
 import shutil
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,40 @@ def mean_rows(rows: list[dict], columns: Sequence[str]) -> list[dict]:
             else:
                 row[c] = max(vals) if how == "max" else sum(vals) / len(vals)
         out.append(row)
+    return out
+
+
+#: the metric of the paired, per-image comparison (weight-free, so every run has it)
+PAIRED_METRIC = "patch_swd"
+
+
+def paired_rows(rows: list[dict], arms: Sequence[str], baselines: Sequence[str]) -> list[dict]:
+    """Per-image wins on :data:`PAIRED_METRIC` (lower is better): the first arm against every other
+    method, then every other arm against each baseline. Each row: ``method``, ``other``, ``images``
+    (scored by both), ``lower`` (images where ``method`` is strictly lower) and both medians, since a
+    mean over a few images can hang on one failure (a median and a count do not)."""
+    values: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if _number(r.get(PAIRED_METRIC)):
+            values.setdefault(r["method"], {})[r["image"]] = float(r[PAIRED_METRIC])
+    pairs = [(arms[0], m) for m in [*arms[1:], *baselines]] if arms else []
+    pairs += [(a, b) for a in arms[1:] for b in baselines]
+    out = []
+    for method, other in pairs:
+        mine, theirs = values.get(method, {}), values.get(other, {})
+        both = [i for i in mine if i in theirs]
+        if not both:
+            continue
+        out.append(
+            {
+                "method": method,
+                "other": other,
+                "images": len(both),
+                "lower": sum(mine[i] < theirs[i] for i in both),
+                "median": statistics.median(mine[i] for i in both),
+                "median_other": statistics.median(theirs[i] for i in both),
+            }
+        )
     return out
 
 
@@ -149,6 +184,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         _md_table(rows, ["image", "method", *shown]),
         "",
     ]
+    if result.get("paired"):
+        parts += [
+            f"## Per image: {PAIRED_METRIC}, one method against another",
+            "",
+            f"`lower` = images where the first method's {PAIRED_METRIC} is lower (better); medians over the "
+            "images both have.",
+            "",
+            _md_table(
+                result["paired"],
+                ["method", "other", "lower", "images", "median", "median_other"],
+                ["method", "against", "lower on", "of images", "median", "median (against)"],
+            ),
+            "",
+        ]
     if result.get("sheets"):
         parts += ["## Contact sheets", "", "Training image, 4 samples per arm, published baselines (resized):", ""]
         parts += [f"- [{img}]({path})" for img, path in result["sheets"].items()]
@@ -255,11 +304,14 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def finish(result: dict[str, Any]) -> dict[str, Any]:
-    """Sort the rows, recompute the mean rows and the list of images of ``result`` (in place)."""
+    """Sort the rows, recompute the mean rows, the paired per-image comparison and the list of images
+    of ``result`` (in place)."""
     methods = [*result["settings"].get("arms", {}), *(result["settings"].get("baselines_methods") or [])]
     result["rows"] = sort_rows(result["rows"], methods)
     order = {m: i for i, m in enumerate(methods)}
     result["means"] = sorted(mean_rows(result["rows"], result["columns"]), key=lambda r: order.get(r["method"], 99))
+    arms = list(result["settings"].get("arms", {}))
+    result["paired"] = paired_rows(result["rows"], arms, result["settings"].get("baselines_methods") or [])
     result["images"] = sorted({r["image"] for r in result["rows"]}, key=natural_key)
     result["settings"]["images"] = result["images"]
     return result

@@ -5,7 +5,8 @@
   download them (on a machine with internet).
 * ``sindiffusion benchmark --images-dir DIR [--arm NAME=PARAMS ...]``: preprocess -> train ->
   sample -> evaluate of every arm over a folder of images, plus published baselines, into one
-  table, a plot and contact sheets; ``benchmark-merge`` joins partial runs.
+  table, a plot and contact sheets; ``benchmark-merge`` joins partial runs; ``benchmark-compare``
+  puts arms of different runs side by side.
 * ``sindiffusion rf-study --image FILE``: receptive field vs diversity/copying (paper Table 4).
 """
 
@@ -84,6 +85,21 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
     p.add_argument("--out", required=True, help="folder for the merged tables, plot and contact sheets")
     p.set_defaults(func=_benchmark_merge)
 
+    p = sub.add_parser(
+        "benchmark-compare",
+        help="arms of different benchmark runs side by side on the images they share (e.g. a recipe change "
+        "measured in its own run against the old default)",
+    )
+    p.add_argument(
+        "picks",
+        nargs="+",
+        metavar="[LABEL=]RUN[:ARM]",
+        help="a finished benchmark's --out folder and one of its arms (default: all), optionally renamed, "
+        "e.g. old=bench-25:unet new=bench-train:unet-minsnr",
+    )
+    p.add_argument("--out", required=True, help="folder for the tables, plot and contact sheets")
+    p.set_defaults(func=_benchmark_compare)
+
     p = sub.add_parser("rf-study", help="receptive field vs diversity / copying (paper Table 4), small scale")
     p.add_argument("--image", required=True, help="training image file")
     p.add_argument("--out", default="results-rf-study", help="output folder (default: results-rf-study)")
@@ -152,6 +168,18 @@ def _benchmark_merge(args: argparse.Namespace) -> None:
     places.log_to_mlflow(result, Path(args.out))
     print(report.render_markdown(result))
     print(f"benchmark-merge: {len(result['images'])} images -> {result['files']['markdown']}")
+
+
+def _benchmark_compare(args: argparse.Namespace) -> None:
+    from ..benchmark import compare, places, report
+
+    result = compare.compare_results([compare.parse_pick(p) for p in args.picks], args.out)
+    places.log_to_mlflow(result, Path(args.out))
+    print(report.render_markdown(result))
+    print(
+        f"benchmark-compare: {len(result['settings']['arms'])} arms on {len(result['images'])} images -> "
+        f"{result['files']['markdown']}"
+    )
 
 
 def _rf_study(args: argparse.Namespace) -> None:

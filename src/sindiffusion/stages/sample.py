@@ -94,6 +94,13 @@ def prepare(cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.
     image ``processed`` (area-down by ``init_factor``, resized to the output size) noised to
     ``init_t * T``; a missing file is a ValueError naming it (exit 2), raised here so that callers
     fail before anything is tracked or written."""
+    # The file check comes before the (slow) model load; with neither file present the user is
+    # told the first step to run, preprocess.
+    if cfg.init == "layout" and not processed.is_file():
+        raise ValueError(
+            f"{processed}: sample.init=layout starts from this processed training image, which is missing; "
+            "run `sindiffusion preprocess` for the image, or set sample.init=noise"
+        )
     bundle = load_bundle(checkpoint, device, use_ema=cfg.use_ema, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
@@ -102,11 +109,6 @@ def prepare(cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.
     from ..applications.layout_start import LayoutStartHook, layout_of
     from ..data.io import image_to_tensor, load_image
 
-    if not processed.is_file():
-        raise ValueError(
-            f"{processed}: sample.init=layout starts from this processed training image, which is missing; "
-            "run `sindiffusion preprocess` for the image, or set sample.init=noise"
-        )
     layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
     t_start = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1)))
     return Prepared(bundle, size, sampler, lambda start, end: [LayoutStartHook(layout)], t_start)
