@@ -67,6 +67,7 @@ def test_a_whole_run_is_every_arm_of_it(two_runs, tmp_path):
         (["old={A}", "{B}:fewer"], "a LABEL names one arm"),
         (["{A}:", "{B}:fewer"], "expected [LABEL=]RUN[:ARM]"),
         (["{A}"], "only one arm"),
+        (["SinGAN={A}:" + places.OURS, "{B}:fewer"], "'SinGAN' is also a baseline of the runs"),
     ],
 )
 def test_bad_picks_are_exit_2_and_write_nothing(two_runs, tmp_path, capsys, picks, words):

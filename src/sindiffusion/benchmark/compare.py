@@ -15,7 +15,7 @@ needed when two runs have an arm of the same name).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,9 @@ def compare_results(picks: Sequence[Pick], out: str | Path) -> dict[str, Any]:
     """Compare the picked arms on the images all of them have; write the report into ``out``.
 
     ValueError (naming the run or pick) when a run is missing or not a benchmark, a pick names an
-    arm its run lacks, two picks share a name, the runs' metric columns differ, no image is shared,
-    or an image was scored at different sizes (different ``preprocess.max_size``); nothing is written then.
+    arm its run lacks, two picks share a name (with each other or with a baseline), the runs' metric
+    columns differ, no image is shared, or an image was scored at different sizes (different
+    ``preprocess.max_size``); nothing is written then.
     """
     if not picks:
         raise ValueError("benchmark-compare: give the arms to compare, as RUN:ARM or RUN (all its arms)")
@@ -110,26 +111,22 @@ def compare_results(picks: Sequence[Pick], out: str | Path) -> dict[str, Any]:
             )
             + ")"
         )
-    rows = [arm_rows[label][i] for label, _, _ in chosen for i in images]
     sizes = {i: _size(arm_rows[chosen[0][0]][i]) for i in images}
     for label, pick, _ in chosen:
         for i in images:
-            if _size(arm_rows[label][i]) != sizes[i]:
+            if (size := _size(arm_rows[label][i])) != sizes[i]:
                 raise ValueError(
-                    f"{pick.spec}: image {i} was scored at {_size(arm_rows[label][i])}, {chosen[0][0]} at {sizes[i]}; "
+                    f"{pick.spec}: image {i} was scored at {size}, {chosen[0][0]} at {sizes[i]}; "
                     "only runs at one preprocess.max_size compare"
                 )
-    baselines: list[str] = []  # every run's baseline rows at the same size, the first run that has them
-    taken: set[tuple[str, str]] = set()
-    for res in results.values():
-        for r in res["rows"]:
-            method = r["method"]
-            if method in res["settings"].get("arms", {}) or r["image"] not in sizes:
-                continue
-            if (method, r["image"]) not in taken and _size(r) == sizes[r["image"]]:
-                taken.add((method, r["image"]))
-                rows.append(r)
-                baselines += [method] if method not in baselines else []
+    base_rows, baselines = _baseline_rows(results.values(), sizes)
+    for label, pick, _ in chosen:
+        if label in baselines:  # one method name would hold an arm's rows and a baseline's
+            raise ValueError(
+                f"{pick.spec}: {label!r} is also a baseline of the runs ({', '.join(baselines)}); "
+                "give the arm another name with LABEL=RUN:ARM"
+            )
+    rows = [arm_rows[label][i] for label, _, _ in chosen for i in images] + base_rows
     dropped = sorted({i for rows_ in arm_rows.values() for i in rows_} - set(images), key=natural_key)
     settings = {
         **json.loads(json.dumps(first["settings"])),
@@ -157,6 +154,24 @@ def compare_results(picks: Sequence[Pick], out: str | Path) -> dict[str, Any]:
     result["sheets"] = _sheets(result, [(label, arm_rows[label]) for label, _, _ in chosen], images, out)
     write_report(result, out)
     return result
+
+
+def _baseline_rows(results: Iterable[dict[str, Any]], sizes: dict[str, Any]) -> tuple[list[dict], list[str]]:
+    """The runs' baseline rows (methods that are not a run's arm) of the images in ``sizes``, scored
+    at that size, each (method, image) from the first run that has it; and the methods, first seen first."""
+    rows: list[dict] = []
+    methods: list[str] = []
+    taken: set[tuple[str, str]] = set()
+    for res in results:
+        for r in res["rows"]:
+            key = (r["method"], r["image"])
+            if r["method"] in res["settings"].get("arms", {}) or r["image"] not in sizes or key in taken:
+                continue
+            if _size(r) == sizes[r["image"]]:
+                taken.add(key)
+                rows.append(r)
+                methods += [r["method"]] if r["method"] not in methods else []
+    return rows, methods
 
 
 def _sheets(

@@ -306,12 +306,13 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 def finish(result: dict[str, Any]) -> dict[str, Any]:
     """Sort the rows, recompute the mean rows, the paired per-image comparison and the list of images
     of ``result`` (in place)."""
-    methods = [*result["settings"].get("arms", {}), *(result["settings"].get("baselines_methods") or [])]
+    arms = list(result["settings"].get("arms", {}))
+    baselines = result["settings"].get("baselines_methods") or []
+    methods = [*arms, *baselines]
     result["rows"] = sort_rows(result["rows"], methods)
     order = {m: i for i, m in enumerate(methods)}
     result["means"] = sorted(mean_rows(result["rows"], result["columns"]), key=lambda r: order.get(r["method"], 99))
-    arms = list(result["settings"].get("arms", {}))
-    result["paired"] = paired_rows(result["rows"], arms, result["settings"].get("baselines_methods") or [])
+    result["paired"] = paired_rows(result["rows"], arms, baselines)
     result["images"] = sorted({r["image"] for r in result["rows"]}, key=natural_key)
     result["settings"]["images"] = result["images"]
     return result
