@@ -211,3 +211,96 @@ def test_bad_input_exits_2(tmp_path, capsys):
     )
     assert "train.max_minutes: must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _curve_args(tmp_path, params, images, *extra):
+    return ["time-curve", "--images-dir", tmp_path / "images", "--images", images, "--minutes", "5"] + [
+        "--num",
+        "2",
+        "--params",
+        params,
+        "--out",
+        tmp_path / "curve",
+        "--no-progress",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def counted_scoring(monkeypatch):
+    """Counts the points time-curve samples and scores (each call of ``score_point``)."""
+    from sindiffusion.benchmark import time_curve
+
+    calls = []
+    real = time_curve.score_point
+
+    def counting(params, bundle_path, *args, **kwargs):
+        calls.append(bundle_path)
+        return real(params, bundle_path, *args, **kwargs)
+
+    monkeypatch.setattr(time_curve, "score_point", counting)
+    return calls
+
+
+def test_a_rerun_keeps_the_images_already_done(tmp_path, monkeypatch, counted_scoring):
+    """A long curve can be split over sittings: ``--images 1`` today, ``--images 1-3`` tomorrow
+    trains and samples only images 2 and 3, and the tables cover all three."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        write_image(tmp_path / "images" / f"{name}.png", seed=ord(name))
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    assert cli(*_curve_args(tmp_path, params, "a")) == 0
+    first = json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"]
+    model = tmp_path / "curve/runs/a/train/model.pt"
+    trained = model.stat().st_mtime_ns
+    counted_scoring.clear()
+
+    assert cli(*_curve_args(tmp_path, params, "a,b")) == 0
+    result = json.loads((tmp_path / "curve/time_curve.json").read_text())
+    assert model.stat().st_mtime_ns == trained  # image a was neither trained ...
+    assert [p.parent.parent.name for p in counted_scoring] == ["b"]  # ... nor sampled again
+    assert result["rows"][0] == first[0] and [r["image"] for r in result["rows"]] == ["a", "b"]
+    assert [r["image"] for r in csv.DictReader((tmp_path / "curve/time_curve.csv").open())][-1] == "mean of 2"
+    assert set(result["sheets"]) == {"a", "b"} and (tmp_path / "curve/sheets/a.png").is_file()
+
+
+def test_an_image_stopped_after_training_is_scored_without_training_again(tmp_path, monkeypatch, counted_scoring):
+    """Preempted while sampling: the rerun keeps the finished training and only samples."""
+    from sindiffusion.benchmark import time_curve
+
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+
+    def preempted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(time_curve, "score_point", preempted)
+        assert cli(*_curve_args(tmp_path, params, "a")) == 130  # Ctrl-C / a second SIGINT
+    model = tmp_path / "curve/runs/a/train/model.pt"
+    trained = model.stat().st_mtime_ns
+    assert not (tmp_path / "curve/time_curve.csv").exists()
+
+    assert cli(*_curve_args(tmp_path, params, "a")) == 0
+    assert model.stat().st_mtime_ns == trained and len(counted_scoring) == 1
+    assert [r["label"] for r in json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"]] == ["final"]
+
+
+def test_other_settings_are_not_reused(tmp_path, monkeypatch, counted_scoring):
+    """Another sample section: sampled again on the same model. Another train section: trained again."""
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    assert cli(*_curve_args(tmp_path, params, "a")) == 0
+    first = json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"][0]
+    model = tmp_path / "curve/runs/a/train/model.pt"
+    trained = model.stat().st_mtime_ns
+
+    assert cli(*_curve_args(tmp_path, params, "a", "--set", "sample.seed=7")) == 0
+    again = json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"][0]
+    assert model.stat().st_mtime_ns == trained and len(counted_scoring) == 2
+    assert again["pixel_diversity"] != first["pixel_diversity"]
+
+    assert cli(*_curve_args(tmp_path, params, "a", "--set", "train.seed=3")) == 0
+    assert model.stat().st_mtime_ns != trained and len(counted_scoring) == 3

@@ -10,9 +10,16 @@ fraction, pixel diversity) plus the brightness check. When training reaches
 ``train.steps`` before the last mark, the final model is one more point at its actual time and
 the missing marks are listed in the notes.
 
+A rerun into the same ``out`` resumes instead of starting over (so a long curve can be split over
+sittings, or survive preemption): an image whose points were scored under the same settings
+(:func:`~.arms.fingerprint` of preprocess ... evaluate, the marks included) is reused as it is; one
+that was trained under the same training settings but not (or differently) scored is sampled
+again without retraining; anything else is trained from the start (or from its resume checkpoint).
+
 Files in ``out``::
 
     runs/<image>/...       the pipeline artifacts of each image (snapshots in train/snapshots/)
+    done/<image>.json      what is finished for the image: its fingerprints, then its points
     time_curve.csv         one row per (image, snapshot): minutes, steps, seconds, metrics
     time_curve.json        the rows, the per-mark means, notes and settings
     time_curve.png         one panel per metric: metric vs minutes, one line per image (+ mean)
@@ -34,11 +41,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_write
+from ..artifacts import atomic_write, write_json
 from ..config import Params, load_params
 from ..data.io import tensor_to_image
 from ..paths import ImagePaths, snapshot_name
-from .arms import select_images
+from .arms import TRAIN_SECTIONS, fingerprint, select_images
 from .per_image import brightness_stats
 from .report import WEIGHT_FREE
 
@@ -55,6 +62,7 @@ COLUMNS = (
     "checkpoint",
 )
 FILES = {"csv": "time_curve.csv", "json": "time_curve.json", "plot": "time_curve.png"}
+DONE = "done"
 SHEET_SAMPLES = 4
 
 
@@ -137,6 +145,32 @@ def _earlier_training(paths: ImagePaths) -> dict[str, Any]:
                 "run without --rescore first"
             )
     return json.loads(paths.train_metrics.read_text())
+
+
+def _record_path(out: Path, image: str) -> Path:
+    return out / DONE / f"{image}.json"
+
+
+def _read_record(out: Path, image: str) -> dict[str, Any]:
+    """The image's record of an earlier run into ``out``; ``{}`` when there is none or it is unreadable
+    (then the image is simply done again)."""
+    path = _record_path(out, image)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _reusable(record: dict[str, Any], keys: dict[str, str], out: Path, paths: ImagePaths) -> str:
+    """What an earlier run left that this one may keep: ``"scored"`` (its points, same settings),
+    ``"trained"`` (its models, same training settings) or ``""`` (nothing)."""
+    trained = record.get("train_fingerprint") == keys["train"] and paths.train_metrics.is_file()
+    trained = trained and paths.processed.is_file()
+    if trained and record.get("fingerprint") == keys["result"] and isinstance(record.get("rows"), list):
+        if (out / str(record.get("sheet", ""))).is_file():
+            return "scored"
+    return "trained" if trained else ""
 
 
 def score_point(
@@ -243,8 +277,6 @@ def run_time_curve(
     training there is a FileNotFoundError naming it, raised before anything is sampled or written."""
     from ..runtime import resolve_device
     from ..stages import preprocess, train
-    from ..stages.evaluate import load_unit
-    from .sheets import contact_sheet
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
@@ -256,32 +288,36 @@ def run_time_curve(
     rows: list[dict] = []
     notes: list[str] = []
     sheets: dict[str, str] = {}
+    keys = {"result": fingerprint(params), "train": fingerprint(params, TRAIN_SECTIONS)}
     if rescore:
         trained = {name: _earlier_training(ImagePaths(name, results)) for name in names}
     for i, name in enumerate(names, 1):
         paths = ImagePaths(name, results)
-        if rescore:
-            _log(f"{i}/{len(names)} {name}: scoring the snapshots in {paths.snapshots}")
-            train_metrics = trained[name]
+        record = {} if rescore else _read_record(out, name)
+        reuse = _reusable(record, keys, out, paths)
+        if reuse == "scored":
+            _log(f"{i}/{len(names)} {name}: done in an earlier run with the same settings, kept")
+            rows += record["rows"]
+            notes += record.get("notes", [])
+            sheets[name] = record["sheet"]
+            continue
+        if rescore or reuse == "trained":
+            _log(f"{i}/{len(names)} {name}: scoring the snapshots in {paths.snapshots} (trained earlier)")
+            train_metrics = trained[name] if rescore else json.loads(paths.train_metrics.read_text())
         else:
             _log(f"{i}/{len(names)} {name}: training with snapshots at {', '.join(f'{m:g}' for m in minutes)} min")
+            # the record must never describe models that are being replaced
+            _record_path(out, name).unlink(missing_ok=True)
             preprocess.run(params, name)
             train_metrics = train.run(params, name, progress=progress)
-        points, image_notes = _points(paths, minutes, train_metrics)
+            write_json(_record_path(out, name), {"train_fingerprint": keys["train"]})
+        scored = _score_image(params, paths, minutes, train_metrics, out, device, progress)
+        image_rows, image_notes, sheets[name] = scored
+        rows += image_rows
         notes += image_notes
-        real = load_unit(paths.processed)
-        sheet_rows: list[tuple[str, list]] = [(f"training {name}", [tensor_to_image(real[0] * 2 - 1)])]
-        for label, ckpt in points:
-            row, fakes = score_point(params, ckpt, paths.processed, real, device, progress)
-            rows.append({"image": name, "label": label, **row})
-            _log(
-                f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
-                f"copy_fraction {row['copy_fraction']:.3f}"
-            )
-            sheet_rows.append((label, [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]))
-        rel = f"sheets/{name}.png"
-        contact_sheet(sheet_rows, out / rel)
-        sheets[name] = rel
+        if not rescore:  # a rescore may score models trained under other settings: it records nothing
+            record = {"train_fingerprint": keys["train"], "fingerprint": keys["result"], "rows": image_rows}
+            write_json(_record_path(out, name), {**record, "notes": image_notes, "sheet": sheets[name]})
     means = mean_rows(rows)
     settings = {
         "images_dir": str(images_dir),
@@ -304,8 +340,6 @@ def run_time_curve(
         "settings": settings,
         "files": {k: str(out / v) for k, v in FILES.items()},
     }
-    from ..artifacts import write_json
-
     atomic_write(out / FILES["csv"], lambda tmp: tmp.write_text(render_csv(rows + means)))
     write_json(out / FILES["json"], result)
     title = f"{len(names)} images at {settings['max_size']} px, {params.path}" + (
@@ -316,6 +350,38 @@ def run_time_curve(
     for n in notes:
         _log(f"note: {n}")
     return result
+
+
+def _score_image(
+    params: Params,
+    paths: ImagePaths,
+    minutes: Sequence[float],
+    train_metrics: dict[str, Any],
+    out: Path,
+    device: Any,
+    progress: bool,
+) -> tuple[list[dict], list[str], str]:
+    """Sample and score every point of one trained image; write its contact sheet.
+    Returns ``(rows, notes, sheet path relative to out)``."""
+    from ..stages.evaluate import load_unit
+    from .sheets import contact_sheet
+
+    name = paths.image
+    points, notes = _points(paths, minutes, train_metrics)
+    real = load_unit(paths.processed)
+    rows: list[dict] = []
+    sheet_rows: list[tuple[str, list]] = [(f"training {name}", [tensor_to_image(real[0] * 2 - 1)])]
+    for label, ckpt in points:
+        row, fakes = score_point(params, ckpt, paths.processed, real, device, progress)
+        rows.append({"image": name, "label": label, **row})
+        _log(
+            f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
+            f"copy_fraction {row['copy_fraction']:.3f}"
+        )
+        sheet_rows.append((label, [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]))
+    rel = f"sheets/{name}.png"
+    contact_sheet(sheet_rows, out / rel)
+    return rows, notes, rel
 
 
 def _log_mlflow(params: Params, result: dict[str, Any], out: Path) -> None:
