@@ -136,7 +136,7 @@ def _points(
 
 
 def _earlier_training(paths: ImagePaths) -> dict[str, Any]:
-    """The training metrics of an earlier run's image (``--rescore``); FileNotFoundError naming what
+    """The training metrics of an earlier run's image (``--rescore``, a resumed run); FileNotFoundError naming what
     is missing when that image was not trained to the end there."""
     for need in (paths.processed, paths.train_metrics):
         if not need.is_file():
@@ -303,7 +303,7 @@ def run_time_curve(
             continue
         if rescore or reuse == "trained":
             _log(f"{i}/{len(names)} {name}: scoring the snapshots in {paths.snapshots} (trained earlier)")
-            train_metrics = trained[name] if rescore else json.loads(paths.train_metrics.read_text())
+            train_metrics = trained[name] if rescore else _earlier_training(paths)
         else:
             _log(f"{i}/{len(names)} {name}: training with snapshots at {', '.join(f'{m:g}' for m in minutes)} min")
             # the record must never describe models that are being replaced
