@@ -424,3 +424,13 @@ def test_sections_follow_edits_of_raw_after_loading(tmp_path):
     params.raw["train"]["max_minutes"] = -1
     with pytest.raises(ConfigError, match=r"train\.max_minutes"):
         params.section("train")
+
+
+@pytest.mark.parametrize(
+    "value,expected", [(0, "must be > 0, got 0"), (1.5, "must be <= 1, got 1.5"), ("all", "a number")]
+)
+def test_train_t_max_is_a_fraction_of_the_timesteps(tmp_path, value, expected):
+    path = _write(tmp_path, {"train": {"t_max": value}})
+    with pytest.raises(ConfigError, match=r"train\.t_max: .*" + expected):
+        load_params(path)
+    assert load_params(_write(tmp_path, {"train": {"t_max": 0.5}})).section("train").t_max == 0.5

@@ -35,9 +35,16 @@ def smooth_image(seed: int, height: int = 32, width: int | None = None, batch: i
     return img.clamp(-0.9, 0.9)
 
 
-def make_checkpoint(root: Path, image: str, seed: int = 0, size: tuple[int, int] = (32, 32), **unet_overrides) -> Path:
+def make_checkpoint(
+    root: Path,
+    image: str,
+    seed: int = 0,
+    size: tuple[int, int] = (32, 32),
+    train: dict | None = None,
+    **unet_overrides,
+) -> Path:
     """``root/results/<image>/train/model.pt``: :data:`TINY_UNET` trained 2 steps on :func:`smooth_image`
-    (written as ``root/results/<image>/preprocess/image.png``)."""
+    (written as ``root/results/<image>/preprocess/image.png``); ``train`` overrides keys of the ``train`` section."""
     from sindiffusion.artifacts import sha256_file
     from sindiffusion.checkpoint import save_checkpoint
     from sindiffusion.config import DiffusionConfig, TrainConfig
@@ -49,8 +56,9 @@ def make_checkpoint(root: Path, image: str, seed: int = 0, size: tuple[int, int]
     x = image_to_tensor(load_image(processed))
     info = {"name": image, "sha256": sha256_file(processed), "size": list(x.shape[1:]), "path": str(processed)}
     unet = dataclasses.replace(TINY_UNET, **unet_overrides)
-    train = TrainConfig(steps=2, batch_size=2, scale_min=1.0, scale_max=1.0, device="cpu", log_every=1, save_every=100)
-    trainer = Trainer(x, unet, DiffusionConfig(timesteps=100), train, info, torch.device("cpu"))
+    section = dict(steps=2, batch_size=2, scale_min=1.0, scale_max=1.0, device="cpu", log_every=1, save_every=100)
+    cfg = TrainConfig(**{**section, **(train or {})})
+    trainer = Trainer(x, unet, DiffusionConfig(timesteps=100), cfg, info, torch.device("cpu"))
     trainer.run(2, progress=False)
     path = root / "results" / image / "train" / "model.pt"
     save_checkpoint(path, trainer.state_dict())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_checkpoint
-from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop
+from .diffusion import GaussianDiffusion, Sampler, SamplingHook, sample_loop, step_of_fraction
 from .diffusion.x0 import X0ClipLike
 from .runtime import autocast, autocast_dtype
 
@@ -27,6 +27,8 @@ class ModelBundle:
     device: torch.device
     precision: str = "auto"
     """``auto`` / ``fp32`` / ``bf16`` (see :mod:`sindiffusion.runtime`)."""
+    path: Path | None = None
+    """The checkpoint file (named in errors)."""
 
     @property
     def train_size(self) -> tuple[int, int]:
@@ -36,6 +38,32 @@ class ModelBundle:
     @property
     def image_name(self) -> str:
         return str(self.checkpoint["image"]["name"])
+
+    @property
+    def t_max(self) -> float:
+        """``train.t_max`` of the checkpoint (1 when absent: checkpoints before the option, training-free kinds)."""
+        return float((self.checkpoint["config"].get("train") or {}).get("t_max", 1.0))
+
+    @property
+    def max_start(self) -> int:
+        """The highest timestep the model was trained on (:attr:`t_max` as a step)."""
+        return step_of_fraction(self.t_max, self.diffusion.num_timesteps)
+
+    def check_start(self, sampler: Sampler, t_start: int | None, what: str) -> None:
+        """Refuse sampling that starts above :attr:`max_start`: the model never saw those noise levels
+        and would turn them into garbage. ``what`` names the setting that chose the start (the error
+        names it, the checkpoint and the highest start allowed). A ValueError (exit 2)."""
+        visited = sampler.visited(t_start)
+        first = visited[0] if visited else -1
+        if first <= self.max_start:
+            return
+        T, t_max = self.diffusion.num_timesteps, self.t_max
+        start = f"pure noise (step {first} of {T})" if t_start is None else f"step {first} of {T}"
+        raise ValueError(
+            f"{what} starts at {start}, but {self.path or 'the checkpoint'} was trained "
+            f"only on t <= {self.max_start} (train.t_max={t_max:g}); start at or below it (sample.init=layout "
+            f"with init_t <= {t_max:g}, or an edit's strength <= {t_max:g}) or train with train.t_max=1"
+        )
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The denoiser as an eps-model: ``[B, 3, H, W]``, ``[B]`` -> predicted eps ``[B, 3, H, W]`` float32.
@@ -59,7 +87,7 @@ def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True, pr
         p.requires_grad_(False)
     # Free the optimiser state: sampling needs none of it.
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "ema", "rng")}
-    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision)
+    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision, Path(path))
 
 
 def output_size(
@@ -102,6 +130,7 @@ def generate(
     """
     if num < 1 or batch_size < 1:
         raise ValueError("the number of samples and the batch size must be >= 1")
+    bundle.check_start(sampler, t_start, "sampling")  # callers check earlier, naming their setting
     smp = sampler
     outs = []
     t0 = time.perf_counter()

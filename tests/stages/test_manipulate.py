@@ -427,3 +427,25 @@ def test_params_path_in_errors(in_project: Path, capsys):
     assert main(["manipulate", "--image", "img", "--params", params, "--no-progress"]) == 2
     assert f"{params}: manipulate.edits.img[0].width: resize needs height/width" in capsys.readouterr().err
     assert os.path.isfile(params)
+
+
+def test_an_edit_starting_above_train_t_max_is_exit_2_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """A model trained with train.t_max = 0.5: an edit from pure noise is refused naming its kind, an
+    SDEdit start above 0.5 T naming its strength, before anything is written; a start below runs."""
+    make_checkpoint(tmp_path, "img", train={"t_max": 0.5})
+    monkeypatch.chdir(tmp_path)
+
+    def run(edit: dict) -> int:
+        return main(["manipulate", "--image", "img", "--params", _params(tmp_path, [edit]), "--no-progress"])
+
+    before = _tree(tmp_path)
+    assert run({"name": "wide", "kind": "outpaint", "right": 12}) == 2
+    err = capsys.readouterr().err
+    assert "manipulate.edits.img[0].kind: this edit starts at pure noise" in err and "train.t_max=0.5" in err
+    assert run({"name": "r", "kind": "resize", "scale_w": 1.5, "factor": 4, "strength": 0.8}) == 2
+    assert "manipulate.edits.img[0].strength: this edit starts at step 99 of 100" in capsys.readouterr().err
+    _nothing_new(tmp_path, before | {"params.yaml"})
+    assert run({"name": "r", "kind": "resize", "scale_w": 1.5, "factor": 4, "strength": 0.3}) == 0
+    assert (tmp_path / "results/img/manipulate/r/result.png").is_file()

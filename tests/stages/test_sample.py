@@ -160,3 +160,18 @@ def test_layout_start_checks_the_processed_image_before_loading_the_model(proj, 
     assert _sample("--set", "sample.init=layout") == 2
     assert "image.png: sample.init=layout starts from this processed training image" in capsys.readouterr().err
     assert loaded == [] and not (proj / "results/img/samples").exists()
+
+
+def test_a_start_above_train_t_max_is_exit_2_before_anything(proj, capsys):
+    """A model trained with train.t_max = 0.5 never saw the higher noise levels: a pure-noise start or
+    a layout start above 0.5 T is refused naming the setting and the checkpoint; a start at 0.5 T runs."""
+    assert main(["train", "--image", "img", "--no-progress", "--set", "train.t_max=0.5"]) == 0
+    capsys.readouterr()
+    assert _sample("--set", "sample.init=noise") == 2
+    err = capsys.readouterr().err
+    assert "sample.init=noise starts at pure noise (step 99 of 100)" in err
+    assert "results/img/train/model.pt was trained only on t <= 50 (train.t_max=0.5)" in err
+    assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.9") == 2
+    assert "sample.init_t=0.9 starts at step 74 of 100, but" in capsys.readouterr().err
+    assert not (proj / "results/img/samples").exists()
+    assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.5") == 0

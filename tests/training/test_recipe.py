@@ -92,3 +92,26 @@ def test_trainer_runs_the_recipe_options(precision, param):
         lrs.append(trainer.optimizer.param_groups[0]["lr"])
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 5e-4], abs=1e-12)  # warm-up 2, then cosine over 2 steps
     assert trainer.state_dict()["config"]["diffusion"]["parameterization"] == param
+
+
+def _drawn_timesteps(t_max: float, steps: int = 12) -> list[int]:
+    """Every t a tiny trainer with ``train.t_max`` draws in ``steps`` steps (T = 100)."""
+    image = torch.rand(3, 16, 16) * 2 - 1
+    cfg = TrainConfig(steps=steps, batch_size=4, t_max=t_max, device="cpu", scale_min=1.0, scale_max=1.0)
+    trainer = Trainer(image, TINY_UNET, DiffusionConfig(timesteps=100), cfg, {"name": "x"})
+    drawn: list[int] = []
+    loss = trainer.diffusion.training_loss
+    trainer.diffusion.training_loss = lambda net, x0, t, *a: drawn.extend(t.tolist()) or loss(net, x0, t, *a)
+    for _ in range(steps):
+        trainer.train_step()
+    return drawn
+
+
+def test_t_max_trains_only_the_low_noise_levels():
+    """train.t_max = 0.3 of T = 100: every t is <= round(0.3 * 99) = 30, and the low levels are all
+    reachable; t_max = 1 (the default) draws over the whole process as before."""
+    low = _drawn_timesteps(0.3)
+    assert max(low) <= 30 and min(low) >= 0 and len(set(low)) > 15
+    full = _drawn_timesteps(1.0)
+    assert max(full) > 60  # 48 draws over 0..99
+    assert TrainConfig().t_max == 1.0

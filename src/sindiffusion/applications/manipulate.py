@@ -82,6 +82,11 @@ def prepare_edit(
     prep = PreparedEdit(spec=spec, settings=settings, sampler=sampler, size=bundle.train_size)
     ctx = EditContext(cfg, bundle, train_image, train_image_path, clip_cache if clip_cache is not None else {})
     APPLICATIONS.get(spec.kind)().prepare(prep, ctx)
+    try:
+        bundle.check_start(sampler, prep.t_start, "this edit")
+    except ValueError as err:  # the start is the strength's (SDEdit) or, without one, the kind's (pure noise)
+        key = "strength" if spec.get("strength") is not None else "kind"
+        raise ManipulateError(f"{spec.where(key)}: {err}") from err
     return prep
 
 

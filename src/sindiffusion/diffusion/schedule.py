@@ -43,3 +43,13 @@ def make_betas(schedule: str, num_timesteps: int, beta_start: float = 1e-4, beta
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
     return SCHEDULES[schedule](num_timesteps, beta_start, beta_end)
+
+
+def step_of_fraction(fraction: float, num_timesteps: int) -> int:
+    """The timestep at ``fraction`` of the process: ``round(fraction * (T - 1))``, in [0, T-1].
+
+    The one rounding of every "fraction of the timesteps" setting (``sample.init_t``, ``train.t_max``),
+    so that a model trained up to ``t_max`` and a sampler started at ``init_t = t_max`` meet on the
+    same step (0.5 of 1000 -> 500).
+    """
+    return min(num_timesteps - 1, max(0, int(round(fraction * (num_timesteps - 1)))))

@@ -13,7 +13,7 @@ from ..artifacts import write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params, SampleConfig
 from ..data.io import make_grid, save_grid, save_image, tensor_to_image
-from ..diffusion import Sampler, SamplingHook, build_sampler
+from ..diffusion import Sampler, SamplingHook, build_sampler, step_of_fraction
 from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate, load_bundle, output_size
 from ..progress import make_progress
@@ -105,12 +105,14 @@ def prepare(cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
     sampler = build_sampler(cfg, bundle.diffusion)
     if cfg.init != "layout":
+        bundle.check_start(sampler, None, "sample.init=noise")
         return Prepared(bundle, size, sampler)
     from ..applications.layout_start import LayoutStartHook, layout_of
     from ..data.io import image_to_tensor, load_image
 
     layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
-    t_start = int(round(cfg.init_t * (bundle.diffusion.num_timesteps - 1)))
+    t_start = step_of_fraction(cfg.init_t, bundle.diffusion.num_timesteps)
+    bundle.check_start(sampler, t_start, f"sample.init_t={cfg.init_t:g}")
     return Prepared(bundle, size, sampler, lambda start, end: [LayoutStartHook(layout)], t_start)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
+from ..diffusion.schedule import step_of_fraction
 from ..models.unet import UNet, UNetConfig
 from ..progress import make_progress
 from ..runtime import Preempted, StopSignals, autocast, autocast_dtype, describe, resolve_device
@@ -124,7 +125,9 @@ class Trainer:
         """One optimisation step; returns the loss."""
         x0 = self.make_batch()
         b = x0.shape[0]
-        t = torch.randint(0, self.diffusion.num_timesteps, (b,), generator=self.generator)
+        # train.t_max < 1: only the noise levels the sampler will visit (t_max = 1 draws the same t as always)
+        t_hi = step_of_fraction(self.train_cfg.t_max, self.diffusion.num_timesteps)
+        t = torch.randint(0, t_hi + 1, (b,), generator=self.generator)
         noise = torch.randn(x0.shape, generator=self.generator)
         x0, t, noise = (v.to(self.device, non_blocking=True) for v in (x0, t, noise))
         if self.channels_last:
