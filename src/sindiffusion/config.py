@@ -238,10 +238,11 @@ class TrainConfig:
     """``none`` (DDPM's simple loss) or ``min_snr`` (Hang et al. 2023: weight min(SNR, gamma)/SNR for eps)."""
     min_snr_gamma: float = opt(5.0, gt=0)
     t_max: float = opt(1.0, gt=0, le=1)
-    """Train only the noise levels t <= ``t_max`` * (T - 1) (1 = all). A model trained with
-    ``t_max < 1`` can only sample from a start at or below it (``sample.init: layout`` with
-    ``init_t <= t_max``, SDEdit edits with ``strength <= t_max``); the checkpoint records it and
-    a higher start is refused with an error."""
+    """Train only the noise levels t <= ``t_max`` * (T - 1) (1 = all): the ones a sampler started
+    at ``sample.init_t`` visits. A model trained with ``t_max < 1`` can only sample from a start at
+    or below it (``sample.init: layout`` with ``init_t <= t_max``, SDEdit edits with ``strength <=
+    t_max``; not the paper's pure-noise start, outpaint, inpaint, super-resolution or text): the
+    checkpoint records it and a higher start is refused."""
     lr_warmup: int = opt(0, ge=0)
     """Linear learning-rate warm-up over this many steps (0 = none)."""
     lr_schedule: Literal["constant", "cosine"] = "constant"

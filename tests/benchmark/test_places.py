@@ -301,3 +301,32 @@ def test_metric_columns_are_the_registry_keys_then_the_extras(tmp_path):
         "pixel_diversity",
         *report.EXTRA,
     ]
+
+
+def test_an_image_of_the_same_name_from_another_file_is_not_reused(bench, monkeypatch, capsys):
+    """Rows record the sha256 of the image they were made from: the same name from another file is
+    refused (exit 2, nothing run) for a finished image, and done again for a half-done one."""
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=2, sample_steps=2)
+    monkeypatch.chdir(bench)
+    out = bench / "bench"
+    argv = ["benchmark", "--params", params, "--images", "1", "--out", out, "--no-progress", "--arm", f"a={params}"]
+    assert cli(*argv, "--images-dir", bench / "images") == 0
+    row = out / "a" / "1" / "benchmark" / "row.json"
+    assert len(json.loads(row.read_text())["source_sha256"]) == 64
+    other = bench / "other"
+    other.mkdir()
+    shutil.copy(bench / "images" / "2.jpg", other / "1.jpg")  # another picture named 1
+    calls: list[str] = []
+    real = train.run
+    monkeypatch.setattr(train, "run", lambda *a, **k: calls.append("train") or real(*a, **k))
+    assert cli(*argv, "--images-dir", other) == 2
+    err = capsys.readouterr().err
+    assert "row.json: made from another image than" in err and "other/1.jpg" in err and calls == []
+    row.unlink()  # half-done: its stages were finished from the other file, so they run again
+    assert cli(*argv, "--images-dir", other) == 0
+    assert calls == ["train"]
+    from sindiffusion.artifacts import sha256_file
+
+    assert json.loads(row.read_text())["source_sha256"] == sha256_file(other / "1.jpg")

@@ -304,3 +304,21 @@ def test_other_settings_are_not_reused(tmp_path, monkeypatch, counted_scoring):
 
     assert cli(*_curve_args(tmp_path, params, "a", "--set", "train.seed=3")) == 0
     assert model.stat().st_mtime_ns != trained and len(counted_scoring) == 3
+
+
+def test_an_image_of_the_same_name_from_another_file_is_trained_again(tmp_path, monkeypatch, counted_scoring):
+    """The record holds the image file's sha256: the same name from another --images-dir (or the image
+    edited in place) is another image, trained again, never reported with the old one's points."""
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "images" / "a.png", seed=1)
+    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    assert cli(*_curve_args(tmp_path, params, "a")) == 0
+    record = json.loads((tmp_path / "curve/done/a.json").read_text())
+    assert len(record["source_sha256"]) == 64
+    model = tmp_path / "curve/runs/a/train/model.pt"
+    trained = model.stat().st_mtime_ns
+
+    write_image(tmp_path / "images" / "a.png", seed=2)  # same name, other pixels
+    assert cli(*_curve_args(tmp_path, params, "a")) == 0
+    assert model.stat().st_mtime_ns != trained and len(counted_scoring) == 2
+    assert json.loads((tmp_path / "curve/done/a.json").read_text())["source_sha256"] != record["source_sha256"]

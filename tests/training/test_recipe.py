@@ -95,7 +95,7 @@ def test_trainer_runs_the_recipe_options(precision, param):
 
 
 def _drawn_timesteps(t_max: float, steps: int = 12) -> list[int]:
-    """Every t a tiny trainer with ``train.t_max`` draws in ``steps`` steps (T = 100)."""
+    """Every t a tiny trainer with ``train.t_max`` draws in ``steps`` steps of batch 4 (T = 100)."""
     image = torch.rand(3, 16, 16) * 2 - 1
     cfg = TrainConfig(steps=steps, batch_size=4, t_max=t_max, device="cpu", scale_min=1.0, scale_max=1.0)
     trainer = Trainer(image, TINY_UNET, DiffusionConfig(timesteps=100), cfg, {"name": "x"})

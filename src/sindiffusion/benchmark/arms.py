@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import sha256_file
 from ..config import ConfigError, Params, load_params
-from ..paths import list_images
+from ..paths import find_source_image, list_images
 
 #: names an arm may not take: the baseline methods' folders and the report's own folders
 RESERVED = frozenset({"singan", "gpnn", "exsingan", "consingan", "sheets", "training", "baselines"})
@@ -151,6 +152,22 @@ def legacy_fingerprint(params: Params) -> str:
     """The hash of every key of :func:`arm_settings` that results written before :func:`fingerprint`
     dropped default values carry; still accepted, so those results stay reusable."""
     return _hash(arm_settings(params))
+
+
+def source_digests(images_dir: str | Path, names: Sequence[str]) -> dict[str, str]:
+    """``{name: sha256 of its file in images_dir}``: what a per-image result was made from.
+
+    Settings fingerprints say *how* a result was made; this says *from what*: the same name taken
+    from another folder (or an image edited in place) is another image, and no earlier result of
+    the name may stand for it.
+    """
+    return {name: sha256_file(find_source_image(images_dir, name)) for name in names}
+
+
+def same_source(recorded: Any, digest: str) -> bool:
+    """Whether a result that recorded ``recorded`` (its ``source_sha256``) was made from the file whose
+    digest is ``digest``. A result without one (written before digests were recorded) is accepted."""
+    return recorded is None or recorded == digest
 
 
 def select_images(images_dir: str | Path, selection: str | None = None, limit: int | None = None) -> list[str]:

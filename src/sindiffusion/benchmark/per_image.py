@@ -42,6 +42,7 @@ import torch
 from ..artifacts import atomic_link, write_json
 from ..config import Params
 from ..paths import ImagePaths
+from .arms import same_source
 
 BRIGHTNESS_TOLERANCE = 0.1
 #: BT.601 luma weights (R, G, B)
@@ -116,6 +117,7 @@ def run_image(
     arm: str,
     image: str,
     fingerprint: str,
+    source_sha256: str,
     *,
     also_accept: Collection[str] = (),
     train_source: tuple[str, ImagePaths] | None = None,
@@ -130,6 +132,8 @@ def run_image(
     ``train_source``: ``(arm, paths)`` of an earlier arm with the same model settings whose
     training of ``image`` is finished; its model is adopted instead of training again.
     ``also_accept``: older spellings of ``fingerprint`` (the same settings) whose stage timings count.
+    ``source_sha256``: the digest of the image's file (:func:`~.arms.source_digests`): stages an
+    earlier run finished from another file of the same name are done again.
     """
     from ..stages import evaluate, preprocess, sample, train
     from ..stages.common import image_paths
@@ -138,9 +142,11 @@ def run_image(
     paths = image_paths(params, image)
     tpath = timing_path(paths)
     timing: dict[str, Any] = json.loads(tpath.read_text()) if tpath.is_file() else {}
-    if timing.get("fingerprint") not in (fingerprint, *also_accept):
+    if timing.get("fingerprint") not in (fingerprint, *also_accept) or not same_source(
+        timing.get("source_sha256"), source_sha256
+    ):
         timing = {}
-    timing["fingerprint"] = fingerprint
+    timing["fingerprint"], timing["source_sha256"] = fingerprint, source_sha256
     if train_source is not None and not _stage_done("train", paths):
         source_arm, source = train_source
         source_timing = json.loads(timing_path(source).read_text())
@@ -185,6 +191,7 @@ def run_image(
         "per_sample_s": per_sample,
         "first_sample_s": timing["preprocess_s"] + timing["train_s"] + startup + per_sample,
         "fingerprint": fingerprint,
+        "source_sha256": source_sha256,
         **({"train_from": timing["train_from"]} if "train_from" in timing else {}),
     }
     write_json(row_path(paths), row)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, Params
-from ..paths import IMAGE_SUFFIXES, ImagePaths
+from ..paths import IMAGE_SUFFIXES, ImagePaths, find_source_image
 from ..runtime import Preempted
 from . import report
 from .arms import (
@@ -41,7 +41,9 @@ from .arms import (
     fingerprint,
     legacy_fingerprint,
     natural_key,
+    same_source,
     select_images,
+    source_digests,
 )
 from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_image
 
@@ -137,23 +139,31 @@ def _arm_info(arm: Arm, params: Params) -> dict[str, Any]:
     }
 
 
-def _check_resumable(arm: str, params: Params, names: Sequence[str]) -> None:
-    """A finished image of this arm made under other settings: refuse before running anything."""
+def _check_resumable(arm: str, params: Params, digests: dict[str, str]) -> None:
+    """A finished image of this arm made under other settings, or from another file of the same
+    name (``digests``: :func:`~.arms.source_digests`): refuse before running anything."""
     results = Path(params.section("data").results_dir)
     same = {fingerprint(params), legacy_fingerprint(params)}
-    for name in names:
+    for name, digest in digests.items():
         path = row_path(ImagePaths(name, results))
-        if path.is_file() and json.loads(path.read_text()).get("fingerprint") not in same:
-            raise ConfigError(
-                f"{path}: made with other settings for arm {arm!r} than this command's; "
-                f"use another --out, or delete {results} to rerun it"
-            )
+        if not path.is_file():
+            continue
+        row = json.loads(path.read_text())
+        if row.get("fingerprint") not in same:
+            what = f"with other settings for arm {arm!r} than this command's"
+        elif not same_source(row.get("source_sha256"), digest):
+            src = find_source_image(params.section("data").images_dir, name)
+            what = f"from another image than {src} (sha256 {str(row['source_sha256'])[:12]}..., now {digest[:12]}...)"
+        else:
+            continue
+        raise ConfigError(f"{path}: made {what}; use another --out, or delete {results} to rerun it")
 
 
 def prepare_arms(
-    arms: Sequence[Arm], common: Sequence[str], images_dir: Path, out: Path, names: Sequence[str]
+    arms: Sequence[Arm], common: Sequence[str], images_dir: Path, out: Path, digests: dict[str, str]
 ) -> dict[str, Params]:
-    """Validate every arm (params, overrides, resumability, equal evaluate sections) before any work."""
+    """Validate every arm (params, overrides, resumability, equal evaluate sections) before any work;
+    ``digests``: the selected images' :func:`~.arms.source_digests`."""
     check_arms(arms)
     params = {a.name: arm_params(a, common, images_dir, out) for a in arms}
     first = arms[0].name
@@ -163,7 +173,7 @@ def prepare_arms(
                 f"--arm {a.name}: its evaluate section differs from arm {first!r}'s; the metrics "
                 "would not be comparable (set evaluate.* the same, e.g. with --set)"
             )
-        _check_resumable(a.name, params[a.name], names)
+        _check_resumable(a.name, params[a.name], digests)
     return params
 
 
@@ -236,7 +246,8 @@ def run_benchmark(
     methods = baseline_methods(baselines) if baselines is not None else []
     names = select_images(images_dir, images, limit)
     arms = list(arms) or [Arm(OURS, Path(params_path))]
-    params = prepare_arms(arms, overrides, images_dir, out, names)
+    digests = source_digests(images_dir, names)
+    params = prepare_arms(arms, overrides, images_dir, out, digests)
     first = params[arms[0].name]
     columns = metric_columns(first)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,6 +277,7 @@ def run_benchmark(
                         arm.name,
                         name,
                         fp,
+                        digests[name],
                         also_accept=(legacy,),
                         train_source=trained.get(model_key),
                         weights_dir=weights_dir,

@@ -13,13 +13,14 @@ the missing marks are listed in the notes.
 A rerun into the same ``out`` resumes instead of starting over (so a long curve can be split over
 sittings, or survive preemption): an image whose points were scored under the same settings
 (:func:`~.arms.fingerprint` of preprocess ... evaluate, the marks included) is reused as it is; one
-that was trained under the same training settings but not (or differently) scored is sampled
-again without retraining; anything else is trained from the start (or from its resume checkpoint).
+that was trained under the same training settings from the same image file (its sha256) but not
+(or differently) scored is sampled again without retraining; anything else is trained from the
+start (or from its resume checkpoint).
 
 Files in ``out``::
 
     runs/<image>/...       the pipeline artifacts of each image (snapshots in train/snapshots/)
-    done/<image>.json      what is finished for the image: its fingerprints, then its points
+    done/<image>.json      what is finished for the image: its fingerprints and source sha256, then its points
     time_curve.csv         one row per (image, snapshot): minutes, steps, seconds, metrics
     time_curve.json        the rows, the per-mark means, notes and settings
     time_curve.png         one panel per metric: metric vs minutes, one line per image (+ mean)
@@ -45,7 +46,7 @@ from ..artifacts import atomic_write, write_json
 from ..config import Params, load_params
 from ..data.io import tensor_to_image
 from ..paths import ImagePaths, snapshot_name
-from .arms import TRAIN_SECTIONS, fingerprint, select_images
+from .arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
 from .per_image import brightness_stats
 from .report import WEIGHT_FREE
 
@@ -164,8 +165,9 @@ def _read_record(out: Path, image: str) -> dict[str, Any]:
 
 def _reusable(record: dict[str, Any], keys: dict[str, str], out: Path, paths: ImagePaths) -> str:
     """What an earlier run left that this one may keep: ``"scored"`` (its points, same settings),
-    ``"trained"`` (its models, same training settings) or ``""`` (nothing)."""
+    ``"trained"`` (its models, same training settings, same image file: ``keys["source"]``) or ``""``."""
     trained = record.get("train_fingerprint") == keys["train"] and paths.train_metrics.is_file()
+    trained = trained and same_source(record.get("source_sha256"), keys["source"])
     trained = trained and paths.processed.is_file()
     if trained and record.get("fingerprint") == keys["result"] and isinstance(record.get("rows"), list):
         if (out / str(record.get("sheet", ""))).is_file():
@@ -289,12 +291,14 @@ def run_time_curve(
     notes: list[str] = []
     sheets: dict[str, str] = {}
     keys = {"result": fingerprint(params), "train": fingerprint(params, TRAIN_SECTIONS)}
+    digests = source_digests(images_dir, names)
     if rescore:
         trained = {name: _earlier_training(ImagePaths(name, results)) for name in names}
     for i, name in enumerate(names, 1):
         paths = ImagePaths(name, results)
         record = {} if rescore else _read_record(out, name)
-        reuse = _reusable(record, keys, out, paths)
+        reuse = _reusable(record, {**keys, "source": digests[name]}, out, paths)
+        trained_from = {"train_fingerprint": keys["train"], "source_sha256": digests[name]}
         if reuse == "scored":
             _log(f"{i}/{len(names)} {name}: done in an earlier run with the same settings, kept")
             rows += record["rows"]
@@ -310,13 +314,13 @@ def run_time_curve(
             _record_path(out, name).unlink(missing_ok=True)
             preprocess.run(params, name)
             train_metrics = train.run(params, name, progress=progress)
-            write_json(_record_path(out, name), {"train_fingerprint": keys["train"]})
+            write_json(_record_path(out, name), trained_from)
         scored = _score_image(params, paths, minutes, train_metrics, out, device, progress)
         image_rows, image_notes, sheets[name] = scored
         rows += image_rows
         notes += image_notes
         if not rescore:  # a rescore may score models trained under other settings: it records nothing
-            record = {"train_fingerprint": keys["train"], "fingerprint": keys["result"], "rows": image_rows}
+            record = {**trained_from, "fingerprint": keys["result"], "rows": image_rows}
             write_json(_record_path(out, name), {**record, "notes": image_notes, "sheet": sheets[name]})
     means = mean_rows(rows)
     settings = {

@@ -121,13 +121,17 @@ class Trainer:
             batch = random_crops(batch, cfg.crop_size, self.generator)
         return batch.contiguous()
 
+    def draw_timesteps(self, b: int) -> torch.Tensor:
+        """``[b]`` int64 timesteps of one batch, uniform over [0, t_max * (T-1)] (``train.t_max``; 1 =
+        every level, the same draws as before the option existed)."""
+        top = step_of_fraction(self.train_cfg.t_max, self.diffusion.num_timesteps)
+        return torch.randint(0, top + 1, (b,), generator=self.generator)
+
     def train_step(self) -> float:
         """One optimisation step; returns the loss."""
         x0 = self.make_batch()
         b = x0.shape[0]
-        # train.t_max < 1: only the noise levels the sampler will visit (t_max = 1 draws the same t as always)
-        t_hi = step_of_fraction(self.train_cfg.t_max, self.diffusion.num_timesteps)
-        t = torch.randint(0, t_hi + 1, (b,), generator=self.generator)
+        t = self.draw_timesteps(b)
         noise = torch.randn(x0.shape, generator=self.generator)
         x0, t, noise = (v.to(self.device, non_blocking=True) for v in (x0, t, noise))
         if self.channels_last:
