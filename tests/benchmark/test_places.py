@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sindiffusion.artifacts import sha256_file
 from sindiffusion.benchmark import places
 from sindiffusion.benchmark.sheets import PAD
 from tests.evaluation.tiny_pipeline import cli, write_params
@@ -327,6 +328,4 @@ def test_an_image_of_the_same_name_from_another_file_is_not_reused(bench, monkey
     row.unlink()  # half-done: its stages were finished from the other file, so they run again
     assert cli(*argv, "--images-dir", other) == 0
     assert calls == ["train"]
-    from sindiffusion.artifacts import sha256_file
-
     assert json.loads(row.read_text())["source_sha256"] == sha256_file(other / "1.jpg")
