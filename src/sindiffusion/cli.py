@@ -13,6 +13,7 @@ import inspect
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .diffusion.samplers import SAMPLERS
@@ -130,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not train: sample and score the snapshots an earlier run left in --out (e.g. with another "
         "sample section)",
+    )
+
+    p = _command(sub, "time-curve-compare", _time_curve_compare, image=False)
+    p.add_argument(
+        "picks",
+        nargs="+",
+        metavar="[LABEL=]RUN",
+        help="a finished time-curve's --out folder, optionally named, e.g. ref=curve-ref 3lv=curve-3lv",
+    )
+    p.add_argument("--out", required=True, help="folder for the tables, plot and contact sheets")
+    p.add_argument("--minutes", help="only these marks, e.g. 10 or 5,10 (default: every mark all runs have)")
+    p.add_argument(
+        "--baselines",
+        help="folder with one subfolder per method (e.g. singan/, gpnn/) of published samples named like the "
+        "training images: scored and shown beside the runs",
     )
 
     p = _command(sub, "denoise-gap", _denoise_gap, image=False)
@@ -260,6 +276,23 @@ def _time_curve(args: argparse.Namespace) -> None:
     print(
         f"time-curve: {len(result['rows'])} points of {len(result['settings']['images'])} images -> "
         f"{result['files']['csv']}, {result['files']['plot']}"
+    )
+
+
+def _time_curve_compare(args: argparse.Namespace) -> None:
+    """time-curve runs side by side on the images and marks they share:
+    tables, plot, contact sheets (+ published baselines)"""
+    from .benchmark import curve_compare, time_curve
+
+    params = load(args)
+    picks = [curve_compare.parse_curve_pick(p) for p in args.picks]
+    minutes = time_curve.parse_minutes(args.minutes) if args.minutes is not None else None
+    result = curve_compare.compare_curves(picks, args.out, params, minutes=minutes, baselines=args.baselines)
+    curve_compare.log_mlflow(params, result, Path(args.out))
+    print(curve_compare.render_markdown(result))
+    print(
+        f"time-curve-compare: {len(picks)} runs on {len(result['settings']['images'])} images -> "
+        f"{result['files']['markdown']}, {args.out}/sheets/"
     )
 
 

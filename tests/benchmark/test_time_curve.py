@@ -59,6 +59,9 @@ def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
     assert metrics["stopped_by_time"] and metrics["steps"] < 100000
     result = json.loads((out / "time_curve.json").read_text())
     assert result["settings"]["minutes"] == [0.025, 0.05] and result["notes"] == []
+    # the sheet's samples are files too (for time-curve-compare), 2 per point (--num 2)
+    assert result["rows"][0]["samples"] == ["samples/1/0.025min/sample_000.png", "samples/1/0.025min/sample_001.png"]
+    assert all((out / f).is_file() for r in result["rows"] for f in r["samples"])
     assert (out / "time_curve.png").stat().st_size > 10000 and (out / "sheets/1.png").is_file()
     assert "time-curve: 4 points of 2 images" in capsys.readouterr().out
     import mlflow

@@ -132,7 +132,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _md_table(rows: list[dict], cols: Sequence[str], headers: Sequence[str] | None = None) -> str:
+def md_table(rows: list[dict], cols: Sequence[str], headers: Sequence[str] | None = None) -> str:
     headers = headers or cols
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
@@ -177,11 +177,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "## Mean over images",
         "",
-        _md_table(means, ["method", "image", *shown], ["method", "images", *shown]),
+        md_table(means, ["method", "image", *shown], ["method", "images", *shown]),
         "",
         "## Per image",
         "",
-        _md_table(rows, ["image", "method", *shown]),
+        md_table(rows, ["image", "method", *shown]),
         "",
     ]
     if result.get("paired"):
@@ -191,7 +191,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"`lower` = images where the first method's {PAIRED_METRIC} is lower (better); medians over the "
             "images both have.",
             "",
-            _md_table(
+            md_table(
                 result["paired"],
                 ["method", "other", "lower", "images", "median", "median_other"],
                 ["method", "against", "lower on", "of images", "median", "median (against)"],
@@ -206,7 +206,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         parts += [
             "## The paper's Table 1 (Places50, 250 px, paper recipe)",
             "",
-            _md_table(published, ["method", "source", sifid_col, "lpips_diversity"]),
+            md_table(published, ["method", "source", sifid_col, "lpips_diversity"]),
             "",
             f"Published SIFID sits in the `{sifid_col}` column; the paper does not state its Inception layer "
             "(SinGAN's code uses pool1, its paper and SinDiffusion's supplementary describe pool2): compare "

@@ -25,6 +25,9 @@ Files in ``out``::
     time_curve.json        the rows, the per-mark means, notes and settings
     time_curve.png         one panel per metric: metric vs minutes, one line per image (+ mean)
     sheets/<image>.png     the training image and up to 4 samples of every snapshot
+    samples/<image>/<mark>/sample_000.png ...  those samples as files (``<mark>``: ``10min``, ``final``),
+                           listed in each row's ``samples``, so ``time-curve-compare`` can lay
+                           several curves side by side (:mod:`.curve_compare`)
 
 and one MLflow run (experiment ``<tracking.experiment>-time-curve``) with the per-image metrics
 logged at step = training seconds, the means per mark, and the files above.
@@ -44,7 +47,7 @@ from typing import Any
 
 from ..artifacts import atomic_write, write_json
 from ..config import Params, load_params
-from ..data.io import tensor_to_image
+from ..data.io import save_image, tensor_to_image
 from ..paths import ImagePaths, snapshot_name
 from .arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
 from .per_image import brightness_stats
@@ -255,6 +258,11 @@ def plot(rows: list[dict], means: list[dict], path: Path, title: str) -> Path:
     return path
 
 
+def sample_folder(image: str, label: str) -> str:
+    """``samples/<image>/<mark>`` (relative to ``out``) of one point: ``"10 min"`` -> ``samples/3/10min``."""
+    return f"samples/{image}/" + re.sub(r"\s+", "", label)
+
+
 def _log(msg: str) -> None:
     print(f"[time-curve] {msg}", file=sys.stderr, flush=True)
 
@@ -382,7 +390,12 @@ def _score_image(
             f"{name} @ {label} (step {row['steps']}): patch_swd {row['patch_swd']:.4f}, "
             f"copy_fraction {row['copy_fraction']:.3f}"
         )
-        sheet_rows.append((label, [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]))
+        pictures = [tensor_to_image(f * 2 - 1) for f in fakes[:SHEET_SAMPLES]]
+        folder = sample_folder(name, label)
+        rows[-1]["samples"] = [
+            str(save_image(p, out / folder / f"sample_{k:03d}.png").relative_to(out)) for k, p in enumerate(pictures)
+        ]
+        sheet_rows.append((label, pictures))
     rel = f"sheets/{name}.png"
     contact_sheet(sheet_rows, out / rel)
     return rows, notes, rel
