@@ -201,30 +201,25 @@ def _sheets(
     """One sheet per image: training image, every run's stored samples at every mark, the baselines.
     An image whose files are missing (a run from before samples were stored: ``time-curve
     --rescore`` stores them) gets a note instead of a sheet."""
-    from PIL import Image
-
     from .places import find_baseline
-    from .sheets import contact_sheet
+    from .sheets import image_sheet
 
     sheets: dict[str, str] = {}
     for image in result["settings"]["images"]:
         training = processed[image]
-        sheet_rows: list[tuple[str, list]] = []
+        runs: list[tuple[str, list[Path]]] = []
         missing = [] if training.is_file() else [str(training)]
         for r in (r for r in result["rows"] if r["image"] == image):
             files = [Path(r["folder"]) / f for f in r.get("samples") or []]
             if not files or not all(f.is_file() for f in files):
                 missing.append(f"{r['run']} @ {r['label']} (no stored samples: rerun it with --rescore)")
-            sheet_rows.append((f"{r['run']} {r['label']}", files))
+            runs.append((f"{r['run']} {r['label']}", files))
         if missing:
             result["notes"].append(f"sheet {image}: not drawn, files missing: {'; '.join(missing)}")
             continue
-        train = Image.open(training).convert("RGB")
-        for method, folder in methods:
-            if (f := find_baseline(folder, image)) is not None:
-                sheet_rows.append((method, [Image.open(f).convert("RGB").resize(train.size, Image.Resampling.BICUBIC)]))
+        bases = [(m, f) for m, folder in methods if (f := find_baseline(folder, image)) is not None]
         rel = f"sheets/{image}.png"
-        contact_sheet([(f"training {image}", [train]), *sheet_rows], out / rel, height=train.height)
+        image_sheet(image, training, runs, bases, out / rel)
         sheets[image] = rel
     return sheets
 
