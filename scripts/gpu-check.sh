@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 10): on a machine with one CUDA GPU, in <= 8 minutes on an H100, writes
-#   $OUT/gpu-check.json      env, benchmark-speed variants, paper + gpu-fast trainings (metrics, peak memory), patch
+#   $OUT/gpu-check.json      env, benchmark-speed variants, paper + gpu-fast trainings (metrics, peak memory; gpu-fast
+#                            also at sample.init_t 0.5-0.8), patch
 #   $OUT/sheets/<cfg>.png    training image + 4 samples of each trained configuration
 #   $OUT/gpu-check.log       everything the parts printed
 # OUT defaults to ./gpu-check-out. Every part runs in its own process under `timeout` and writes its JSON as it
@@ -26,7 +27,7 @@ IMAGE="${GPU_CHECK_IMAGE:-}"
 for arg in "$@"; do
   case "$arg" in
     --cpu-smoke) CPU_SMOKE=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) die "unknown option $arg (use --cpu-smoke or --help)" ;;
     *) IMAGE="$arg" ;;
   esac
@@ -132,9 +133,13 @@ fi
 run_part env 60 -- "${GC[@]}" env "$OUT" $([ "$CPU_SMOKE" = 1 ] && echo --cpu-smoke)
 run_part speed "$L_SPEED" --raw-json "$OUT/speed.raw.json" -- \
   "$PY" -m sindiffusion benchmark-speed "${SPEED[@]}" --json "$OUT/speed.raw.json"
+# gpu-fast is also sampled at several sample.init_t (the diversity knob: a GPU-trained model copies more
+# at the same value than a CPU-trained one; docs/gpu-check.md), ~1 s each on an H100
 for cfg in paper gpu-fast; do
+  SWEEP=()
+  [ "$cfg" = gpu-fast ] && SWEEP=(--sweep "sample.init_t=0.5,0.6,0.7,0.8")
   run_part "$cfg" "$L_TRAIN" -- "${GC[@]}" config "$OUT" "$cfg" "configs/$cfg.yaml" "$IMAGE" \
-    --minutes "$MINUTES" --num 4 ${TINY_UNET[@]+"${TINY_UNET[@]}"}
+    --minutes "$MINUTES" --num 4 ${TINY_UNET[@]+"${TINY_UNET[@]}"} ${SWEEP[@]+"${SWEEP[@]}"}
 done
 # OPTIONAL: a 1024x1024 sample of the training-free patch model (configs/patch.yaml); skipped (status "skipped") where
 # `model.kind: patch` does not exist on this checkout (issue 11).

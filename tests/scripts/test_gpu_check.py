@@ -44,6 +44,16 @@ def test_cpu_smoke_writes_every_part(tmp_path):
         )
         assert (out / "sheets" / f"{cfg}.png").is_file() and part["wall_seconds"] > 0
     assert result["parts"]["gpu-fast"]["settings"]["train"]["loss_weighting"] == "min_snr"
+    # gpu-fast alone is sampled again at each init_t (each into its own folder, with its own start) and scored
+    sweep = result["parts"]["gpu-fast"]["sweep"]
+    values = ("0.5", "0.6", "0.7", "0.8")
+    assert [e["override"] for e in sweep] == [f"sample.init_t={v}" for v in values]
+    assert all(e["metrics"]["num_samples"] == 4 and e["metrics"]["patch_swd"] >= 0 for e in sweep)
+    for v in values:
+        folder = out / "runs" / "gpu-fast" / "sweep" / f"sample.init_t-{v}"
+        assert json.loads((folder / "samples.json").read_text())["init_t"] == float(v)
+        assert (folder / "sample_003.png").is_file()
+    assert result["parts"]["paper"]["sweep"] == []
     # the tiny UNet overrides go to the UNet parts only; the patch part gets the run-size ones
     unet_only = {"model.base_channels=8", "model.groups=4"}
     assert unet_only <= set(result["parts"]["paper"]["overrides"])
@@ -78,3 +88,12 @@ def test_patch_part_passes_model_overrides_through(tmp_path):
     part = part_patch(tmp_path / "out", image, 64, str(REPO / "configs" / "patch.yaml"), ["model.patch_size=4"])
     assert part["status"] == "failed" and "model.patch_size" in part["error"]
     assert "model.patch_size=4" in part["overrides"]
+
+
+@pytest.mark.parametrize("bad", ["sample.init_t", "init_t=0.5", "sample.init_t=0.5,,0.7"])
+def test_config_part_refuses_a_malformed_sweep(bad, capsys):
+    from sindiffusion.benchmark.gpu_check import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["config", "out", "x", "configs/gpu-fast.yaml", "img.png", "--minutes", "1", "--sweep", bad])
+    assert err.value.code == 2 and "expected section.key=value1,value2" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     python -m sindiffusion.benchmark.gpu_check env    OUT [--cpu-smoke]
     python -m sindiffusion.benchmark.gpu_check config OUT NAME PARAMS IMAGE --minutes M --num N [--set k=v ...]
+                                                  [--sweep KEY=V1,V2,...]
     python -m sindiffusion.benchmark.gpu_check patch  OUT IMAGE --size 1024 [--set k=v ...]
     python -m sindiffusion.benchmark.gpu_check merge  OUT
 
@@ -11,6 +12,9 @@ still leaves what it measured. A ``config`` part trains one params file for ``--
 wall-clock time (``train.max_minutes``) on one image, draws ``--num`` samples, scores them with
 the weight-free metrics and the brightness check, records peak GPU memory of training and
 sampling, and writes the contact sheet ``OUT/sheets/<name>.png`` (training image + samples).
+``--sweep KEY=V1,V2,...`` then samples the same trained model once per value (e.g.
+``sample.init_t=0.5,0.6,0.7,0.8``, the diversity knob, which a GPU-trained model needs set higher
+than a CPU-trained one: docs/gpu-check.md), scores each into ``sweep`` and adds one sheet row each.
 """
 
 from __future__ import annotations
@@ -130,8 +134,10 @@ def part_config(
     num: int,
     overrides: list[str],
     metrics: bool = True,
+    sweep: list[str] = (),
 ) -> dict[str, Any]:
-    """Train ``params_path`` for ``minutes`` on ``image``, sample ``num``, score, sheet (see the module docstring)."""
+    """Train ``params_path`` for ``minutes`` on ``image``, sample ``num``, score, sheet (see the module
+    docstring); then, per override in ``sweep`` (``section.key=value``), sample and score again."""
     part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
 
     def body(part: dict[str, Any]) -> None:
@@ -181,16 +187,27 @@ def part_config(
             from ..paths import ImagePaths
 
             paths = ImagePaths(img, results)
-            real, fakes = load_unit(paths.processed), load_samples(paths.samples)
-            scores = compute(params, real, fakes, deep=False)
-            part["metrics"] = {
-                k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-            part["metrics"].update(brightness_stats(real, fakes))
+            real = load_unit(paths.processed)
+
+            def score(folder: Path) -> dict[str, float]:
+                fakes = load_samples(folder)
+                scores = compute(params, real, fakes, deep=False)
+                kept = {k: v for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                return {**kept, **brightness_stats(real, fakes)}
+
+            part["metrics"] = score(paths.samples)
+            rows = [(f"training {img}", [paths.processed]), (name, sorted(paths.samples.glob("sample_*.png")))]
+            part["sweep"] = []
+            for override in sweep:  # the same model, sampled once per value; each into its own folder
+                folder = results / "sweep" / override.replace("=", "-")
+                meta = sample.run(_params(params_path, [*over, override], image, results), img, out_dir=folder,
+                                  progress=False)
+                part["sweep"].append({"override": override, "sample_seconds": meta.get("sample_seconds"),
+                                      "metrics": score(folder)})
+                rows.append((override, sorted(folder.glob("sample_*.png"))))
+                _write(out, name, part)
             sheet = out / "sheets" / f"{name}.png"
-            contact_sheet(
-                [(f"training {img}", [paths.processed]), (name, sorted(paths.samples.glob("sample_*.png")))], sheet
-            )
+            contact_sheet(rows, sheet)
             part["sheet"] = str(sheet)
 
     return _guarded(out, name, part, body)
@@ -248,6 +265,16 @@ def merge(out: Path) -> dict[str, Any]:
     return result
 
 
+def _sweep(text: str) -> list[str]:
+    """``section.key=v1,v2,...`` -> ``["section.key=v1", "section.key=v2", ...]`` (argparse type: a
+    malformed value is a usage error, exit 2; the values themselves are checked when params load)."""
+    key, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",")]
+    if not sep or "." not in key or not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected section.key=value1,value2,...")
+    return [f"{key.strip()}={v}" for v in items]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sindiffusion.benchmark.gpu_check")
     sub = ap.add_subparsers(dest="part", required=True)
@@ -260,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--num", type=int, default=4)
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--sweep", type=_sweep, default=[], metavar="KEY=V1,V2,...")
     p = sub.add_parser("patch")
     p.add_argument("out")
     p.add_argument("image")
@@ -279,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         part_env(args.out, args.cpu_smoke)
     elif args.part == "config":
         part = part_config(
-            Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num, args.overrides
+            Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num, args.overrides,
+            sweep=args.sweep,
         )
         print(
             f"gpu-check {args.name}: {part['status']}" + (f" ({part.get('error')})" if part.get("error") else ""),
