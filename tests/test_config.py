@@ -68,6 +68,16 @@ def test_wrong_types(tmp_path, section, key, value, expected):
     assert str(path) in msg and f"{section}.{key}" in msg and expected in msg
 
 
+def test_a_number_where_a_name_belongs_says_to_quote_it(tmp_path):
+    """YAML reads `images: [1, 2]` (Places50's file names) as integers: the error says how to write names."""
+    path = _write(tmp_path, {"data": {"images": [1, 2]}})
+    with pytest.raises(ConfigError) as info:
+        load_params(path).section("data")
+    msg = str(info.value)
+    assert str(path) in msg and "data.images[0]: expected a string, got int 1" in msg
+    assert "quote it" in msg and "'1'" in msg
+
+
 def test_types_are_coerced(tmp_path):
     params = load_params(
         _write(

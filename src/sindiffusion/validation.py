@@ -173,9 +173,12 @@ class Rule:
             else isinstance(value, tp)
         )
         if not ok:
+            # YAML turns unquoted 1 or 1.5 into numbers; where a string (a name) is wanted, say how to write one
+            quote = tp is str and isinstance(value, (int, float)) and not isinstance(value, bool)
             raise error(
                 f"{where}: expected {_TYPE_WORDS[tp]}, got {type(value).__name__} {value!r}"
                 + (f"; allowed: {self.allowed()}" if self.choices is not None or self.also else "")
+                + (f" (quote it in YAML: '{value}')" if quote else "")
             )
         if tp is float:
             value = float(value)
