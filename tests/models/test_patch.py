@@ -47,7 +47,7 @@ def _brute_force(x_t: torch.Tensor, image: torch.Tensor, p: int, abar: float) ->
 @pytest.mark.parametrize("t", [5, 40, 90])
 def test_single_scale_centre_equals_brute_force(t):
     image = _image(10, 12)
-    cfg = PatchConfig(patch_size=3, scales=1, aggregate="center", chunk_size=7)
+    cfg = PatchConfig(patch_size=3, scales=1, aggregate="center", chunk_size=7, padding="zero")
     model = PatchDenoiser(cfg, image, DIFF.alphas_cumprod)
     x_t = DIFF.q_sample(
         image[None], torch.tensor([t]), torch.randn(1, 3, 10, 12, generator=torch.Generator().manual_seed(t))
@@ -138,6 +138,73 @@ def test_clean_training_image_is_returned_at_low_noise(aggregate, padding):
     assert eps.shape == (1, 3, 24, 32) and torch.isfinite(eps).all()
 
 
+def _border_sky(h: int = 12, w: int = 16) -> torch.Tensor:
+    """``[3, h, w]``: a flat dark "sky" in the top 4 rows only (fewer than a 7 px patch), a bright
+    textured "ground" below: no 7x7 patch of the image is all sky; with padding, the sky's border
+    patches are the only all-sky ones."""
+    g = torch.Generator().manual_seed(3)
+    image = 0.5 + 0.3 * torch.rand(3, h, w, generator=g)
+    image[:, :4] = -0.9
+    return image
+
+
+@pytest.mark.parametrize("padding, ok", [("zero", False), ("reflect", True), ("both", True), ("auto", True)])
+def test_enlarged_sample_finds_border_only_content_away_from_the_border(padding, ok):
+    """A sample larger than the training image puts the sky (a border-only region of the training
+    image) in its interior too. With zero padding every sky patch carries a zero (grey) margin,
+    so an interior all-sky query has no match and comes back greyed; border content must also be
+    offered without that margin (reflect, or both dictionaries)."""
+    image = _border_sky()
+    cfg = PatchConfig(patch_size=7, scales=1, padding=padding)
+    model = PatchDenoiser(cfg, image, DIFF.alphas_cumprod)
+    x = torch.full((1, 3, 24, 32), -0.9)  # a big sky: its interior queries see sky on every side
+    x[:, :, 16:] = image[:, 4:12, :].repeat(1, 1, 2)[None]  # ground below it
+    got = model.denoise(x, 2)[0, :, 6:10, 8:24]  # the sky's interior, 6+ px from every border
+    err = (got + 0.9).abs().max().item()
+    assert (err < 0.05) == ok, f"{padding}: the interior sky is off by {err:.3f}"
+
+
+def test_both_paddings_keep_the_border_dictionary_at_the_training_size():
+    """``both`` adds the reflect-padded border patches to the zero-padded ones: a border query
+    (zero margin) still prefers the zero-padded patch, so the training image comes back at t = 0
+    and its border stays its border."""
+    image = _image()
+    both = PatchDenoiser(PatchConfig(patch_size=5, padding="both"), image, DIFF.alphas_cumprod)
+    zero = PatchDenoiser(PatchConfig(patch_size=5, padding="zero"), image, DIFF.alphas_cumprod)
+    assert torch.allclose(both.denoise(image[None], 0), image[None], atol=1e-4)
+    n_zero = [s.patches.shape[0] for s in zero.build_index()]
+    n_both = [s.patches.shape[0] for s in both.build_index()]
+    for (h, w), nz, nb in zip(both.train_sizes, n_zero, n_both):
+        border = h * w - max(0, h - 4) * max(0, w - 4)  # positions within 2 px (p // 2) of a border
+        assert (nz, nb) == (h * w, h * w + border)
+
+
+@pytest.mark.parametrize("shortlist", [{}, {"top_k": 8, "pca_dims": 12}])
+def test_auto_padding_is_zero_at_the_training_size_and_both_when_larger(shortlist):
+    image = _image()
+    models = {
+        pad: PatchDenoiser(PatchConfig(patch_size=5, padding=pad, **shortlist), image, DIFF.alphas_cumprod)
+        for pad in ("zero", "both", "auto")
+    }
+    g = torch.Generator().manual_seed(4)
+    for size, same_as in (((24, 32), "zero"), ((20, 30), "zero"), ((24, 40), "both"), ((30, 32), "both")):
+        x_t = torch.randn(1, 3, *size, generator=g)
+        got = models["auto"].denoise(x_t, 40)
+        assert torch.equal(got, models[same_as].denoise(x_t, 40)), (size, same_as)
+        other = "both" if same_as == "zero" else "zero"
+        assert not torch.equal(got, models[other].denoise(x_t, 40)), (size, other)
+
+
+def test_memory_estimate_counts_the_extra_border_patches():
+    image = _image()
+    est = {
+        pad: PatchDenoiser(PatchConfig(patch_size=5, scales=1, padding=pad), image, DIFF.alphas_cumprod).logits_bytes()
+        for pad in ("zero", "both", "auto")
+    }
+    border = 24 * 32 - 20 * 28  # positions within 2 px of a border
+    assert est["both"] == est["auto"] == est["zero"] + 1024 * border * 4
+
+
 def test_denoising_error_shrinks_with_noise_level():
     image = _image()
     model = PatchDenoiser(PatchConfig(patch_size=5), image, DIFF.alphas_cumprod)
@@ -159,8 +226,10 @@ def test_pca_and_key_stride_approximate_the_exact_denoiser():
     )
     a, b = exact.denoise(x_t, 30), pca.denoise(x_t, 30)
     assert (a - b).abs().mean() < 0.05
-    strided = PatchDenoiser(PatchConfig(patch_size=5, scales=1, key_stride=2), image, DIFF.alphas_cumprod)
-    assert strided.build_index()[0].patches.shape[0] == 12 * 16
+    for padding, border in (("zero", 0), ("both", 2 * 16 + 2 * 12 - 4)):  # stride-2 positions within 2 px of a border
+        cfg = PatchConfig(patch_size=5, scales=1, key_stride=2, padding=padding)
+        strided = PatchDenoiser(cfg, image, DIFF.alphas_cumprod)
+        assert strided.build_index()[0].patches.shape[0] == 12 * 16 + border
 
 
 def test_batch_with_mixed_timesteps_matches_one_by_one():
@@ -213,7 +282,7 @@ def test_bad_options_name_the_key(kwargs, key):
     [
         ({"query_stride": 9}, "model.query_stride: must be <= 8, got 9"),
         ({"patch_sizes": (5, 65)}, "model.patch_sizes[1]: must be <= 63, got 65"),
-        ({"padding": "circular"}, "model.padding: 'circular' is not allowed; choose one of zero, reflect"),
+        ({"padding": "circular"}, "model.padding: 'circular' is not allowed; choose one of zero, reflect, both, auto"),
     ],
 )
 def test_declared_rules_are_checked_when_built_directly(kwargs, message):

@@ -38,7 +38,15 @@ Borders
 [-1, 1]) by ``p // 2``: patches on the border then carry an exactly-zero margin, and a noisy
 border query (whose margin is also exactly zero) prefers them, so border content (the sky along
 the top) stays on the border (the "edge dictionary" of Kamb & Ganguli's ELS machine). ``reflect``
-pads with mirrored content, which lets border content appear anywhere.
+pads with mirrored content, which lets border content appear anywhere. ``both`` offers each
+border position twice, zero-padded and reflect-padded, and pads the noisy image with zeros: a
+border query still prefers the zero-padded patch, and an interior query of a sample *larger* than
+the training image (where a region that was only a border, like a night sky, now spans the
+middle) finds that content without a grey margin. With ``zero`` alone such a region has no
+matching patch and comes back as a grey/maroon average. ``auto`` is ``zero`` for a sample no
+larger than the training image and ``both`` for a taller or wider one: at the training size the
+extra patches only let border content into the interior. ``zero`` stays the default: on Places50
+at twice the size ``both`` was a wash (docs/patch-model.md, "Larger samples").
 
 Coarse-to-fine (one epsilon-model, many scales)
 -----------------------------------------------
@@ -102,7 +110,11 @@ class PatchConfig:
     scale_ratio: float = opt(0.5, gt=0, lt=1, help="pyramid ratio between consecutive scales")
     scales: int = opt(0, ge=0, le=12, help="number of scales; 0 = down to coarsest_ratio x patch side")
     coarsest_ratio: float = opt(1.6, gt=0, help="coarsest short side / patch side when scales is 0")
-    padding: Literal["zero", "reflect"] = opt("zero", help="zero: border patches form their own dictionary")
+    padding: Literal["zero", "reflect", "both", "auto"] = opt(
+        "zero",
+        help="zero: border patches form their own dictionary; both: plus their reflect-padded copies; "
+        "auto: zero up to the training size, both for larger samples",
+    )
     aggregate: Literal["center", "window"] = opt("window", help="centre pixel, or Gaussian-window fold")
     fold_size: int = opt(3, ge=1, help="aggregate window: side of the central sub-patch each patch votes for")
     fold_sigma: float = opt(1.0, gt=0, help="Gaussian window width (px)")
@@ -198,14 +210,16 @@ class _ScalePatches:
 
     def __init__(self, image: torch.Tensor, p: int, cfg: PatchConfig) -> None:
         pad = p // 2
-        mode = "constant" if cfg.padding == "zero" else "reflect"
-        padded = F.pad(image, (pad, pad, pad, pad), mode=mode) if pad else image
-        cols = F.unfold(padded, p)  # [1, 3pp, H*W]
-        h, w = image.shape[-2:]
-        if cfg.key_stride > 1:
-            grid = cols.view(1, -1, h, w)[:, :, :: cfg.key_stride, :: cfg.key_stride]
-            cols = grid.reshape(1, grid.shape[1], -1)
-        patches = cols[0].T.contiguous()  # [N, 3pp]
+        # The noisy image is padded like the keys; with "both" like the zero-padded ones, so that a
+        # border query keeps preferring border patches.
+        mode = "reflect" if cfg.padding == "reflect" else "constant"
+        patches = _grid_patches(image, p, mode, cfg.key_stride)  # [N, 3pp]
+        # The patches of the padding mode come first (n_primary rows); "both"/"auto" append the
+        # reflect-padded copies of the border positions, used or sliced off per call (_posterior).
+        self.n_primary = patches.shape[0]
+        if cfg.padding in ("both", "auto") and pad:
+            border = _border_mask(image.shape[-2:], pad, cfg.key_stride)
+            patches = torch.cat([patches, _grid_patches(image, p, "reflect", cfg.key_stride)[border]])
         self.p, self.pad, self.mode = p, pad, mode
         a = 1 if cfg.aggregate == "center" else min(cfg.fold_size, p)
         self.a = a
@@ -214,10 +228,12 @@ class _ScalePatches:
         self.patches = patches
         self.mean = self.basis = None
         if cfg.pca_dims and cfg.pca_dims < patches.shape[1]:
-            self.mean = patches.mean(0)
+            # Statistics of the primary patches only: "auto" at the training size is then exactly "zero".
+            self.mean = patches[: self.n_primary].mean(0)
             centred = patches - self.mean
             # Eigenvectors of the patch covariance, largest first ([3pp, m]).
-            cov = centred.T.double() @ centred.double() / max(1, centred.shape[0] - 1)
+            prim = centred[: self.n_primary].double()
+            cov = prim.T @ prim / max(1, prim.shape[0] - 1)
             _, vecs = torch.linalg.eigh(cov)
             self.basis = vecs[:, -cfg.pca_dims :].flip(1).to(patches.dtype).contiguous()
             self.keys_proj = centred @ self.basis  # [N, m]
@@ -232,6 +248,29 @@ class _ScalePatches:
             if v is not None:
                 setattr(self, name, v.to(device))
         return self
+
+
+def _grid_patches(image: torch.Tensor, p: int, mode: str, stride: int) -> torch.Tensor:
+    """Every ``stride``-th ``p x p`` patch of ``image [1, 3, H, W]``, padded by ``p // 2`` with
+    ``mode`` (``constant`` = zeros, or ``reflect``): ``[N, 3 p p]``, row-major over positions."""
+    pad = p // 2
+    padded = F.pad(image, (pad, pad, pad, pad), mode=mode) if pad else image
+    cols = F.unfold(padded, p)  # [1, 3pp, H*W]
+    h, w = image.shape[-2:]
+    if stride > 1:
+        grid = cols.view(1, -1, h, w)[:, :, ::stride, ::stride]
+        cols = grid.reshape(1, grid.shape[1], -1)
+    return cols[0].T.contiguous()
+
+
+def _border_mask(size: tuple[int, int], pad: int, stride: int) -> torch.Tensor:
+    """``[N]`` bool over the positions of :func:`_grid_patches`: True where the patch reaches into
+    the padding (within ``pad`` px of a border), i.e. where zero and reflect padding differ."""
+    h, w = size
+    rows, cols = torch.arange(0, h, stride), torch.arange(0, w, stride)
+    r = (rows < pad) | (rows >= h - pad)
+    c = (cols < pad) | (cols >= w - pad)
+    return (r[:, None] | c[None, :]).reshape(-1)
 
 
 def _central_index(p: int, a: int) -> torch.Tensor:
@@ -340,6 +379,8 @@ class PatchDenoiser(nn.Module):
         h, w = self.train_sizes[0]
         keys = math.ceil(h / self.cfg.key_stride) * math.ceil(w / self.cfg.key_stride)
         p = max((self.cfg.patch_size,) + self.cfg.sizes())
+        if self.cfg.padding in ("both", "auto"):  # plus the reflect-padded border patches
+            keys += int(_border_mask((h, w), self.cfg.patch_size_at(0) // 2, self.cfg.key_stride).sum())
         gathered = min(self.cfg.top_k, keys) * 3 * p * p
         return self.cfg.chunk_size * (keys + gathered) * 4
 
@@ -358,9 +399,13 @@ class PatchDenoiser(nn.Module):
                 f"{available_bytes / 2**30:.1f} GiB available; lower model.chunk_size"
             )
 
-    def _posterior(self, x: torch.Tensor, sp: _ScalePatches, sqrt_abar: float, var: float) -> torch.Tensor:
-        """Closed-form x0 estimate at one scale: ``x [B, 3, h, w]`` noisy -> ``[B, 3, h, w]``."""
+    def _posterior(
+        self, x: torch.Tensor, sp: _ScalePatches, sqrt_abar: float, var: float, extra: bool = True
+    ) -> torch.Tensor:
+        """Closed-form x0 estimate at one scale: ``x [B, 3, h, w]`` noisy -> ``[B, 3, h, w]``;
+        ``extra=False`` leaves out the appended reflect-padded border patches."""
         b, _, h, w = x.shape
+        n = None if extra else sp.n_primary
         p, a, s = sp.p, sp.a, self.cfg.query_stride
         xp = F.pad(x, (sp.pad,) * 4, mode=sp.mode) if sp.pad else x
         q = F.unfold(xp, p, stride=s)  # [B, 3pp, nh*nw]
@@ -369,10 +414,11 @@ class PatchDenoiser(nn.Module):
         rerank = None
         if sp.basis is not None:
             if self.cfg.top_k:  # the projection only shortlists; the k weights use exact distances
-                rerank = (q, sp.patches, sp.patch_sq)
+                rerank = (q, sp.patches[:n], sp.patch_sq[:n])
             q = (q - sqrt_abar * sp.mean) @ sp.basis  # centre like the keys, project
         est = posterior_mean_patches(
-            q, sp.keys_proj, sp.key_sq, sp.values, sqrt_abar, var, self.cfg.chunk_size, self.cfg.top_k, rerank
+            q, sp.keys_proj[:n], sp.key_sq[:n], sp.values[:n], sqrt_abar, var, self.cfg.chunk_size, self.cfg.top_k,
+            rerank,
         )
         if a == 1:
             return est.reshape(b, h, w, 3).permute(0, 3, 1, 2)
@@ -400,6 +446,8 @@ class PatchDenoiser(nn.Module):
                 for k in range(len(scales))
             ]
         fine_on = t <= self.cfg.fine_start * (len(self.alphas_cumprod) - 1)
+        h, w = self.image.shape[-2:]
+        extra = self.cfg.padding == "both" or (self.cfg.padding == "auto" and (size[0] > h or size[1] > w))
         xhat = None
         for k in range(len(scales) - 1, -1, -1):
             hk, wk = sizes[k]
@@ -409,7 +457,7 @@ class PatchDenoiser(nn.Module):
             xk = _down(x_t, (hk, wk))
             # Area-averaging s^2 independent noise values divides their variance by s^2.
             ratio = (hk * wk) / (size[0] * size[1]) if self.cfg.temperature == "exact" else 1.0
-            est = self._posterior(xk, scales[k], sqrt_abar, var * ratio)
+            est = self._posterior(xk, scales[k], sqrt_abar, var * ratio, extra)
             if xhat is not None:
                 coarse = sizes[k + 1]
                 est = est - _up(_down(est, coarse), (hk, wk)) + _up(xhat, (hk, wk))
