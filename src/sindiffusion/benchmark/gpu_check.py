@@ -200,10 +200,12 @@ def part_config(
             part["sweep"] = []
             for override in sweep:  # the same model, sampled once per value; each into its own folder
                 folder = results / "sweep" / override.replace("=", "-")
-                meta = sample.run(_params(params_path, [*over, override], image, results), img, out_dir=folder,
-                                  progress=False)
-                part["sweep"].append({"override": override, "sample_seconds": meta.get("sample_seconds"),
-                                      "metrics": score(folder)})
+                meta = sample.run(
+                    _params(params_path, [*over, override], image, results), img, out_dir=folder, progress=False
+                )
+                part["sweep"].append(
+                    {"override": override, "sample_seconds": meta.get("sample_seconds"), "metrics": score(folder)}
+                )
                 rows.append((override, sorted(folder.glob("sample_*.png"))))
                 _write(out, name, part)
             sheet = out / "sheets" / f"{name}.png"
@@ -307,7 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         part_env(args.out, args.cpu_smoke)
     elif args.part == "config":
         part = part_config(
-            Path(args.out), args.name, args.params, Path(args.image), args.minutes, args.num, args.overrides,
+            Path(args.out),
+            args.name,
+            args.params,
+            Path(args.image),
+            args.minutes,
+            args.num,
+            args.overrides,
             sweep=args.sweep,
         )
         print(

@@ -417,7 +417,14 @@ class PatchDenoiser(nn.Module):
                 rerank = (q, sp.patches[:n], sp.patch_sq[:n])
             q = (q - sqrt_abar * sp.mean) @ sp.basis  # centre like the keys, project
         est = posterior_mean_patches(
-            q, sp.keys_proj[:n], sp.key_sq[:n], sp.values[:n], sqrt_abar, var, self.cfg.chunk_size, self.cfg.top_k,
+            q,
+            sp.keys_proj[:n],
+            sp.key_sq[:n],
+            sp.values[:n],
+            sqrt_abar,
+            var,
+            self.cfg.chunk_size,
+            self.cfg.top_k,
             rerank,
         )
         if a == 1:
