@@ -269,12 +269,22 @@ def merge(out: Path) -> dict[str, Any]:
 
 def _sweep(text: str) -> list[str]:
     """``section.key=v1,v2,...`` -> ``["section.key=v1", "section.key=v2", ...]`` (argparse type: a
-    malformed value is a usage error, exit 2; the values themselves are checked when params load)."""
+    malformed value is a usage error, exit 2). Each override is read by the one ``--set`` parser; the
+    values themselves are range-checked when params load."""
+    from ..config import ConfigError, parse_override
+
+    usage = f"{text!r}: expected section.key=value1,value2,..."
     key, sep, values = text.partition("=")
     items = [v.strip() for v in values.split(",")]
-    if not sep or "." not in key or not all(items):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected section.key=value1,value2,...")
-    return [f"{key.strip()}={v}" for v in items]
+    if not sep or not all(items):
+        raise argparse.ArgumentTypeError(usage)
+    overrides = [f"{key.strip()}={v}" for v in items]
+    for override in overrides:
+        try:
+            parse_override(override)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(f"{usage} ({err})") from None
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,11 @@ class PatchConfig:
                 f"and fold_size >= {2 * self.query_stride - 1}",
             )
 
+    @property
+    def border_copies(self) -> bool:
+        """Whether the index appends reflect-padded copies of the border patches (``both``, ``auto``)."""
+        return self.padding in ("both", "auto")
+
     def sizes(self) -> tuple[int, ...]:
         return tuple(self.patch_sizes)
 
@@ -217,7 +222,7 @@ class _ScalePatches:
         # The patches of the padding mode come first (n_primary rows); "both"/"auto" append the
         # reflect-padded copies of the border positions, used or sliced off per call (_posterior).
         self.n_primary = patches.shape[0]
-        if cfg.padding in ("both", "auto") and pad:
+        if cfg.border_copies and pad:
             border = _border_mask(image.shape[-2:], pad, cfg.key_stride)
             patches = torch.cat([patches, _grid_patches(image, p, "reflect", cfg.key_stride)[border]])
         self.p, self.pad, self.mode = p, pad, mode
@@ -379,7 +384,7 @@ class PatchDenoiser(nn.Module):
         h, w = self.train_sizes[0]
         keys = math.ceil(h / self.cfg.key_stride) * math.ceil(w / self.cfg.key_stride)
         p = max((self.cfg.patch_size,) + self.cfg.sizes())
-        if self.cfg.padding in ("both", "auto"):  # plus the reflect-padded border patches
+        if self.cfg.border_copies:  # plus the reflect-padded border patches
             keys += int(_border_mask((h, w), self.cfg.patch_size_at(0) // 2, self.cfg.key_stride).sum())
         gathered = min(self.cfg.top_k, keys) * 3 * p * p
         return self.cfg.chunk_size * (keys + gathered) * 4
