@@ -180,3 +180,48 @@ def test_experiment_kind_set_on_old_experiments_but_a_chosen_kind_is_kept(tmp_pa
 def test_ui_url_opens_the_training_runs_view():
     assert tracking.ui_url("http://h:5000/") == "http://h:5000/#/experiments?workflowType=machine_learning"
     assert tracking.ui_url("http://h:5000", "7") == "http://h:5000/#/experiments/7?workflowType=machine_learning"
+
+
+def _system_metric_keys(uri: str, run_id: str) -> set[str]:
+    from mlflow.tracking import MlflowClient
+
+    return {k for k in MlflowClient(tracking_uri=uri).get_run(run_id).data.metrics if k.startswith("system/")}
+
+
+def test_system_metrics_are_logged_for_train_and_sample_only(tmp_path, monkeypatch):
+    """tracking.system_metrics: MLflow's system metrics (CPU, memory, ...) in train/sample runs."""
+    import time
+
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    monkeypatch.setattr(tracking, "SYSTEM_METRICS_INTERVAL_S", 0.2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = {}
+    for stage, on in (("train", True), ("sample", True), ("preprocess", True), ("evaluate", False)):
+        tracker = open_tracker(stage, "img", enabled=True, experiment="e", uri=uri, local_note="", system_metrics=on)
+        assert tracker.enabled
+        time.sleep(0.8)  # a few samples
+        tracker.finish()
+        runs[stage] = tracker.run_id
+    keys = _system_metric_keys(uri, runs["train"])
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= keys, keys
+    assert _system_metric_keys(uri, runs["sample"])
+    assert not _system_metric_keys(uri, runs["preprocess"]) and not _system_metric_keys(uri, runs["evaluate"])
+
+
+def test_system_metrics_without_psutil_warn_and_skip(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
+    monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` raises ImportError
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = open_tracker("train", "img", enabled=True, experiment="e", uri=uri, local_note="", system_metrics=True)
+    assert tracker.enabled
+    tracker.finish()
+    assert "psutil is not installed" in capsys.readouterr().err
+    assert not _system_metric_keys(uri, tracker.run_id)
+
+
+def test_system_metrics_key_defaults_off():
+    from sindiffusion.config import TrackingConfig
+
+    assert TrackingConfig().system_metrics is False

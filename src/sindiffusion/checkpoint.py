@@ -19,6 +19,7 @@ Writes are atomic (temp file in the same folder + ``os.replace``).
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, pickle refused ...
+        if isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower():
+            # weights_only refused it: say what, and never repeat torch's advice to lift the refusal
+            reason = _refusal_reason(err)
+            if reason.startswith("Unsupported operand"):  # bytes that are no pickle at all (a text file)
+                raise CheckpointError(f"{path}: not a readable checkpoint (UnpicklingError: {reason})") from err
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled objects other than tensors and plain values "
+                f"({reason}); only checkpoints written by sindiffusion are loaded"
+            ) from err
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sindiffusion checkpoint (missing format={FORMAT!r})")
@@ -58,7 +68,43 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("step", "config", "image", "model", "ema"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    _check_contents(ckpt, path)
     return ckpt
+
+
+def _refusal_reason(err: Exception) -> str:
+    """The part of torch's weights-only refusal that says what was found (``Unsupported global:
+    GLOBAL builtins.print``), without its advice to load with ``weights_only=False``."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    reason = text.split(marker, 1)[1].strip().split("\n", 1)[0] if marker in text else ""
+    reason = reason.split(". Please", 1)[0].rstrip(".")  # drop torch's how-to-allow-it advice
+    return reason if reason and "weights_only" not in reason else "an object torch refuses to load safely"
+
+
+def _check_contents(ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose config is malformed or whose weights are not finite (a diverged
+    training, a corrupt copy): it would draw black images with exit 0. Names the file and entry."""
+    step, config = ckpt["step"], ckpt["config"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: 'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(config, dict) or not isinstance(config.get("diffusion"), dict):
+        raise CheckpointError(f"{path}: 'config' must be a mapping with a 'diffusion' mapping, got {config!r:.80}")
+    timesteps = config["diffusion"].get("timesteps")
+    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
+        raise CheckpointError(f"{path}: 'config.diffusion.timesteps' must be an integer >= 1, got {timesteps!r}")
+    for entry in ("model", "ema"):
+        weights = ckpt[entry]
+        if not isinstance(weights, dict) or not weights:
+            raise CheckpointError(f"{path}: {entry!r} must be a non-empty mapping of weights")
+        for name, tensor in weights.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise CheckpointError(f"{path}: {entry}.{name} is {type(tensor).__name__}, not a tensor")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(
+                    f"{path}: {entry}.{name} holds NaN or infinite weights (a diverged or corrupt training); "
+                    "retrain, or use an earlier checkpoint"
+                )
 
 
 def check_checkpoint_image(

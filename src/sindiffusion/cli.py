@@ -178,11 +178,13 @@ def study_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load(args: argparse.Namespace, extra: Sequence[str] = ()):
-    """The params of ``--params`` and ``--set``, every section and every edit checked (exit 2 on a bad value)."""
+    """The params of ``--params`` and ``--set``, every section and every edit checked (exit 2 on a bad value);
+    a pipeline command refuses a file that lacks a section it reads (an empty or truncated file)."""
     from .applications.config import validate_all_edits
-    from .config import load_params
+    from .config import check_written, load_params
 
     params = load_params(args.params, list(args.overrides) + list(extra))
+    check_written(params, getattr(args, "command", ""))
     if "manipulate" in params.raw:
         validate_all_edits(params.section("manipulate"), params.path)
     return params

@@ -36,6 +36,7 @@ from .models.unet_kind import UNetOptions
 from .paths import check_image_name
 from .runtime import PRECISIONS
 from .validation import FieldError, Rule, field_rules, opt
+from .yamlfile import YamlError, load_yaml
 
 
 class ConfigError(ValueError):
@@ -318,6 +319,9 @@ class TrackingConfig:
     """None = ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db``."""
     log_checkpoint: bool = False
     """Upload the checkpoint file as an artifact (default: log its path and hash only)."""
+    system_metrics: bool = opt(False)
+    """Log MLflow system metrics (CPU, memory, disk, network; GPU with pynvml) during train and
+    sample, every 10 s (needs psutil; without it: one warning, nothing logged)."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,8 @@ class EvaluateConfig:
     """Per-pixel RMS distance under which a generated patch counts as a copy (~5/255)."""
     swd_seed: int = opt(0, ge=0)
     """Seed of the patch SWD's random projections (same directions for every image)."""
+    coverage_threshold: float = opt(0.03, ge=0)
+    """Per-pixel RMS distance under which a training patch counts as present in a sample (coverage; ~8/255)."""
 
 
 @dataclass(frozen=True)
@@ -487,9 +493,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if len(parts) < 2 or not all(parts):
         raise ConfigError(f"--set {text!r}: the key must look like section.key")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--set {text!r}: cannot parse value: {err}") from err
+        parsed = load_yaml(value, f"--set {text!r}") if value.strip() else ""
+    except YamlError as err:
+        raise ConfigError(str(err).replace("invalid YAML", "cannot parse value", 1)) from err
     return parts, _yaml_number(parsed)
 
 
@@ -514,6 +520,9 @@ class Params:
 
     raw: dict
     path: str
+    written: Optional[tuple[str, ...]] = None
+    """The sections the file itself gives (before ``--set``); a file that is exactly ``{}`` gives
+    every section (all defaults, asked for explicitly). ``None``: built in code, nothing to check."""
 
     def section(self, name: str) -> Any:
         """The typed, validated section ``name`` (built from :attr:`raw` on each call, so a caller
@@ -556,9 +565,14 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the params file ({err})") from err
+    try:
+        doc = load_yaml(text, str(path))
+    except YamlError as err:  # invalid, an alias bomb, a repeated key (issue 28)
+        raise ConfigError(str(err)) from err
+    raw = {} if doc is None else doc  # an empty file reads as all defaults; commands check_written()
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     raw = _yaml_number(raw)
@@ -567,12 +581,40 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
             close = difflib.get_close_matches(str(name), list(SECTIONS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known sections: {', '.join(SECTIONS)}"
             raise ConfigError(f"{path}: unknown section {name!r}{hint}")
+    # what the file gives: nothing (empty, or only comments), all defaults (`{}`), or its sections
+    written = () if doc is None else tuple(SECTIONS) if raw == {} else tuple(raw)
     for text in overrides:
         _apply_override(raw, text)
-    params = Params(raw=raw, path=str(path))
+    params = Params(raw=raw, path=str(path), written=written)
     for name in raw:
         params.section(name)
     return params
+
+
+#: The sections each pipeline command needs written in the params file, because their built-in
+#: defaults change what is trained or drawn: an empty or truncated file must not run on them
+#: without a word (``section: {}`` asks for a section's defaults, a file ``{}`` for all of them).
+REQUIRED_SECTIONS: dict[str, tuple[str, ...]] = {
+    "preprocess": ("data", "preprocess", "model"),
+    "train": ("data", "model", "diffusion", "train"),
+    "sample": ("data", "sample"),
+}
+
+
+def check_written(params: Params, command: str) -> None:
+    """Raise :class:`ConfigError` naming the missing sections when the params file lacks one that
+    ``command`` reads (:data:`REQUIRED_SECTIONS`); a no-op for Params built in code."""
+    if params.written is None or command not in REQUIRED_SECTIONS:
+        return
+    missing = [name for name in REQUIRED_SECTIONS[command] if name not in params.written]
+    if not missing:
+        return
+    what = "is empty" if not params.written else f"has no {', '.join(missing)} section{'s' * (len(missing) > 1)}"
+    raise ConfigError(
+        f"{params.path}: {what} (`sindiffusion {command}` reads {', '.join(REQUIRED_SECTIONS[command])}); "
+        f"is the file truncated? Write `{missing[0]}: {{}}` to use a section's built-in defaults, "
+        "or make the whole file `{}` to use them all"
+    )
 
 
 def _apply_override(raw: dict, text: str) -> None:

@@ -9,6 +9,7 @@ in step), and every stage of the command line derives its inputs and outputs fro
     results/<image>/train/resume/latest.pt   periodic checkpoint used to resume (not a declared output)
     results/<image>/train/snapshots/         min_XX.pt: EMA checkpoints at train.snapshot_minutes (optional)
     results/<image>/train/loss.csv           step,loss,lr,it_per_s (DVC plot)
+    results/<image>/train/loss.png           the loss curve as a picture (Snakemake report, DVC image plot)
     results/<image>/train/metrics.json       final training metrics (DVC metrics)
     results/<image>/samples/                 sample_000.png ... + grid.png + samples.json
     results/<image>/evaluate/metrics.json    evaluation metrics (DVC metrics)
@@ -31,6 +32,7 @@ TEMPLATES: dict[str, str] = {
     "resume": "{results}/{image}/train/resume/latest.pt",
     "snapshots": "{results}/{image}/train/snapshots",
     "loss": "{results}/{image}/train/loss.csv",
+    "loss_plot": "{results}/{image}/train/loss.png",
     "train_metrics": "{results}/{image}/train/metrics.json",
     "samples": "{results}/{image}/samples",
     "grid": "{results}/{image}/samples/grid.png",
@@ -93,6 +95,7 @@ class ImagePaths:
     resume = _Artifact()
     snapshots = _Artifact()
     loss = _Artifact()
+    loss_plot = _Artifact()
     train_metrics = _Artifact()
     samples = _Artifact()
     grid = _Artifact()

@@ -35,6 +35,10 @@ EXPERIMENT_KIND = "custom_model_development"
 #: MLflow's SQL stores keep a dataset digest in 36 characters: the first 16 hex digits of the
 #: sha256 name the image there (the full hash is in the dataset's profile).
 DIGEST_CHARS = 16
+#: Stages whose runs log MLflow system metrics when ``tracking.system_metrics`` is on (the long ones).
+SYSTEM_METRICS_STAGES = ("train", "sample")
+#: Seconds between two system-metrics samples (MLflow's default).
+SYSTEM_METRICS_INTERVAL_S = 10.0
 #: The dataset input's role in MLflow (tag ``mlflow.data.context``): the image a model is trained on.
 DATASET_CONTEXT = "training"
 
@@ -225,7 +229,29 @@ class MlflowTracker(Tracker):
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, str(v))
 
+    def start_system_metrics(self, interval: float | None = None) -> bool:
+        """Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network; GPU where pynvml is present) to this run every ``interval`` seconds (default
+        :data:`SYSTEM_METRICS_INTERVAL_S`) from a
+        background thread, until :meth:`finish`. False (with one warning) when psutil is missing."""
+        try:
+            import psutil  # noqa: F401  (MLflow's CPU/memory monitors need it)
+        except ImportError:
+            _warn("tracking.system_metrics: psutil is not installed (pip install psutil); no system metrics")
+            return False
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._system_metrics = SystemMetricsMonitor(
+            self.run_id, sampling_interval=interval or SYSTEM_METRICS_INTERVAL_S, tracking_uri=self.uri
+        )
+        self._system_metrics.start()
+        return True
+
     def finish(self, status: str = "FINISHED") -> None:
+        monitor = getattr(self, "_system_metrics", None)
+        if monitor is not None:
+            self._system_metrics = None
+            monitor.finish()  # its last samples are flushed before the run ends
         self.client.set_terminated(self.run_id, status)
 
 
@@ -309,9 +335,17 @@ def _warn(message: str) -> None:
 
 
 def open_tracker(
-    stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None, local_note: str
+    stage: str,
+    image: str,
+    *,
+    enabled: bool,
+    experiment: str,
+    uri: str | None,
+    local_note: str,
+    system_metrics: bool = False,
 ) -> Tracker:
-    """Start the stage's MLflow run, or return a no-op tracker (disabled, or server unreachable)."""
+    """Start the stage's MLflow run, or return a no-op tracker (disabled, or server unreachable).
+    ``system_metrics``: also log MLflow's system metrics for the stages of :data:`SYSTEM_METRICS_STAGES`."""
     if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
         return Tracker()
     uri = resolve_uri(uri)
@@ -321,7 +355,10 @@ def open_tracker(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     try:
         _check_server(uri)
-        return SafeTracker(MlflowTracker(uri, experiment, image, stage), local_note)
+        inner = MlflowTracker(uri, experiment, image, stage)
+        if system_metrics and stage in SYSTEM_METRICS_STAGES:
+            inner.start_system_metrics()
+        return SafeTracker(inner, local_note)
     except Exception as err:
         _warn(f"MLflow tracking unavailable ({type(err).__name__}: {err}); continuing without it. {local_note}")
         return Tracker()
@@ -329,11 +366,26 @@ def open_tracker(
 
 @contextlib.contextmanager
 def stage_run(
-    stage: str, image: str, *, enabled: bool, experiment: str, uri: str | None, local_note: str
+    stage: str,
+    image: str,
+    *,
+    enabled: bool,
+    experiment: str,
+    uri: str | None,
+    local_note: str,
+    system_metrics: bool = False,
 ) -> Iterator[Tracker]:
     """Context manager: the run ends FINISHED, KILLED if a signal or Ctrl-C stopped the stage
     (training then has a resume checkpoint, tagged ``sindiffusion.resumable``), or FAILED."""
-    tracker = open_tracker(stage, image, enabled=enabled, experiment=experiment, uri=uri, local_note=local_note)
+    tracker = open_tracker(
+        stage,
+        image,
+        enabled=enabled,
+        experiment=experiment,
+        uri=uri,
+        local_note=local_note,
+        system_metrics=system_metrics,
+    )
     try:
         yield tracker
     except (Preempted, KeyboardInterrupt):

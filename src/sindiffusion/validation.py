@@ -16,6 +16,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
+#: The integers every key accepts at most: what torch and numpy take as a seed or a count
+#: without wrapping (``seed: 2**64`` would silently be seed 0).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 #: ``choices`` of a key: names, or a callable returning them (e.g. a registry's ``names``).
 Choices = Union[Sequence[str], Callable[[], Sequence[str]]]
 
@@ -182,6 +186,10 @@ class Rule:
             )
         if tp is float:
             value = float(value)
+            if not math.isfinite(value):  # NaN passes every comparison below, inf every lower bound
+                raise error(f"{where}: must be a finite number, got {value!r}; allowed: {self.allowed()}")
+        if tp is int and not INT64_MIN <= value <= INT64_MAX:  # torch and numpy would wrap it (2**64 -> 0)
+            raise error(f"{where}: {value!r} does not fit in 64 bits (at most {INT64_MAX}); allowed: {self.allowed()}")
         if tp is tuple:
             if len(value) < self.min_len:
                 raise error(f"{where}: {list(value)!r} is too short; allowed: {self.allowed()}")

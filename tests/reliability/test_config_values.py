@@ -40,6 +40,10 @@ def _bad_values(rule: Rule) -> list[Any]:
         values.append("" if rule.type is str else [])
     if rule.item is not None:
         values.extend([bad] for bad in _bad_values(rule.item))
+    if rule.type is float:  # NaN passes every comparison, inf every lower bound (issue 28)
+        values += [float("nan"), float("inf"), float("-inf")]
+    if rule.type is int:  # beyond 64 bits: torch and numpy would wrap it (seed 2**64 = seed 0)
+        values += [2**63, -(2**63) - 1]
     values.append(_WRONG_TYPE[rule.type])
     return values
 
@@ -142,6 +146,29 @@ def test_bad_override_exits_2_naming_key_value_and_what_is_allowed(tmp_path, cap
     key, value = override.split("=")
     assert rc == 2, err
     assert key in err and value in err and allowed in err, err
+
+
+@pytest.mark.parametrize(
+    "override,shown",
+    [
+        ("sample.eta=.nan", "nan"),
+        ("sample.eta=.inf", "inf"),
+        ("evaluate.copy_threshold=.nan", "nan"),
+        ("train.lr=1e999", "inf"),
+        ("sample.seed=18446744073709551616", "18446744073709551616"),
+        ("train.seed=-1", "-1"),
+        ("evaluate.swd_seed=9223372036854775808", "9223372036854775808"),
+    ],
+)
+def test_nan_inf_and_out_of_range_seed_exit_2_naming_the_key(tmp_path, capsys, override, shown):
+    rc, err = _run(tmp_path, {}, [override], capsys)
+    assert rc == 2, err
+    assert override.split("=")[0] in err and shown in err, err
+
+
+def test_the_largest_seed_is_accepted(tmp_path, capsys):
+    rc, err = _run(tmp_path, {}, [f"sample.seed={2**63 - 1}"], capsys)
+    assert rc == 0, err
 
 
 def test_the_shipped_configs_pass(capsys):

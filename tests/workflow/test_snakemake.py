@@ -56,6 +56,7 @@ def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
             "checkpoint",
             "loss",
             "train_metrics",
+            "loss_plot",
             "samples",
             "eval_metrics",
             "manipulate",
@@ -97,8 +98,9 @@ def test_shipped_params_files_pass_the_schema(params_file):
     validate(yaml.safe_load(path.read_text()), str(REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"))
 
 
-def test_local_profile_runs_the_tiny_pipeline(tmp_path):
-    """`snakemake --profile workflow/profiles/local all` (the README's command) end to end."""
+def test_local_profile_runs_the_tiny_pipeline(tmp_path, artifacts_dir):
+    """`snakemake --profile workflow/profiles/local all` (the README's command) end to end, then
+    `snakemake --report report.html` from the same run."""
     root = make_project(tmp_path, images={"tiny_a": TINY_IMAGES["tiny_a"]})
     res = snakemake(
         root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600, log_name="snakemake.log"
@@ -115,6 +117,7 @@ def test_local_profile_runs_the_tiny_pipeline(tmp_path):
     # the final message: where the samples are, how to open MLflow
     assert "samples in results/tiny_a/samples/" in res.stdout
     assert "MLflow" in res.stdout
+    _check_report(root, artifacts_dir)
     # nothing to do the second time
     again = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
@@ -125,3 +128,41 @@ def test_local_profile_runs_the_tiny_pipeline(tmp_path):
     dry = snakemake(root, "-n", "--cores", "1", "all")
     # the changed section reruns its stage and what depends on its output (evaluate)
     assert sorted(j["rule"] for j in dry_run_jobs(dry.stdout)) == ["all", "evaluate", "sample"], dry.stdout[-3000:]
+
+
+def _check_report(root, artifacts_dir):
+    """`snakemake --report report.html` holds each image's report() outputs with their captions;
+    opened in headless Chromium (when installed) it shows the sample grid."""
+    import base64
+
+    from tests.support.browser import chromium_available, png_is_blank, screenshot
+
+    from .test_mlflow import _shows_colour_image
+
+    res = snakemake(root, "--report", "report.html", log_name="report.log")
+    assert res.returncode == 0, res.stdout[-5000:]
+    html = (root / "report.html").read_text()
+    added = {line.split()[1] for line in res.stdout.splitlines() if line.startswith("Adding ")}
+    assert {"grid.png", "sample_000.png", "loss.png", "loss.csv", "metrics.json", "result.png"} <= added, res.stdout
+    grid = TEMPLATES["grid"].format(results="results", image="tiny_a")
+    assert base64.b64encode((root / grid).read_bytes()).decode() in html  # the grid itself, embedded
+    assert "Sample grid of image" in html and "Training loss of the model of image" in html  # captions
+    assert "wide</tt> of image" in html  # the edit's caption names it
+    ok, reason = chromium_available()
+    if not ok:
+        print(f"report not opened in a browser: {reason}")
+        return
+    # The report is a single-page app without URL routes: open it on the grid's view, as a click
+    # on the grid in category tiny_a / Samples does.
+    show = (
+        "<script>window.addEventListener('load', () => setTimeout(() => app.setView("
+        f"{{content: 'img', contentPath: results['{grid}'].data_uri, resultPath: '{grid}'}}), 200));</script>"
+    )
+    page = root / "report-open-grid.html"
+    head, tail = html.rsplit("</body>", 1)
+    page.write_text(head + show + "</body>" + tail)
+    shot = screenshot(
+        page.as_uri(), artifacts_dir / "snakemake-report-grid.png", wait_ms=5000, ready=_shows_colour_image
+    )
+    print(f"screenshot: {shot}")
+    assert not png_is_blank(shot) and _shows_colour_image(shot), f"no sample grid visible in {shot}"

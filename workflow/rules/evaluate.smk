@@ -6,7 +6,13 @@ rule evaluate:
         image=path("processed"),
         samples=path("samples"),
     output:
-        path("eval_metrics"),
+        report(
+            path("eval_metrics"),
+            caption="../report/eval_metrics.rst",
+            category="{image}",
+            subcategory="Evaluation",
+            labels={"image": "{image}", "figure": "evaluation metrics"},
+        ),
     params:
         file=PARAMS_FILE,
         settings=stage_settings("evaluate"),

@@ -7,7 +7,14 @@ rule manipulate:
         processed=path("processed"),
         edits=manipulate_inputs,
     output:
-        directory(path("manipulate")),
+        report(
+            directory(path("manipulate")),
+            patterns=["{edit}/result.png"],
+            caption="../report/edits.rst",
+            category="{image}",
+            subcategory="Edits",
+            labels={"image": "{image}", "figure": "{edit}"},
+        ),
     params:
         file=PARAMS_FILE,
         settings=manipulate_settings,

@@ -5,7 +5,14 @@ rule sample:
     input:
         path("checkpoint"),
     output:
-        directory(path("samples")),
+        report(
+            directory(path("samples")),
+            patterns=["{name}.png"],
+            caption="../report/samples.rst",
+            category="{image}",
+            subcategory="Samples",
+            labels={"image": "{image}", "figure": "{name}"},
+        ),
     params:
         file=PARAMS_FILE,
         settings=stage_settings("sample"),

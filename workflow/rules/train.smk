@@ -8,8 +8,27 @@ rule train:
         path("processed"),
     output:
         checkpoint=path("checkpoint"),
-        loss=path("loss"),
-        metrics=path("train_metrics"),
+        loss=report(
+            path("loss"),
+            caption="../report/loss.rst",
+            category="{image}",
+            subcategory="Training",
+            labels={"image": "{image}", "figure": "loss (CSV)"},
+        ),
+        loss_plot=report(
+            path("loss_plot"),
+            caption="../report/loss.rst",
+            category="{image}",
+            subcategory="Training",
+            labels={"image": "{image}", "figure": "loss curve"},
+        ),
+        metrics=report(
+            path("train_metrics"),
+            caption="../report/train_metrics.rst",
+            category="{image}",
+            subcategory="Training",
+            labels={"image": "{image}", "figure": "training metrics"},
+        ),
     params:
         file=PARAMS_FILE,
         settings=stage_settings("train"),

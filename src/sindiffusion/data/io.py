@@ -24,9 +24,10 @@ class ImageError(ValueError):
 def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.Image:
     """Open any image Pillow reads as 8-bit RGB.
 
-    Handles EXIF orientation, palette/grey/CMYK modes, alpha (composited over white) and 16-bit
-    data (scaled to 8 bit). Raises :class:`ImageError` for a missing file, a non-image, a truncated
-    or corrupt file, or more than ``max_pixels`` pixels (``None`` = no limit).
+    Handles EXIF orientation, palette/grey/CMYK modes, alpha (composited over white) and 16-bit,
+    32-bit and float data (scaled to 8 bit by their range, see :func:`_value_range`). Raises
+    :class:`ImageError` for a missing file, a non-image, a truncated or corrupt file, NaN pixels,
+    or more than ``max_pixels`` pixels (``None`` = no limit).
     """
     path = Path(path)
     if not path.exists():
@@ -61,15 +62,18 @@ def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.
         img = ImageOps.exif_transpose(img)
     except Exception:  # broken EXIF must not make a readable image unusable
         pass
-    return to_rgb(img)
+    try:
+        return to_rgb(img)
+    except ValueError as err:  # NaN pixels of a float image
+        raise ImageError(f"{path}: {err}") from err
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (alpha composited over white)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        lo, hi = _value_range(arr, img.mode)
+        arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         img = Image.fromarray(arr, mode="L")
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -78,6 +82,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     return img.convert("RGB")
+
+
+def _value_range(arr: np.ndarray, mode: str) -> tuple[float, float]:
+    """The range ``(lo, hi)`` that maps to black..white for 16-bit, 32-bit and float pixels.
+
+    16 bit: 0..65535. Float and 32-bit integers hold no declared range, so the values tell:
+    a float image within [0, 1] is 0..1 (the usual convention; dividing by 255 made it black),
+    values within [0, 255] are 8-bit, within [0, 65535] 16-bit, anything else its own min..max.
+    Raises ``ValueError`` for NaN or infinite pixels.
+    """
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    if not np.isfinite(arr).all():
+        raise ValueError("the image has NaN or infinite pixel values")
+    lo, hi = float(arr.min()), float(arr.max())
+    for top in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0):
+        if lo >= 0 and hi <= top:
+            return 0.0, top
+    return (lo, hi) if hi > lo else (lo - 1.0, hi)  # a constant image: white rather than 0/0
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

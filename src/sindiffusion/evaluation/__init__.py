@@ -7,7 +7,8 @@ one image).
   :mod:`.pretrained` (need pretrained torchvision weights, never downloaded
   implicitly; see :mod:`.weights`: SIFID, LPIPS diversity) and
   :mod:`.weight_free` (pixel diversity, copy/memorisation score, multi-scale
-  patch sliced Wasserstein distance).
+  patch sliced Wasserstein distance; :mod:`.structure`: sharpness, stretch and
+  coverage).
 * :func:`evaluate_samples` computes them all, marks missing deep metrics
   unavailable, and guards against numbers from random backbones;
   :func:`write_metrics_json` writes a reportable dict atomically.
@@ -31,6 +32,7 @@ from typing import Any
 _LAZY: dict[str, str] = {
     "BadWeightsError": "weights",
     "DEFAULT_COPY_THRESHOLD": "patches",
+    "DEFAULT_COVERAGE_THRESHOLD": "structure",
     "InceptionFeatures": "sifid",
     "LPIPSAlex": "diversity",
     "MissingWeightsError": "weights",
@@ -42,6 +44,7 @@ _LAZY: dict[str, str] = {
     "WeightSpec": "weights",
     "assert_reportable": "metrics",
     "copy_score": "patches",
+    "coverage": "structure",
     "default_weights_dir": "weights",
     "evaluate_samples": "metrics",
     "extract_patches": "patches",
@@ -56,9 +59,11 @@ _LAZY: dict[str, str] = {
     "patch_swd": "patches",
     "pixel_diversity": "patches",
     "resize_to": "_images",
+    "sharpness": "structure",
     "sifid": "sifid",
     "sifid_metric_name": "sifid",
     "sifid_per_image": "sifid",
+    "stretch": "structure",
     "to_gray": "patches",
     "verify_weights": "weights",
     "weights_path": "weights",
@@ -69,6 +74,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "BadWeightsError",
     "DEFAULT_COPY_THRESHOLD",
+    "DEFAULT_COVERAGE_THRESHOLD",
     "InceptionFeatures",
     "LPIPSAlex",
     "MissingWeightsError",
@@ -80,6 +86,7 @@ __all__ = [
     "WeightSpec",
     "assert_reportable",
     "copy_score",
+    "coverage",
     "default_weights_dir",
     "evaluate_samples",
     "extract_patches",
@@ -94,9 +101,11 @@ __all__ = [
     "patch_swd",
     "pixel_diversity",
     "resize_to",
+    "sharpness",
     "sifid",
     "sifid_metric_name",
     "sifid_per_image",
+    "stretch",
     "to_gray",
     "verify_weights",
     "weights_path",

@@ -36,6 +36,7 @@ from ._images import ImageBatch, as_image, as_same_size_batch
 from .patches import DEFAULT_COPY_THRESHOLD
 from .registry import metrics as registered_metrics
 from .registry import run_metrics
+from .structure import DEFAULT_COVERAGE_THRESHOLD
 from .weights import MissingWeightsError, verify_weights
 
 __all__ = [
@@ -119,6 +120,7 @@ def evaluate_samples(
     copy_stride: int = 4,
     patch_size: int = 7,
     swd_seed: int = 0,
+    coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
 ) -> dict[str, Any]:
     """All registered metrics (:data:`~.registry.METRICS`) of N samples of one training image.
 
@@ -137,6 +139,7 @@ def evaluate_samples(
         models: prebuilt networks from :func:`load_deep_models` (skips loading).
         copy_threshold, copy_stride, patch_size: see :func:`copy_score`.
         swd_seed: seed of :func:`patch_swd`'s projections.
+        coverage_threshold: see :func:`~.structure.coverage`.
 
     Returns:
         A flat dict of floats (or None) plus ``"num_samples"`` and
@@ -151,6 +154,7 @@ def evaluate_samples(
         copy_stride=copy_stride,
         copy_threshold=copy_threshold,
         swd_seed=swd_seed,
+        coverage_threshold=coverage_threshold,
     )
     missing: dict[str, str] = {}
     if deep and models is None:

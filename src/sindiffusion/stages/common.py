@@ -52,6 +52,7 @@ def tracked(
         experiment=tracking.experiment,
         uri=tracking.tracking_uri,
         local_note=local_note,
+        system_metrics=tracking.system_metrics,
     ) as tracker:
         logged: dict[str, Any] = {name: params.section_dict(name) for name in STAGE_SECTIONS[stage]}
         logged["git_commit"] = git_commit()

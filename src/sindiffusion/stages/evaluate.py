@@ -104,6 +104,7 @@ def compute(
         copy_stride=cfg.copy_stride,
         patch_size=cfg.patch_size,
         swd_seed=cfg.swd_seed,
+        coverage_threshold=cfg.coverage_threshold,
     )
     if deep:
         # evaluate_samples marks a metric whose model was not given "no model given": say why instead

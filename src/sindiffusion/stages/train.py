@@ -22,6 +22,7 @@ from ..diffusion.gaussian import GaussianDiffusion
 from ..models.kinds import ModelKind, get_kind
 from ..paths import ImagePaths, snapshot_name
 from ..runtime import Preempted, resolve_device
+from ..training.loss_plot import plot_loss
 from ..training.trainer import Trainer
 from .common import image_paths, tracked
 
@@ -81,7 +82,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
     print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
-    for path in (paths.checkpoint, paths.resume, paths.loss, paths.train_metrics):
+    for path in (paths.checkpoint, paths.resume, paths.loss, paths.loss_plot, paths.train_metrics):
         remove_stale_temps(path)  # left by a process killed while writing
     resumed_from = 0
     ckpt = None
@@ -233,8 +234,9 @@ def _build_training_free(
 
 def _record_model(tracker: Any, params: Params, paths: ImagePaths, metrics: dict) -> None:
     """The train stage's last outputs, whatever the model kind: ``metrics.json`` and its numbers in
-    MLflow, the checkpoint's path and SHA-256 as tags (the file itself with ``tracking.log_checkpoint``)
-    and ``loss.csv`` (empty for a training-free kind)."""
+    MLflow, the checkpoint's path and SHA-256 as tags (the file itself with ``tracking.log_checkpoint``),
+    ``loss.csv`` (empty for a training-free kind) and its picture ``loss.png``."""
+    plot_loss(_read_loss_rows(paths.loss, sys.maxsize), paths.loss_plot, f"{paths.image}: training loss")
     write_json(paths.train_metrics, metrics)
     tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
