@@ -302,13 +302,44 @@ class SampleConfig(SamplingSettings):
     scale_h: float = opt(1.0, gt=0)
     scale_w: float = opt(1.0, gt=0)
     """Output size as a factor of the training image when height/width are not given."""
-    init: Literal["noise", "layout"] = opt(
+    init: Literal["noise", "layout", "native", "auto"] = opt(
         "noise",
-        help="start from pure noise, or from the training image's "
-        "low-pass noised to init_t (SDEdit, like GPNN's coarsest scale)",
+        help="noise: pure noise; layout: the training image's low-pass stretched to the output size, noised "
+        "to init_t (SDEdit); native: a layout synthesised at the output size from the image's coarse "
+        "patches, so structures keep their size (applications/native_layout.py); auto: layout at the "
+        "training size, native at any other size",
     )
-    init_t: float = opt(0.7, gt=0, le=1, help="init: layout: start at this fraction of the timesteps (diversity knob)")
+    init_t: float = opt(0.7, gt=0, le=1, help="init: layout/native: start at this fraction of the timesteps")
     init_factor: int = opt(16, ge=1, help="init: layout: blur of the image first (area down, bilinear up); 1 = none")
+    layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
+    layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
+    layout_noise: float = opt(1.0, ge=0, le=10, help="init: native: std of the canvas' starting noise")
+    layout_iters: int = opt(8, ge=1, le=100, help="init: native: nearest-patch iterations")
+    finish: Literal["none", "nearest"] = opt(
+        "none",
+        help="none: the denoiser's last output; nearest: replace every patch by its nearest training patch "
+        "(keys blurred, values sharp, a narrow vote: applications/nearest_finish.py), as GPNN ends",
+    )
+    finish_patch: int = opt(7, ge=1, le=63, help="finish: nearest: odd patch side (px)")
+    finish_blur: float = opt(
+        1.5, ge=0, le=10, help="finish: nearest: Gaussian std (px) of the keys (the sample's blur)"
+    )
+    finish_window: float = opt(0.5, gt=0, le=10, help="finish: nearest: Gaussian std (px) of each patch's vote")
+
+    def start_kind(self, size: tuple[int, int], train_size: tuple[int, int]) -> str:
+        """The start used for a ``size`` sample of a ``train_size`` image: ``init``, with ``auto``
+        resolved (``layout`` at the training size, ``native`` at any other)."""
+        if self.init != "auto":
+            return self.init
+        return "layout" if tuple(size) == tuple(train_size) else "native"
+
+    def __post_init__(self) -> None:
+        if self.layout_patch % 2 == 0:
+            raise FieldError("layout_patch", f"must be an odd integer, got {self.layout_patch}")
+        if self.layout_side < self.layout_patch:
+            raise FieldError("layout_side", f"{self.layout_side} is smaller than layout_patch ({self.layout_patch})")
+        if self.finish_patch % 2 == 0:
+            raise FieldError("finish_patch", f"must be an odd integer, got {self.finish_patch}")
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,27 @@ def test_fingerprint_ignores_options_at_their_default_so_old_results_stay_reusab
     # the kind is always part of it: two kinds at their defaults are different models
     patch, unet = _Params(train=_Old(kind="patch")), _Params(train=_Old())
     assert arms.fingerprint(patch, ["train"]) != arms.fingerprint(unet, ["train"])
+
+
+def test_sizes_parse_into_scale_pairs_and_name_one_arm_per_size():
+    from sindiffusion.benchmark.arms import Arm, parse_sizes, with_sizes
+
+    sizes = parse_sizes("1x1, 1x1.5,1x2,2x1")
+    assert sizes == [(1.0, 1.0), (1.0, 1.5), (1.0, 2.0), (2.0, 1.0)]
+    arms = with_sizes([Arm("patch", Path("configs/patch.yaml"), ("sample.init=native",))], sizes[1:3])
+    assert [a.name for a in arms] == ["patch@1x1.5", "patch@1x2"]
+    assert arms[1].overrides == (
+        "sample.init=native",
+        "sample.scale_h=1",
+        "sample.scale_w=2",
+        "sample.height=null",
+        "sample.width=null",
+    )
+
+
+@pytest.mark.parametrize("text", ["2", "1x0", "0x1", "1x2,1x2", "1x17", "ax1", "1x-1"])
+def test_a_bad_size_list_names_the_item(text):
+    from sindiffusion.benchmark.arms import parse_sizes
+
+    with pytest.raises(ConfigError, match="--sizes"):
+        parse_sizes(text)

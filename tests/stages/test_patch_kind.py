@@ -164,3 +164,64 @@ def test_layout_start_keeps_the_layout_and_is_deterministic(trained: Path, monke
     low, high = draw(0.1, "low"), draw(0.95, "high")
     assert np.abs(low - train).mean() < np.abs(high - train).mean()
     assert np.array_equal(low, draw(0.1, "low2"))
+
+
+def _draw(trained: Path, out: str, overrides: list[str]) -> np.ndarray:
+    from sindiffusion.config import load_params
+    from sindiffusion.stages import sample
+
+    params = load_params("params.yaml", ["sample.steps=5", *overrides])
+    meta = sample.run(params, "img", out_dir=trained / out, progress=False, force=True)
+    assert meta["init"] == overrides[0].split("=")[1]
+    return np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in sorted((trained / out).glob("sample_*.png"))])
+
+
+def test_native_start_draws_any_size_and_auto_picks_layout_only_at_the_training_size(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``sample.init: native`` runs at 2x wide and 2x tall; ``auto`` is ``layout`` at the training size
+    (bit-identical samples) and ``native`` at any other size."""
+    monkeypatch.chdir(trained)
+    wide = ["sample.scale_w=2", "sample.layout_side=8", "sample.layout_patch=5"]
+    native_wide = _draw(trained, "native-wide", ["sample.init=native", *wide])
+    assert native_wide.shape[1:3] == (40, 96)
+    tall = _draw(trained, "native-tall", ["sample.init=native", "sample.scale_h=2", "sample.layout_side=8"])
+    assert tall.shape[1:3] == (80, 48)
+    assert np.array_equal(_draw(trained, "auto-wide", ["sample.init=auto", *wide]), native_wide)
+    assert np.array_equal(
+        _draw(trained, "auto-1x", ["sample.init=auto", "sample.scale_w=1"]),
+        _draw(trained, "layout-1x", ["sample.init=layout", "sample.scale_w=1"]),
+    )
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("sample.layout_patch=4", "sample.layout_patch: must be an odd integer"),
+        ("sample.layout_side=5", "sample.layout_side: 5 is smaller than layout_patch (7)"),
+        ("sample.init=stretched", "sample.init"),
+    ],
+)
+def test_a_bad_native_start_setting_exits_2_before_anything(trained: Path, monkeypatch, capsys, override, message):
+    monkeypatch.chdir(trained)
+    out = trained / "bad-start"
+    rc = main(["sample", "--image", "img", "--no-progress", "--out", str(out), "--set", override])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_nearest_finish_gives_sharper_samples(trained: Path, monkeypatch: pytest.MonkeyPatch):
+    """``sample.finish: nearest``: the same samples, every patch replaced by its nearest training patch:
+    higher ``sharpness`` than the denoiser's last output (measured on the tiny image)."""
+    from sindiffusion.evaluation.structure import sharpness
+
+    monkeypatch.chdir(trained)
+    train = torch.from_numpy(
+        np.asarray(Image.open(trained / "results" / "img" / "preprocess" / "image.png"), dtype=np.float32) / 255
+    ).permute(2, 0, 1)
+    scores = {}
+    for finish in ("none", "nearest"):
+        samples = _draw(trained, f"finish-{finish}", ["sample.init=layout", f"sample.finish={finish}"])
+        scores[finish] = sharpness(train, torch.from_numpy(samples / 255).permute(0, 3, 1, 2))
+    assert scores["nearest"] > scores["none"] + 0.05, scores

@@ -175,3 +175,21 @@ def test_a_start_above_train_t_max_is_exit_2_before_anything(proj, capsys):
     assert "sample.init_t=0.9 starts at step 74 of 100, but" in capsys.readouterr().err
     assert not (proj / "results/img/samples").exists()
     assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.5") == 0
+
+
+@pytest.mark.parametrize("height,width", [(40, 96), (80, 48), (37, 53)])
+def test_native_start_with_the_unet_at_any_size(proj, height, width):
+    """``sample.init: native`` is weight-free: the UNet starts from the same natural-size layout."""
+    argv = ["--height", str(height), "--width", str(width), "--out", "nat", "--set", "sample.init=native"]
+    assert _sample(*argv, "--set", "sample.layout_side=10", "--set", "sample.init_t=0.5") == 0
+    meta = json.loads((proj / "nat/samples.json").read_text())
+    assert meta["size"] == [height, width] and meta["start"] == "native"
+    assert _pixels(proj / "nat" / meta["files"][0]).std() > 1
+
+
+def test_a_sample_larger_than_max_pixels_is_exit_2_naming_the_key(proj, capsys):
+    assert _sample("--height", "100000", "--width", "100000", "--out", "huge") == 2
+    err = capsys.readouterr().err
+    assert "sample size 100000x100000" in err and "preprocess.max_pixels" in err
+    assert not (proj / "huge").exists()
+    assert _sample("--height", "64", "--width", "64", "--out", "ok", "--set", "preprocess.max_pixels=4096") == 0

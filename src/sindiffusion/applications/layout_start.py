@@ -31,7 +31,8 @@ def layout_of(image: torch.Tensor, factor: int, size: tuple[int, int]) -> torch.
 
 
 class LayoutStartHook(SamplingHook):
-    """Replace the loop's starting noise at ``t`` by the noised layout (``layout [1, 3, H, W]`` in [-1, 1])."""
+    """Replace the loop's starting noise at ``t`` by the noised layout (``layout [1 or B, 3, H, W]`` in
+    [-1, 1]: one for the whole batch, or one per sample)."""
 
     def __init__(self, layout: torch.Tensor) -> None:
         self.layout = layout.float()

@@ -79,6 +79,41 @@ def parse_arm(text: str) -> Arm:
     return Arm(name, Path(path.strip()), tuple(overrides))
 
 
+def parse_sizes(text: str) -> list[tuple[float, float]]:
+    """``--sizes 1x1,1x1.5,1x2,2x1`` -> ``[(scale_h, scale_w), ...]`` (factors of the training image's
+    height and width; each > 0, at most 16, no repeats). ConfigError naming the bad item."""
+    sizes: list[tuple[float, float]] = []
+    for item in (s.strip() for s in text.split(",")):
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)", item)
+        if not m or not all(0 < float(v) <= 16 for v in m.groups()):
+            raise ConfigError(
+                f"--sizes {text!r}: {item!r} is not HxW with factors in (0, 16] of the training image "
+                "(e.g. 1x1,1x1.5,1x2,2x1)"
+            )
+        size = (float(m.group(1)), float(m.group(2)))
+        if size in sizes:
+            raise ConfigError(f"--sizes {text!r}: {item!r} is given twice")
+        sizes.append(size)
+    return sizes
+
+
+def size_label(scale_h: float, scale_w: float) -> str:
+    """``(1, 1.5)`` -> ``"1x1.5"``: the suffix of a sized arm's name (``patch@1x1.5``)."""
+    return f"{scale_h:g}x{scale_w:g}"
+
+
+def with_sizes(arms: Sequence[Arm], sizes: Sequence[tuple[float, float]]) -> list[Arm]:
+    """Every arm at every size: ``NAME@HxW`` with the sample size overrides appended (an explicit
+    ``sample.height``/``width`` is cleared). Arms equal but for the size share one trained model
+    (the benchmark trains once per model fingerprint, :data:`TRAIN_SECTIONS`)."""
+    out = []
+    for arm in arms:
+        for h, w in sizes:
+            size = (f"sample.scale_h={h:g}", f"sample.scale_w={w:g}", "sample.height=null", "sample.width=null")
+            out.append(Arm(f"{arm.name}@{size_label(h, w)}", arm.params, (*arm.overrides, *size)))
+    return out
+
+
 def check_arms(arms: Sequence[Arm]) -> None:
     names = [a.name for a in arms]
     dup = sorted({n for n in names if names.count(n) > 1})

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..artifacts import atomic_write
 
 PER_ARM = 4
-LABEL_W = 130
+LABEL_W = 190
 PAD = 4
 
 
@@ -42,7 +42,7 @@ def contact_sheet(
     font = ImageFont.load_default(size=14)  # Pillow's bundled font: readable on 128-250 px rows
     for r, (label, pics) in enumerate(fitted):
         y = PAD + r * (h + PAD)
-        draw.text((PAD, y + h // 2 - 8), label[:16], fill="black", font=font)
+        draw.text((PAD, y + h // 2 - 8), label[:24], fill="black", font=font)
         x = LABEL_W
         for p in pics:
             sheet.paste(p, (x, y))

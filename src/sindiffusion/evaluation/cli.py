@@ -75,6 +75,13 @@ def register(sub: argparse._SubParsersAction, add_common: Callable) -> None:
         help="folder with one subfolder per method (e.g. singan/, gpnn/) of published "
         "samples named like the training images; resized to the training image and scored",
     )
+    p.add_argument(
+        "--sizes",
+        metavar="HxW,...",
+        help="draw every arm at these sizes, as factors of the training image (height x width), e.g. "
+        "1x1,1x1.5,1x2,2x1; each size is an arm NAME@HxW sharing the arm's trained model; sheets get "
+        "one row per size (the baselines stay 1x). Default: each arm's own sample.scale_h/w",
+    )
     p.add_argument("--weights-dir", help="pretrained checkpoints for the deep metrics")
     p.set_defaults(func=_benchmark)
 
@@ -152,7 +159,9 @@ def _benchmark(args: argparse.Namespace) -> None:
     from ..benchmark import arms, places
     from ..cli import study_inputs
 
-    chosen = [arms.parse_arm(a) for a in args.arms]
+    chosen = [arms.parse_arm(a) for a in args.arms] or [arms.Arm(places.OURS, Path(args.params))]
+    if args.sizes:
+        chosen = arms.with_sizes(chosen, arms.parse_sizes(args.sizes))
     options = {"limit": args.limit, "baselines": args.baselines, "weights_dir": args.weights_dir}
     result = places.run_benchmark(args.images_dir, arms=chosen, **options, **study_inputs(args))
     print(

@@ -9,10 +9,13 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..applications.layout_start import LayoutStartHook, layout_of
+from ..applications.native_layout import NativeLayoutStartHook, canvas_size
+from ..applications.nearest_finish import NearestPatchFinish
 from ..artifacts import write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params, SampleConfig
-from ..data.io import make_grid, save_grid, save_image, tensor_to_image
+from ..data.io import image_to_tensor, load_image, make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import Sampler, SamplingHook, build_sampler, step_of_fraction
 from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate, load_bundle, output_size
@@ -38,7 +41,8 @@ def run(
     paths = image_paths(params, image)
     ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.samples, force)
     device = resolve_device(cfg.device)
-    prepared = prepare(cfg, ckpt_path, paths.processed, device)
+    guard = params.section("preprocess")
+    prepared = prepare(cfg, ckpt_path, paths.processed, device, None if guard.allow_large else guard.max_pixels)
     bundle, size = prepared.bundle, prepared.size
     for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
@@ -61,6 +65,7 @@ def run(
                 "files": files,
                 "device": str(device),
                 **dataclasses.asdict(cfg),
+                "start": prepared.start,
                 **timings,
             }
             write_json(tmp / "samples.json", meta)
@@ -78,7 +83,7 @@ def run(
 class Prepared:
     """Everything :func:`draw` needs besides the ``sample`` section: the model, the output size
     ``(H, W)``, the sampler and where the samples start: pure noise at T (``hooks_for`` and
-    ``t_start`` None) or, with ``sample.init: layout``, the layout hook from ``t_start``. Built by
+    ``t_start`` None) or, with ``sample.init: layout/native/auto``, a layout hook from ``t_start``. Built by
     :func:`prepare` only, so every caller samples a checkpoint the same way."""
 
     bundle: ModelBundle
@@ -86,34 +91,62 @@ class Prepared:
     sampler: Sampler
     hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None
     t_start: int | None = None
+    start: str = "noise"
+    """The start used (``sample.init`` with ``auto`` resolved): ``noise``, ``layout`` or ``native``."""
 
 
-def prepare(cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.device) -> Prepared:
+def prepare(
+    cfg: SampleConfig, checkpoint: Path, processed: Path, device: torch.device, max_pixels: int | None = None
+) -> Prepared:
     """Load ``checkpoint`` and set up the ``sample`` section's sampling of it: the output size, the
-    sampler and the start. ``sample.init: layout`` starts each sample from the processed training
-    image ``processed`` (area-down by ``init_factor``, resized to the output size) noised to
-    ``init_t * T``; a missing file is a ValueError naming it (exit 2), raised here so that callers
-    fail before anything is tracked or written."""
+    sampler and the start (:meth:`SampleConfig.start_kind`). ``layout`` starts each sample from the
+    processed training image ``processed`` (area-down by ``init_factor``, stretched to the output
+    size) noised to ``init_t * T``; ``native`` from a layout synthesised at the output size from the
+    image's coarse patches (:mod:`sindiffusion.applications.native_layout`), noised the same way. A
+    missing file is a ValueError naming it (exit 2), raised here so that callers fail before
+    anything is tracked or written. ``sample.finish: nearest`` adds the sharp last step
+    (:mod:`sindiffusion.applications.nearest_finish`) after any start. ``max_pixels``: refuse a
+    larger output (``preprocess.max_pixels``, the same guard as for the input files)."""
     # The file check comes before the (slow) model load; with neither file present the user is
     # told the first step to run, preprocess.
-    if cfg.init == "layout" and not processed.is_file():
+    uses_image = [
+        f"sample.{k}={v}" for k, v in (("init", cfg.init), ("finish", cfg.finish)) if v not in ("noise", "none")
+    ]
+    if uses_image and not processed.is_file():
         raise ValueError(
-            f"{processed}: sample.init=layout starts from this processed training image, which is missing; "
-            "run `sindiffusion preprocess` for the image, or set sample.init=noise"
+            f"{processed}: {' and '.join(uses_image)} starts from this processed training image, which is missing; "
+            "run `sindiffusion preprocess` for the image, or set sample.init=noise and sample.finish=none"
         )
     bundle = load_bundle(checkpoint, device, use_ema=cfg.use_ema, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ValueError(
+            f"sample size {size[0]}x{size[1]} ({size[0] * size[1]} pixels) is larger than preprocess.max_pixels "
+            f"({max_pixels}); lower sample.height/width or sample.scale_h/scale_w, or set preprocess.allow_large: true"
+        )
     sampler = build_sampler(cfg, bundle.diffusion)
-    if cfg.init != "layout":
+    start = cfg.start_kind(size, bundle.train_size)
+    image = image_to_tensor(load_image(processed))[None] if uses_image else None
+    finish: list[SamplingHook] = []
+    if cfg.finish == "nearest":
+        finish = [NearestPatchFinish(image, patch=cfg.finish_patch, blur=cfg.finish_blur, window=cfg.finish_window)]
+    if start == "noise":
         bundle.check_start(sampler, None, "sample.init=noise")
-        return Prepared(bundle, size, sampler)
-    from ..applications.layout_start import LayoutStartHook, layout_of
-    from ..data.io import image_to_tensor, load_image
-
-    layout = layout_of(image_to_tensor(load_image(processed))[None], cfg.init_factor, size)
+        return Prepared(bundle, size, sampler, (lambda begin, end: finish) if finish else None, None, start)
     t_start = step_of_fraction(cfg.init_t, bundle.diffusion.num_timesteps)
     bundle.check_start(sampler, t_start, f"sample.init_t={cfg.init_t:g}")
-    return Prepared(bundle, size, sampler, lambda start, end: [LayoutStartHook(layout)], t_start)
+    if start == "layout":
+        layout = layout_of(image, cfg.init_factor, size)
+        return Prepared(bundle, size, sampler, lambda begin, end: [LayoutStartHook(layout), *finish], t_start, start)
+    options = {
+        "side": cfg.layout_side,
+        "patch": cfg.layout_patch,
+        "noise_std": cfg.layout_noise,
+        "iters": cfg.layout_iters,
+    }
+    canvas_size(tuple(image.shape[-2:]), size, cfg.layout_side, cfg.layout_patch)  # a bad size fails here
+    hooks = lambda begin, end: [NativeLayoutStartHook(image, **options), *finish]  # noqa: E731
+    return Prepared(bundle, size, sampler, hooks, t_start, start)
 
 
 def draw(cfg: SampleConfig, prepared: Prepared, label: str, progress: bool) -> tuple[torch.Tensor, dict[str, float]]:

@@ -1,0 +1,136 @@
+"""A sharp last step: replace every patch of the finished sample by its nearest training patch
+(``sample.finish: nearest``), as GPNN ends each of its levels.
+
+Why
+---
+A denoiser's last steps return a posterior *mean*. For the training-free patch model that is a
+softmax-weighted average over many similar patches, and at the last noise levels of a 10-step
+run (t ~ 0.1 T, noise std ~ 0.35) it averages fine, stochastic texture (foliage, grass, rock)
+into a smooth surface: the samples carry about half the image's fine detail (``sharpness`` ~ 0.57).
+The last call at t = 0 cannot undo it: the nearest *sharp* patch to a *blurred* query is a flat
+one, so the blur survives.
+
+What
+----
+GPNN's remedy, in one pass over the finished sample ``x [B, 3, H, W]`` (in [-1, 1]):
+
+* **keys blurred, values sharp**: each ``patch x patch`` patch of ``x`` is compared with the
+  patches of the training image *blurred* by a Gaussian of ``blur`` px (as blurred as the sample),
+  and replaced by the *sharp* patch at the same position;
+* **a narrow vote**: every pixel takes the votes of the patches around it weighted by a Gaussian
+  of ``window`` px around each patch's centre (0.5 px: almost only the centre patch, so
+  neighbours that chose different patches are not averaged into a blur again).
+
+The search runs in ``dims`` principal components of the blurred keys, shortlisting ``top_k``
+candidates whose exact distances pick the winner (the patch model's search-then-rerank), in
+blocks of ``chunk`` queries: memory ``chunk x N`` floats, time about linear in ``dims``.
+
+It uses only the training image, not the model, so it is a :class:`SamplingHook` (its
+:meth:`~NearestPatchFinish.finish`) that any model kind and any start can use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..diffusion.loop import SamplingContext, SamplingHook
+
+__all__ = ["NearestPatchFinish", "gaussian_blur", "nearest_patch_finish"]
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``image [B, C, H, W]`` (reflect padding); ``sigma <= 0`` = identity."""
+    if sigma <= 0:
+        return image
+    r = max(1, math.ceil(2.5 * sigma))
+    k = torch.arange(-r, r + 1, dtype=image.dtype, device=image.device)
+    g = torch.exp(-(k**2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = image.shape[1]
+    pad_r = min(r, image.shape[-1] - 1)
+    pad_c = min(r, image.shape[-2] - 1)
+    x = F.pad(image, (pad_r, pad_r, 0, 0), mode="reflect") if pad_r else image
+    x = F.conv2d(x, g[r - pad_r : r + pad_r + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    x = F.pad(x, (0, 0, pad_c, pad_c), mode="reflect") if pad_c else x
+    return F.conv2d(x, g[r - pad_c : r + pad_c + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _patches(image: torch.Tensor, p: int) -> torch.Tensor:
+    """Every ``p x p`` patch of ``image [B, 3, H, W]``, zero-padded by ``p // 2``: ``[B, H W, 3 p p]``."""
+    pad = p // 2
+    return F.unfold(F.pad(image, (pad,) * 4), p).transpose(1, 2)
+
+
+def nearest_patch_finish(
+    x: torch.Tensor,
+    image: torch.Tensor,
+    *,
+    patch: int = 7,
+    blur: float = 1.5,
+    window: float = 0.5,
+    dims: int = 16,
+    top_k: int = 8,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """``x [B, 3, H, W]`` with every patch replaced by its nearest training patch (module docstring).
+
+    Args:
+        image: the training image ``[1, 3, h, w]`` in [-1, 1].
+        patch: odd patch side; blur: Gaussian std (px) of the keys; window: Gaussian std (px) of the
+            vote around each patch centre; dims: principal components searched (0 = all);
+            top_k: candidates reranked exactly; chunk: queries per block.
+    Returns:
+        ``[B, 3, H, W]`` in [-1, 1]: every pixel a weighted mean of training pixels.
+    """
+    if patch % 2 == 0 or patch < 1:
+        raise ValueError(f"the finish patch side must be odd and >= 1, got {patch}")
+    image = image.to(x.device, torch.float32)
+    x = x.float()
+    keys = _patches(gaussian_blur(image, blur), patch)[0]  # [N, D] blurred: what a blurred sample matches
+    values = _patches(image, patch)[0]  # [N, D] sharp: what it is replaced by
+    n, d = keys.shape
+    mean = keys.mean(0)
+    basis = None
+    if 0 < dims < d:
+        centred = keys - mean
+        _, vecs = torch.linalg.eigh((centred.T @ centred).double() / max(1, n - 1))
+        basis = vecs[:, -dims:].to(keys.dtype)  # [D, m], the top principal components
+    proj_keys = (keys - mean) @ basis if basis is not None else keys - mean
+    proj_sq = (proj_keys**2).sum(1)
+    key_sq = (keys**2).sum(1)
+    k = min(top_k, n) if basis is not None else 1
+    b, _, h, w = x.shape
+    queries = _patches(x, patch).reshape(b * h * w, d)
+    best = torch.empty(queries.shape[0], dtype=torch.long, device=x.device)
+    for start in range(0, queries.shape[0], chunk):
+        q = queries[start : start + chunk]
+        qp = (q - mean) @ basis if basis is not None else q - mean
+        short = torch.addmm(proj_sq, qp, proj_keys.T, alpha=-2.0).topk(k, dim=1, largest=False).indices  # [c, k]
+        exact = key_sq[short] - 2 * torch.bmm(keys[short], q[:, :, None])[..., 0]  # |q - key|^2 - |q|^2
+        best[start : start + chunk] = short.gather(1, exact.argmin(1, keepdim=True))[:, 0]
+    # A narrow Gaussian vote of the chosen sharp patches around each patch centre.
+    r = torch.arange(patch, dtype=x.dtype, device=x.device) - patch // 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * max(window, 1e-3) ** 2)).reshape(-1).repeat(3)
+    votes = (values[best] * g).reshape(b, h * w, d).transpose(1, 2)  # [B, D, HW]
+    pad = patch // 2
+    canvas = (h + 2 * pad, w + 2 * pad)
+    # Only image pixels vote: a border patch's zero margin never darkens the result.
+    real = _patches(torch.ones_like(image[:, :1]), patch)[0].repeat(1, 3)[best]  # [BHW, D]
+    weights = (real * g).reshape(b, h * w, d).transpose(1, 2)
+    num = F.fold(votes * real.reshape(b, h * w, d).transpose(1, 2), canvas, patch)
+    den = F.fold(weights, canvas, patch)
+    return (num / den.clamp_min(1e-8))[..., pad : pad + h, pad : pad + w].clamp(-1, 1)
+
+
+class NearestPatchFinish(SamplingHook):
+    """:func:`nearest_patch_finish` of the loop's final image, with ``image [1, 3, h, w]`` in [-1, 1]."""
+
+    def __init__(self, image: torch.Tensor, **options: float) -> None:
+        self.image = image.float()
+        self.options = options
+
+    def finish(self, x0: torch.Tensor, ctx: SamplingContext) -> torch.Tensor:
+        return nearest_patch_finish(x0, self.image, **self.options).to(x0.dtype)
