@@ -357,7 +357,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """How samples are scored (DESIGN.md §3).
+    """How samples are scored (docs/benchmark.md, "Metrics").
 
     Deep metrics (those of the metric registry that declare pretrained weights, e.g. SIFID) need
     pretrained torchvision weights; when they are missing the metric is written as null with the

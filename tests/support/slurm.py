@@ -1,7 +1,6 @@
 """A throwaway one-node Slurm cluster on localhost for end-to-end tests.
 
-This follows the recipe in ``DESIGN.md`` (Appendix, "a one-node Slurm that
-worked on this kind of machine"): Debian 12's ``slurm-wlm`` 22.05 + ``munge``,
+The recipe (one that worked on this kind of machine): Debian 12's ``slurm-wlm`` 22.05 + ``munge``,
 run as root without systemd, no accounting (no slurmdbd), one fake GPU.
 
 Usage::

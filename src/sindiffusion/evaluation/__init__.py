@@ -1,4 +1,4 @@
-"""Evaluation of single-image generative models (DESIGN.md §3).
+"""Evaluation of single-image generative models (docs/benchmark.md, "Metrics").
 
 All images are float RGB tensors in [0,1], ``[N,3,H,W]`` (or ``[3,H,W]`` for
 one image).

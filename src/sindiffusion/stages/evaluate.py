@@ -1,4 +1,4 @@
-"""``sindiffusion evaluate``: score one image's samples (DESIGN.md §3) -> metrics JSON + MLflow.
+"""``sindiffusion evaluate``: score one image's samples (docs/benchmark.md, "Metrics") -> metrics JSON + MLflow.
 
 Reads the processed training image (``paths.processed``) and the samples
 (``paths.samples/sample_*.png``) and computes, with

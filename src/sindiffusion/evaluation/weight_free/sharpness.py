@@ -17,7 +17,7 @@ class Sharpness(Metric):
     name = "sharpness"
     title = "sharpness"
     help = (
-        "median over samples of mean |Laplacian| of the luma / the same of the training image: "
+        "median over samples of the mean absolute 4-neighbour Laplacian of the luma / the same of the training image: "
         "1 = as crisp, < 1 blurred, > 1 grainy; → 1"
     )
     rank = 60

@@ -17,7 +17,7 @@ class Stretch(Metric):
     name = "stretch"
     title = "stretch"
     help = (
-        "median over samples of (mean |Sobel d/dx| / mean |Sobel d/dy|) / the same of the training "
+        "median over samples of (mean absolute Sobel d/dx ÷ mean absolute Sobel d/dy) / the same of the training "
         "image: 1 = shapes kept, < 1 stretched sideways, > 1 stretched tall; → 1"
     )
     rank = 62
