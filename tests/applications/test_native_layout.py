@@ -51,14 +51,22 @@ def test_layout_values_stay_within_the_image_and_the_size_is_the_output():
     assert float(out.min()) >= -0.8 - 1e-5 and float(out.max()) <= 0.9 + 1e-5
 
 
-def test_the_vertical_order_of_the_scene_is_kept_at_2x_wide():
-    """Sky (blue) over ground (brown): every layout keeps blue on top and brown at the bottom."""
+@pytest.mark.parametrize("size", [(24, 64), (48, 32)])
+def test_the_vertical_order_of_the_scene_is_kept_at_2x_wide_and_tall(size):
+    """Sky (blue) over ground (brown): every layout keeps blue on top and brown at the bottom, and a
+    2x-tall one has no second sky band under the ground (no completeness for a taller canvas)."""
     img = torch.zeros(1, 3, 24, 32)
     img[:, :, :12] = torch.tensor([-0.6, -0.2, 0.8])[None, :, None, None]
     img[:, :, 12:] = torch.tensor([0.4, 0.0, -0.6])[None, :, None, None]
-    lays = native_layout(img, (24, 64), torch.randn((4, 3, 12, 32), generator=torch.Generator().manual_seed(2)))
-    top, bottom = lays[:, 2, :6].mean(), lays[:, 2, -6:].mean()  # the blue channel
-    assert top > 0.5 and bottom < -0.3
+    canvas = canvas_size((24, 32), size, 12, 7)[1]
+    lays = native_layout(img, size, torch.randn((4, 3, *canvas), generator=torch.Generator().manual_seed(2)))
+    blue = lays[:, 2]  # [4, H, W]
+    quarter = size[0] // 4
+    assert blue[:, :quarter].mean() > 0.5 and blue[:, -quarter:].mean() < -0.3
+    rows_blue = (blue.mean(-1) > 0.1).float()  # [4, H]: rows that are sky
+    first_ground = (rows_blue == 0).float().argmax(-1)  # the first non-sky row of each layout
+    for lay, start in zip(rows_blue, first_ground):
+        assert lay[int(start) :].sum() == 0, "a sky band below the ground"
 
 
 def test_canvas_size_follows_the_output_and_refuses_a_side_below_the_patch():

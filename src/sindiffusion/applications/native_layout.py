@@ -21,10 +21,13 @@ What
    inherited, so no structure can be stretched sideways.
 3. ``iters`` times: every ``patch x patch`` patch of the canvas (zero-padded like the image's, so a
    border patch prefers the image's border patches: the sky stays at the top) is replaced by its
-   nearest patch of ``coarse``, the distances divided by ``alpha + `` the smallest distance of each
-   image patch to any canvas patch (completeness: a patch already used well elsewhere is penalised,
-   so a 2x canvas holds two volcanoes rather than one long one); the overlapping votes are averaged,
-   counting only real pixels (a border patch's zero margin never votes).
+   nearest patch of ``coarse``; for a canvas *wider* than the image's aspect the distances are divided
+   by ``alpha + `` the smallest distance of each image patch to any canvas patch (completeness: a
+   patch already used well elsewhere is penalised, so a 2x-wide canvas holds two volcanoes rather
+   than one long one). Not for a taller canvas: there completeness stacks a second horizon and a
+   second sky under the first, while without it the row profile keeps one sky on top (seen on
+   Places50 at 2x tall). The overlapping votes are averaged, counting only real pixels (a border
+   patch's zero margin never votes).
 4. Bilinear upsampling to the output size gives ``[1, 3, H, W]``, used exactly as the stretched
    low-pass of the ``layout`` start: noised to ``init_t`` by :class:`NativeLayoutStartHook`.
 
@@ -78,6 +81,7 @@ def native_layout(
     noise_std: float = 1.0,
     iters: int = 8,
     alpha: float = COMPLETENESS_ALPHA,
+    completeness: bool | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """A coarse layout of ``image [1, 3, h, w]`` (in [-1, 1]) drawn at ``size = (H, W)``: ``[B, 3, H, W]``.
@@ -85,6 +89,7 @@ def native_layout(
     ``noise``: ``[B, 3, Hc, Wc]`` standard normal noise at the coarse canvas size
     (:func:`canvas_size`), one per layout; ``None`` draws one from ``generator``. The steps are in
     the module docstring; every value stays within the image's colours (averages of its pixels).
+    ``completeness``: None = on when the output is wider than the image's aspect, off otherwise.
     """
     if image.dim() != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"the training image must be [1, 3, h, w], got {tuple(image.shape)}")
@@ -103,11 +108,13 @@ def native_layout(
     rows = F.interpolate(coarse.mean(-1, keepdim=True), size=(canvas[0], 1), mode="bilinear", align_corners=False)
     x = rows.expand(noise.shape[0], -1, -1, canvas[1]) + noise_std * noise
     pad, (hc, wc) = patch // 2, canvas
+    if completeness is None:
+        completeness = size[1] * image.shape[-2] > size[0] * image.shape[-1]  # W/H above the image's
     for _ in range(iters):
         q = _patches(x, patch)  # [B, M, 3pp]
         dist = ((q**2).sum(-1, keepdim=True) + key_sq - 2 * q @ keys.T).clamp_min(0) / keys.shape[1]  # [B, M, N]
-        # Completeness (GPNN): divide by alpha + each image patch's best distance in this canvas.
-        dist = dist / (alpha + dist.amin(1, keepdim=True))
+        if completeness:  # GPNN: divide by alpha + each image patch's best distance in this canvas
+            dist = dist / (alpha + dist.amin(1, keepdim=True))
         idx = dist.argmin(-1)  # [B, M]
         votes, weight = keys[idx] * real[idx], real[idx]  # [B, M, 3pp]
         padded = (hc + 2 * pad, wc + 2 * pad)
