@@ -8,7 +8,7 @@ in step), and every stage of the command line derives its inputs and outputs fro
     results/<image>/train/model.pt           final checkpoint (self-describing)
     results/<image>/train/resume/latest.pt   periodic checkpoint used to resume (not a declared output)
     results/<image>/train/snapshots/         min_XX.pt: EMA checkpoints at train.snapshot_minutes (optional)
-    results/<image>/train/loss.csv           step,loss,lr,it_per_s (DVC plot)
+    results/<image>/train/loss.csv           step,loss,it_per_s (DVC plot)
     results/<image>/train/loss.png           the loss curve as a picture (Snakemake report, DVC image plot)
     results/<image>/train/metrics.json       final training metrics (DVC metrics)
     results/<image>/samples/                 sample_000.png ... + grid.png + samples.json

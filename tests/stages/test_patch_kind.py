@@ -225,3 +225,15 @@ def test_nearest_finish_gives_sharper_samples(trained: Path, monkeypatch: pytest
         samples = _draw(trained, f"finish-{finish}", ["sample.init=layout", f"sample.finish={finish}"])
         scores[finish] = sharpness(train, torch.from_numpy(samples / 255).permute(0, 3, 1, 2))
     assert scores["nearest"] > scores["none"] + 0.05, scores
+
+
+def test_patch_model_with_v_parameterization_is_exit_2_naming_the_keys(tmp_path, monkeypatch, capsys):
+    """The closed form returns eps: a checkpoint recording ``v`` would be sampled as if it predicted v."""
+    params = _patch_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["preprocess", "--image", "img", "--params", str(params), "--no-progress"]) == 0
+    rc = main(["train", "--image", "img", "--no-progress", "--set", "diffusion.parameterization=v"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "diffusion.parameterization" in err and "model.kind=patch" in err
+    assert not (tmp_path / "results" / "img" / "train" / "model.pt").exists()

@@ -31,6 +31,11 @@ class PatchKind(ModelKind):
     def build(self, options: PatchConfig, diffusion: GaussianDiffusion, image: torch.Tensor | None) -> nn.Module:
         if image is None:
             raise ValueError("model.kind=patch needs the training image to build its patch sets")
+        if diffusion.parameterization != "eps":  # the closed form returns eps; v would be misread when sampling
+            raise ValueError(
+                f"diffusion.parameterization: model.kind=patch predicts eps, got {diffusion.parameterization!r}; "
+                "set diffusion.parameterization: eps"
+            )
         return PatchDenoiser(options, image, diffusion.alphas_cumprod)
 
     def from_checkpoint(self, ckpt: dict, state: dict[str, torch.Tensor], diffusion: GaussianDiffusion) -> nn.Module:

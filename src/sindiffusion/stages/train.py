@@ -197,6 +197,7 @@ def _build_training_free(
         diffusion_cfg.beta_start,
         diffusion_cfg.beta_end,
         diffusion_cfg.variance,
+        diffusion_cfg.parameterization,  # recorded in the checkpoint: the kind refuses one it cannot serve
     )
     image_t = x[None].contiguous()  # [1, 3, H, W] in [-1, 1]
     t0 = time.perf_counter()
