@@ -300,6 +300,9 @@ def test_metric_columns_are_the_registry_keys_then_the_extras(tmp_path):
         "copy_nn_dist",
         "copy_fraction",
         "pixel_diversity",
+        "sharpness",
+        "stretch",
+        "coverage",
         *report.EXTRA,
     ]
 

@@ -237,7 +237,15 @@ def plot(rows: list[dict], means: list[dict], path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(WEIGHT_FREE), figsize=(4.2 * len(WEIGHT_FREE), 3.8))
-    better = {"patch_swd": "lower", "copy_fraction": "lower", "copy_nn_dist": "higher", "pixel_diversity": "higher"}
+    better = {
+        "patch_swd": "lower is better",
+        "copy_fraction": "lower is better",
+        "copy_nn_dist": "higher is better",
+        "pixel_diversity": "higher is better",
+        "sharpness": "1 is best",
+        "stretch": "1 is best",
+        "coverage": "higher covers more; read with copying",
+    }
     for ax, metric in zip(axes, WEIGHT_FREE):
         for image in dict.fromkeys(r["image"] for r in rows):
             pts = sorted((r["minutes"], r[metric]) for r in rows if r["image"] == image and r.get(metric) is not None)
@@ -248,7 +256,7 @@ def plot(rows: list[dict], means: list[dict], path: Path, title: str) -> Path:
             ax.plot(*zip(*pts), "k--", marker="*", label="mean")
         ax.set_xscale("log")
         ax.set_xlabel("minutes of training (log)")
-        ax.set_title(f"{metric} ({better[metric]} is better)", fontsize=10)
+        ax.set_title(f"{metric} ({better.get(metric, 'see docs/benchmark.md')})", fontsize=10)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
