@@ -365,27 +365,11 @@ def open_tracker(
 
 
 @contextlib.contextmanager
-def stage_run(
-    stage: str,
-    image: str,
-    *,
-    enabled: bool,
-    experiment: str,
-    uri: str | None,
-    local_note: str,
-    system_metrics: bool = False,
-) -> Iterator[Tracker]:
-    """Context manager: the run ends FINISHED, KILLED if a signal or Ctrl-C stopped the stage
-    (training then has a resume checkpoint, tagged ``sindiffusion.resumable``), or FAILED."""
-    tracker = open_tracker(
-        stage,
-        image,
-        enabled=enabled,
-        experiment=experiment,
-        uri=uri,
-        local_note=local_note,
-        system_metrics=system_metrics,
-    )
+def stage_run(stage: str, image: str, **options: Any) -> Iterator[Tracker]:
+    """Context manager: :func:`open_tracker` ``(stage, image, **options)``; the run ends FINISHED,
+    KILLED if a signal or Ctrl-C stopped the stage (training then has a resume checkpoint, tagged
+    ``sindiffusion.resumable``), or FAILED."""
+    tracker = open_tracker(stage, image, **options)
     try:
         yield tracker
     except (Preempted, KeyboardInterrupt):
