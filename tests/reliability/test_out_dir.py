@@ -97,3 +97,22 @@ def test_out_that_is_a_file_or_the_working_directory_is_refused(trained_project,
     assert _run("sample", trained_project, "--force") == 2
     assert "working directory" in capsys.readouterr().err
     assert (trained_project / "params.yaml").is_file()
+
+
+def test_evaluate_never_overwrites_a_users_file_or_writes_into_a_folder(trained_project, capsys):
+    """``evaluate --out`` is a metrics file: a user's file (thesis.tex) or a folder is refused (exit 2,
+    untouched); a new path, or a metrics file evaluate wrote before, is written."""
+    assert main(["sample", "--image", "img", "--num", "2", "--no-progress"]) == 0
+    thesis = trained_project / "thesis.tex"
+    thesis.write_text("\\documentclass{article}")
+    assert main(["evaluate", "--image", "img", "--out", str(thesis)]) == 2
+    err = capsys.readouterr().err
+    assert "thesis.tex" in err and "not a metrics file" in err
+    assert thesis.read_text() == "\\documentclass{article}"
+    folder = trained_project / "somewhere"
+    folder.mkdir()
+    assert main(["evaluate", "--image", "img", "--out", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err and not any(folder.iterdir())
+    mine = trained_project / "mine.json"
+    assert main(["evaluate", "--image", "img", "--out", str(mine)]) == 0
+    assert main(["evaluate", "--image", "img", "--out", str(mine)]) == 0  # its own file: replaced

@@ -19,6 +19,7 @@ backbone. Bad input (no processed image, no samples) raises before anything is w
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -134,6 +135,25 @@ def format_metrics(metrics: Mapping[str, Any], order: Sequence[str] = ()) -> lis
     return lines
 
 
+def check_metrics_out(path: Path) -> None:
+    """``--out`` is a metrics JSON file: a folder, or an existing file that is not a metrics file
+    this stage wrote (a JSON object with ``num_samples``), is a ValueError naming it (exit 2), so
+    that a user's file is never overwritten."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; --out is the metrics JSON file to write (e.g. {path}/metrics.json)")
+    if not path.exists():
+        return
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        written = None
+    if not (isinstance(written, dict) and "num_samples" in written):
+        raise ValueError(
+            f"{path}: exists and is not a metrics file written by `sindiffusion evaluate`; refusing to "
+            "overwrite it: choose another --out or remove the file"
+        )
+
+
 def run(
     params: Params,
     image: str,
@@ -166,6 +186,8 @@ def run(
     paths = image_paths(params, image)
     sdir = Path(samples_dir) if samples_dir else paths.samples
     out_path = Path(out) if out else paths.eval_metrics
+    if out:  # the default path is the project's own file
+        check_metrics_out(out_path)
     files = check_inputs(paths, sdir)
     real = load_unit(paths.processed)
     fakes = [load_unit(f) for f in files]
