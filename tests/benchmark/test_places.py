@@ -332,3 +332,26 @@ def test_an_image_of_the_same_name_from_another_file_is_not_reused(bench, monkey
     assert cli(*argv, "--images-dir", other) == 0
     assert calls == ["train"]
     assert json.loads(row.read_text())["source_sha256"] == sha256_file(other / "1.jpg")
+
+
+def test_sizes_draw_every_arm_at_every_size_from_one_training(bench, monkeypatch):
+    """``--sizes 1x1,1x2``: the default arm becomes ``sindiffusion@1x1`` and ``sindiffusion@1x2``, one
+    training per image, the samples at each size, one table row and one sheet row per size."""
+    from PIL import Image
+
+    from sindiffusion.stages import train
+
+    params = write_params(bench, steps=3, sample_steps=3)
+    monkeypatch.chdir(bench)
+    calls: list[str] = []
+    real_run = train.run
+    monkeypatch.setattr(train, "run", lambda p, image, **kw: calls.append(image) or real_run(p, image, **kw))
+    out = bench / "sized"
+    argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1", "--out", out]
+    assert cli(*argv, "--sizes", "1x1,1x2", "--no-progress") == 0
+    assert calls == ["1"]
+    one, wide = (out / f"sindiffusion@{s}" / "1" / "samples" / "sample_000.png" for s in ("1x1", "1x2"))
+    assert Image.open(wide).size == (2 * Image.open(one).size[0], Image.open(one).size[1])
+    table = (out / "benchmark.md").read_text()
+    assert "| sindiffusion@1x1 |" in table and "| sindiffusion@1x2 |" in table
+    assert cli(*argv, "--sizes", "1x0", "--no-progress") == 2

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from ..diffusion.loop import SamplingContext
 from .layout_start import LayoutStartHook
+from .patch_votes import fold_votes, padded_patches
 
 __all__ = ["COMPLETENESS_ALPHA", "NativeLayoutStartHook", "canvas_size", "native_layout"]
 
@@ -63,12 +64,6 @@ def canvas_size(
     coarse = (max(patch, round(train_size[0] / factor)), max(patch, round(train_size[1] / factor)))
     canvas = (max(patch, round(size[0] / factor)), max(patch, round(size[1] / factor)))
     return coarse, canvas
-
-
-def _patches(image: torch.Tensor, p: int) -> torch.Tensor:
-    """Every ``p x p`` patch of ``image [B, C, H, W]`` zero-padded by ``p // 2``: ``[B, H W, C p p]``."""
-    pad = p // 2
-    return F.unfold(F.pad(image, (pad,) * 4), p).transpose(1, 2)
 
 
 def native_layout(
@@ -101,26 +96,19 @@ def native_layout(
         raise ValueError(f"noise must be [B, 3, {canvas[0]}, {canvas[1]}], got {tuple(noise.shape)}")
     noise = noise.to(image.device, torch.float32)
     coarse = F.interpolate(image, size=coarse_size, mode="area")
-    keys = _patches(coarse, patch)[0]  # [N, 3pp]
-    real = _patches(torch.ones_like(coarse[:, :1]), patch)[0].repeat(1, 3)  # [N, 3pp]: 1 = an image pixel
+    keys = padded_patches(coarse, patch)[0]  # [N, 3pp]
     key_sq = (keys**2).sum(1)
     # Row profile: the scene's vertical order, nothing horizontal (see the module docstring).
     rows = F.interpolate(coarse.mean(-1, keepdim=True), size=(canvas[0], 1), mode="bilinear", align_corners=False)
     x = rows.expand(noise.shape[0], -1, -1, canvas[1]) + noise_std * noise
-    pad, (hc, wc) = patch // 2, canvas
     if completeness is None:
         completeness = size[1] * image.shape[-2] > size[0] * image.shape[-1]  # W/H above the image's
     for _ in range(iters):
-        q = _patches(x, patch)  # [B, M, 3pp]
+        q = padded_patches(x, patch)  # [B, M, 3pp]
         dist = ((q**2).sum(-1, keepdim=True) + key_sq - 2 * q @ keys.T).clamp_min(0) / keys.shape[1]  # [B, M, N]
         if completeness:  # GPNN: divide by alpha + each image patch's best distance in this canvas
             dist = dist / (alpha + dist.amin(1, keepdim=True))
-        idx = dist.argmin(-1)  # [B, M]
-        votes, weight = keys[idx] * real[idx], real[idx]  # [B, M, 3pp]
-        padded = (hc + 2 * pad, wc + 2 * pad)
-        num = F.fold(votes.transpose(1, 2), padded, patch)
-        den = F.fold(weight.transpose(1, 2), padded, patch)
-        x = (num / den.clamp_min(1e-6))[..., pad : pad + hc, pad : pad + wc]
+        x = fold_votes(keys, dist.argmin(-1), coarse_size, canvas, patch)
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.loop import SamplingContext, SamplingHook
+from .patch_votes import fold_votes, padded_patches
 
 __all__ = ["NearestPatchFinish", "gaussian_blur", "nearest_patch_finish"]
 
@@ -59,12 +60,6 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     x = F.conv2d(x, g[r - pad_r : r + pad_r + 1].view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     x = F.pad(x, (0, 0, pad_c, pad_c), mode="reflect") if pad_c else x
     return F.conv2d(x, g[r - pad_c : r + pad_c + 1].view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def _patches(image: torch.Tensor, p: int) -> torch.Tensor:
-    """Every ``p x p`` patch of ``image [B, 3, H, W]``, zero-padded by ``p // 2``: ``[B, H W, 3 p p]``."""
-    pad = p // 2
-    return F.unfold(F.pad(image, (pad,) * 4), p).transpose(1, 2)
 
 
 def _positions(size: tuple[int, int], stride: int, device: torch.device) -> torch.Tensor:
@@ -103,8 +98,8 @@ def nearest_patch_finish(
     image = image.to(x.device, torch.float32)
     x = x.float()
     h_img, w_img = image.shape[-2:]
-    all_keys = _patches(gaussian_blur(image, blur), patch)[0]  # [N, D] blurred: what a blurred sample matches
-    values = _patches(image, patch)[0]  # [N, D] sharp: what it is replaced by
+    all_keys = padded_patches(gaussian_blur(image, blur), patch)[0]  # [N, D] blurred: what a blurred sample matches
+    values = padded_patches(image, patch)[0]  # [N, D] sharp: what it is replaced by
     keep = _positions((h_img, w_img), key_stride, image.device)
     keys = all_keys[keep]  # searched: every key_stride-th position; the winner is refined around it
     n, d = keys.shape
@@ -124,7 +119,7 @@ def nearest_patch_finish(
     dr = offs[:, None].expand(-1, len(offs)).reshape(-1)
     dc = offs[None, :].expand(len(offs), -1).reshape(-1)
     b, _, h, w = x.shape
-    queries = _patches(x, patch).reshape(b * h * w, d)
+    queries = padded_patches(x, patch).reshape(b * h * w, d)
     best = torch.empty(queries.shape[0], dtype=torch.long, device=x.device)
     for start in range(0, queries.shape[0], chunk):
         q = queries[start : start + chunk]
@@ -140,15 +135,7 @@ def nearest_patch_finish(
     # A narrow Gaussian vote of the chosen sharp patches around each patch centre.
     r = torch.arange(patch, dtype=x.dtype, device=x.device) - patch // 2
     g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * max(window, 1e-3) ** 2)).reshape(-1).repeat(3)
-    votes = (values[best] * g).reshape(b, h * w, d).transpose(1, 2)  # [B, D, HW]
-    pad = patch // 2
-    canvas = (h + 2 * pad, w + 2 * pad)
-    # Only image pixels vote: a border patch's zero margin never darkens the result.
-    real = _patches(torch.ones_like(image[:, :1]), patch)[0].repeat(1, 3)[best]  # [BHW, D]
-    weights = (real * g).reshape(b, h * w, d).transpose(1, 2)
-    num = F.fold(votes * real.reshape(b, h * w, d).transpose(1, 2), canvas, patch)
-    den = F.fold(weights, canvas, patch)
-    return (num / den.clamp_min(1e-8))[..., pad : pad + h, pad : pad + w].clamp(-1, 1)
+    return fold_votes(values, best.reshape(b, h * w), (h_img, w_img), (h, w), patch, g).clamp(-1, 1)
 
 
 class NearestPatchFinish(SamplingHook):

@@ -44,6 +44,7 @@ from .arms import (
     same_source,
     select_images,
     source_digests,
+    with_sizes,
 )
 from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_image
 
@@ -228,11 +229,13 @@ def run_benchmark(
     limit: int | None = None,
     baselines: str | Path | None = None,
     weights_dir: str | Path | None = None,
+    sizes: Sequence[tuple[float, float]] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every arm over the selected images of ``images_dir``; write sheets, tables and plot into ``out``.
 
-    ``overrides`` (``--set``) apply to every arm, before each arm's own. Images already finished
+    ``overrides`` (``--set``) apply to every arm, before each arm's own. ``sizes`` (``--sizes``,
+    ``(scale_h, scale_w)`` pairs): every arm at every size (:func:`.arms.with_sizes`). Images already finished
     in ``out`` (same arm settings) are reused, so a killed run continues where it stopped.
     Returns the result dict written to ``benchmark.json`` (``rows``, ``means``, ``settings``,
     ``files``, ...). Raises if no image could be evaluated by any arm.
@@ -246,6 +249,8 @@ def run_benchmark(
     methods = baseline_methods(baselines) if baselines is not None else []
     names = select_images(images_dir, images, limit)
     arms = list(arms) or [Arm(OURS, Path(params_path))]
+    if sizes:
+        arms = with_sizes(arms, sizes)
     digests = source_digests(images_dir, names)
     params = prepare_arms(arms, overrides, images_dir, out, digests)
     first = params[arms[0].name]
@@ -312,9 +317,9 @@ def run_benchmark(
         notes.append(
             f"arm {first_arm!r} failed on some images: their baselines are scored at another arm's processed image"
         )
-    sizes = {a.name: params[a.name].section("preprocess").max_size for a in arms}
-    if len(set(sizes.values())) > 1:
-        notes.append(f"arms train at different sizes {sizes}: the baselines are scored at the first arm's")
+    max_sizes = {a.name: params[a.name].section("preprocess").max_size for a in arms}
+    if len(set(max_sizes.values())) > 1:
+        notes.append(f"arms train at different sizes {max_sizes}: the baselines are scored at the first arm's")
     base_rows, base_notes = score_baselines(first, names, methods, processed)
     rows += base_rows
     notes += base_notes

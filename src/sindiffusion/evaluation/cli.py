@@ -159,10 +159,9 @@ def _benchmark(args: argparse.Namespace) -> None:
     from ..benchmark import arms, places
     from ..cli import study_inputs
 
-    chosen = [arms.parse_arm(a) for a in args.arms] or [arms.Arm(places.OURS, Path(args.params))]
-    if args.sizes:
-        chosen = arms.with_sizes(chosen, arms.parse_sizes(args.sizes))
-    options = {"limit": args.limit, "baselines": args.baselines, "weights_dir": args.weights_dir}
+    chosen = [arms.parse_arm(a) for a in args.arms]
+    sizes = arms.parse_sizes(args.sizes) if args.sizes else ()
+    options = {"limit": args.limit, "baselines": args.baselines, "weights_dir": args.weights_dir, "sizes": sizes}
     result = places.run_benchmark(args.images_dir, arms=chosen, **options, **study_inputs(args))
     print(
         f"benchmark: {len(result['images'])} images x {len(result['settings']['arms'])} arms -> "

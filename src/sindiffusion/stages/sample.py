@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..applications.layout_start import LayoutStartHook, layout_of
-from ..applications.native_layout import NativeLayoutStartHook, canvas_size
+from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
 from ..artifacts import write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
@@ -144,7 +144,6 @@ def prepare(
         "noise_std": cfg.layout_noise,
         "iters": cfg.layout_iters,
     }
-    canvas_size(tuple(image.shape[-2:]), size, cfg.layout_side, cfg.layout_patch)  # a bad size fails here
     hooks = lambda begin, end: [NativeLayoutStartHook(image, **options), *finish]  # noqa: E731
     return Prepared(bundle, size, sampler, hooks, t_start, start)
 
