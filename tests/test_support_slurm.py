@@ -47,9 +47,9 @@ SNAKEFILE = textwrap.dedent(
     """
 )
 
-# The plugin waits this long before its first status poll (default 40 s); the
-# test cluster keeps MinJobAge=600 >= 3 x this, so squeue stays the status command.
-FAST_POLL = ["--slurm-init-seconds-before-status-checks", "5"]
+# The plugin's first status poll 1 s after submission (default 40 s), then every second (default
+# 10 s); the test cluster keeps MinJobAge=600 >= 3 x this, so squeue stays the status command.
+FAST_POLL = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
 
 
 def _snakemake(workdir: Path, env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -119,7 +119,7 @@ def test_slurm_profile_runs_jobs_through_sbatch(slurm_cluster, tmp_path):
 
     # a failing rule makes snakemake fail
     t1 = time.monotonic()
-    bad = _snakemake(tmp_path, env, "fail")
+    bad = _snakemake(tmp_path, env, "--retries", "0", "fail")  # the profile's retries only cost time here
     print(f"snakemake --profile slurm fail: {time.monotonic() - t1:.1f}s")
     assert bad.returncode != 0, bad.stdout[-5000:]
     assert re.search(r"SLURM-job '\d+' failed", bad.stdout), bad.stdout[-5000:]

@@ -14,9 +14,16 @@ from .helpers import PROFILES, TINY_IMAGES, make_project, snakemake
 
 pytestmark = pytest.mark.slow
 
-# First status poll 5 s after submission (default 40 s); the test cluster's MinJobAge=600 keeps
-# squeue as the status command (the profile's `slurm-status-command: squeue`).
-FAST_POLL = ("--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs")
+# First status poll 1 s after submission (default 40 s) and then every second (default 10 s): a
+# tiny job takes seconds, so the defaults would be most of the test's time. The test cluster's
+# MinJobAge=600 keeps squeue as the status command (the profile's `slurm-status-command: squeue`).
+FAST_POLL = (
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+    "--slurm-keep-successful-logs",
+)
 
 
 STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
@@ -70,8 +77,17 @@ def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
     # a corrupt image: its preprocess job fails inside Slurm, and so does snakemake
     (root / "data" / "images" / "broken.png").write_bytes(b"this is not a PNG file")
     t1 = time.monotonic()
-    bad = snakemake(
-        root, "--profile", profile, *FAST_POLL, "all", env=env, timeout=600, log_name="snakemake-slurm-fail.log"
+    bad = snakemake(  # --retries 0: the profile's 2 retries of a job that always fails only cost time
+        root,
+        "--profile",
+        profile,
+        *FAST_POLL,
+        "--retries",
+        "0",
+        "all",
+        env=env,
+        timeout=600,
+        log_name="snakemake-slurm-fail.log",
     )
     print(f"snakemake --profile slurm all (failing job): {time.monotonic() - t1:.1f} s")
     assert bad.returncode != 0, bad.stdout[-5000:]
@@ -94,7 +110,7 @@ def _wait_for(predicate, timeout: float, what: str, proc=None) -> None:
 def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
     """`scontrol requeue` of a running train job (what a preemption with PreemptMode=REQUEUE does):
     Slurm sends SIGTERM, training writes its resume checkpoint at the current step and exits; the
-    requeued job (Slurm waits ~2 min before restarting it) resumes with no step lost and the loss
+    requeued job (started at once: Slurm would hold it ~2 min) resumes with no step lost and the loss
     history complete, although Snakemake deleted the failed job's loss.csv."""
     import subprocess
     import sys
@@ -137,6 +153,15 @@ def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
             )
             jid = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_train/", log.read_text())[-1]
             slurm_cluster.run("scontrol", "requeue", jid)
+            # Slurm holds a requeued job ~2 min before it may start again; once the stopped job is
+            # back in the queue, let it start now (the requeue path under test is the same).
+            _wait_for(
+                lambda: "JobState=PENDING" in slurm_cluster.run("scontrol", "show", "job", jid),
+                120,
+                "the requeued train job back in the queue",
+                proc,
+            )
+            slurm_cluster.run("scontrol", "update", f"JobId={jid}", "StartTime=now")
             assert proc.wait(timeout=600) == 0, log.read_text()[-6000:]
         finally:
             if proc.poll() is None:
