@@ -46,7 +46,7 @@ middle) finds that content without a grey margin. With ``zero`` alone such a reg
 matching patch and comes back as a grey/maroon average. ``auto`` is ``zero`` for a sample no
 larger than the training image and ``both`` for a taller or wider one: at the training size the
 extra patches only let border content into the interior. ``zero`` stays the default: on Places50
-at twice the size ``both`` was a wash (docs/patch-model.md, "Larger samples").
+at twice the size ``both`` was a wash (docs/results/patch-model.md, "Larger samples").
 
 Coarse-to-fine (one epsilon-model, many scales)
 -----------------------------------------------
@@ -70,8 +70,8 @@ scale from the upsampled coarse result" expressed inside one epsilon-model. Beca
 multi-scale estimate is one function ``(x_t, t) -> eps``, every sampler, hook and application of
 the package works with it unchanged.
 
-Speed knobs (each trades exactness for time; measured in docs/patch-model.md)
-----------------------------------------------------------------------------
+Speed knobs (each trades exactness for time; measured in docs/results/patch-model.md)
+------------------------------------------------------------------------------------
 ``pca_dims`` projects queries and keys on the top principal components of the scale's patches
 (distances are then exact up to the patch variance the components miss); ``key_stride`` keeps
 every ``s``-th patch position of the training image (subsampled patch set). ``top_k`` keeps, per
