@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -68,8 +69,9 @@ def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys)
     capsys.readouterr()
     assert main(["train", "--image", "img", "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "WARNING" in err and uri in err and "unreachable" in err
+    assert err.count("WARNING") == 1 and uri in err and "unreachable" in err
     assert "results/img/train/loss.csv" in err  # says where the metrics went
+    assert "`sindiffusion log-model --image img --params params.yaml`" in err  # and how to log the model later
     rows = (tmp_path / "results/img/train/loss.csv").read_text().splitlines()
     assert rows[0] == "step,loss,it_per_s" and len(rows) == 3
     assert json.loads((tmp_path / "results/img/train/metrics.json").read_text())["steps"] == 2
@@ -221,7 +223,32 @@ def test_system_metrics_without_psutil_warn_and_skip(tmp_path, monkeypatch, caps
     assert not _system_metric_keys(uri, tracker.run_id)
 
 
-def test_system_metrics_key_defaults_off():
+def test_system_metrics_default_is_on_in_slurm_jobs_only():
+    """``auto`` (the default): on where Slurm runs the stage (every job of the Slurm profile)."""
     from sindiffusion.config import TrackingConfig
 
-    assert TrackingConfig().system_metrics is False
+    auto = TrackingConfig()
+    assert auto.system_metrics == "auto"
+    assert auto.system_metrics_on({"SLURM_JOB_ID": "42"}) and not auto.system_metrics_on({})
+    assert not TrackingConfig(system_metrics=False).system_metrics_on({"SLURM_JOB_ID": "42"})
+    assert TrackingConfig(system_metrics=True).system_metrics_on({})
+
+
+@pytest.mark.parametrize("env", [None, "http://server:5000"])
+def test_mlflow_uri_puts_the_process_state_back(monkeypatch, tmp_path, env):
+    """MLflow's own set_tracking_uri rewrites $MLFLOW_TRACKING_URI (and deletes it on reset): after
+    the block, the environment and MLflow's default URI are as before (a later stage in the same
+    process must log where the user said)."""
+    mlflow = pytest.importorskip("mlflow")
+    if env is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    before = mlflow.get_tracking_uri()
+    inner = f"sqlite:///{tmp_path}/m.db"
+    with tracking.mlflow_uri(inner):
+        assert mlflow.get_tracking_uri() == inner
+        assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env and mlflow.get_tracking_uri() == before
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ

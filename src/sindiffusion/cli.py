@@ -54,6 +54,19 @@ def add_force(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_model(p: argparse.ArgumentParser, checkpoint_help: str, required: bool = False) -> None:
+    """``--checkpoint FILE`` or ``--model-uri URI`` (an MLflow model; one of them at most, or
+    exactly one if ``required``): what a command that reads a trained model loads."""
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("--checkpoint", help=checkpoint_help)
+    group.add_argument(
+        "--model-uri",
+        metavar="URI",
+        help="instead of --checkpoint: a model logged by `sindiffusion train` in MLflow (tracking.tracking_uri): "
+        "models:/NAME@ALIAS, models:/NAME/VERSION, models:/m-ID or runs:/RUN_ID/NAME",
+    )
+
+
 def _command(
     sub: argparse._SubParsersAction,
     name: str,
@@ -79,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "train", _train)
 
-    p = _command(sub, "sample", _sample)
+    p = _command(sub, "log-model", _log_model)
     p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
+
+    p = _command(sub, "sample", _sample)
+    add_model(p, "checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/samples)")
     add_force(p)
     p.add_argument("--num", type=int, help="shortcut for --set sample.num_samples=N")
@@ -149,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = _command(sub, "denoise-gap", _denoise_gap, image=False)
-    p.add_argument("--checkpoint", required=True, help="a UNet checkpoint (results/<image>/train/model.pt)")
+    add_model(p, "a UNet checkpoint (results/<image>/train/model.pt)", required=True)
     p.add_argument("--out", default="results-denoise-gap", help="output folder (default: results-denoise-gap)")
     p.add_argument("--points", type=int, default=12, help="noise levels from t=0 to T-1 (default: 12)")
     p.add_argument("--seed", type=int, default=0)
@@ -233,12 +249,28 @@ def _sample(args: argparse.Namespace) -> None:
         if v is not None
     ]
     params = load(args, extra)
-    meta = sample.run(params, args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force)
+    meta = sample.run(
+        params,
+        args.image,
+        args.checkpoint,
+        args.out,
+        progress=not args.no_progress,
+        force=args.force,
+        model_uri=args.model_uri,
+    )
     out = args.out or image_paths(params, args.image).samples
     print(
         f"{args.image}: {len(meta['files'])} samples of {meta['size'][0]}x{meta['size'][1]} in "
         f"{meta['sample_seconds']:.1f} s -> {out}"
     )
+
+
+def _log_model(args: argparse.Namespace) -> None:
+    """log a trained checkpoint to MLflow as a logged model (as train does; for a model that training
+    could not log)"""
+    from .stages import train
+
+    print(train.log_model(load(args), args.image, args.checkpoint))
 
 
 def _images(args: argparse.Namespace) -> None:
@@ -302,11 +334,13 @@ def _denoise_gap(args: argparse.Namespace) -> None:
     """a trained UNet vs the closed-form patch denoiser on its own noisy
     training image, per noise level: CSV + plot + MLflow"""
     from .benchmark import denoise_gap
+    from .stages.common import model_source
 
     params = load(args)
     model = params.section("model")  # --params configs/patch.yaml: compare with that closed form
+    source = model_source(params, args.checkpoint, args.model_uri, kinds={"unet"})
     rows = denoise_gap.denoise_gap(
-        args.checkpoint,
+        source.path,
         closed_form=model if model.kind == "patch" else None,
         points=args.points,
         seed=args.seed,
@@ -314,8 +348,8 @@ def _denoise_gap(args: argparse.Namespace) -> None:
     )
     from .checkpoint import load_checkpoint
 
-    image = str(load_checkpoint(args.checkpoint)["image"]["name"])
-    files = denoise_gap.write_outputs(rows, args.out, {"checkpoint": str(args.checkpoint), "image": image})
+    image = str(load_checkpoint(source.path)["image"]["name"])
+    files = denoise_gap.write_outputs(rows, args.out, {"checkpoint": source.label, "image": image})
     denoise_gap.log_mlflow(rows, files, params.section("tracking"), image)
     for r in rows:
         print(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Union
@@ -349,10 +351,43 @@ class TrackingConfig:
     tracking_uri: Optional[str] = opt(None, min_len=1)
     """None = ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db``."""
     log_checkpoint: bool = False
-    """Upload the checkpoint file as an artifact (default: log its path and hash only)."""
-    system_metrics: bool = opt(False)
+    """Also upload the checkpoint file as a run artifact (the logged model holds it anyway)."""
+    log_model: bool = True
+    """Log the trained model as an MLflow logged model (the experiment's *Models* tab), linked to its
+    train run, the training image and its evaluate metrics: a ``pyfunc`` model whose artifact is the
+    checkpoint file, loadable by ``models:/`` or ``runs:/`` URI (``sindiffusion sample --model-uri``,
+    ``mlflow.pyfunc.load_model(uri).predict({...})``; docs/pipeline.md)."""
+    register_as: Optional[str] = opt(None, pattern=r"^([A-Za-z0-9_.-]|\{image\})+$")
+    """Also register each logged model as a new version of this registered model (letters, digits,
+    ``_ . -``; ``{image}`` is replaced by the image name, e.g. ``sindiffusion-{image}``); null = do
+    not register."""
+    register_aliases: tuple[str, ...] = opt((), item={"pattern": r"^[A-Za-z0-9_-]+$"})
+    """Aliases moved to each newly registered version (e.g. ``[candidate]``), so that
+    ``models:/NAME@candidate`` always loads the latest training; needs ``register_as``. Not
+    ``latest`` or ``v<number>`` (MLflow reserves them)."""
+    system_metrics: Union[bool, Literal["auto"]] = opt("auto")
     """Log MLflow system metrics (CPU, memory, disk, network; GPU with pynvml) during train and
-    sample, every 10 s (needs psutil; without it: one warning, nothing logged)."""
+    sample, every 10 s (needs psutil; without it: one warning, nothing logged). ``auto``: on in a
+    Slurm job (``$SLURM_JOB_ID`` set: every job of the Slurm profile), off elsewhere."""
+
+    def __post_init__(self) -> None:
+        if self.register_aliases and not self.register_as:
+            raise FieldError("register_aliases", "needs tracking.register_as (the registered model to alias)")
+        for alias in self.register_aliases:
+            if alias.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", alias):
+                raise FieldError(
+                    "register_aliases", f"{alias!r} is reserved by MLflow (latest, v<number>); choose another alias"
+                )
+
+    def system_metrics_on(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Whether :attr:`system_metrics` is on in this process (``auto``: in a Slurm job)."""
+        if self.system_metrics == "auto":
+            return bool((os.environ if environ is None else environ).get("SLURM_JOB_ID"))
+        return bool(self.system_metrics)
+
+    def registered_name(self, image: str) -> Optional[str]:
+        """:attr:`register_as` for ``image`` (``{image}`` replaced), or None."""
+        return self.register_as.replace("{image}", image) if self.register_as else None
 
 
 @dataclass(frozen=True)

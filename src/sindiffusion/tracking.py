@@ -1,9 +1,15 @@
-"""Experiment tracking. The only module that imports MLflow.
+"""Experiment tracking. With :mod:`sindiffusion.logged_model` (the MLflow model of a checkpoint),
+the only module that imports MLflow.
 
 Layout in MLflow: one experiment (``tracking.experiment``, default ``sindiffusion``); one
 *parent run per training image* (run name = image name, tag ``sindiffusion.image``); every
 stage execution (preprocess, train, sample, evaluate, manipulate) is a *nested run* under it,
 created from whichever process (laptop or Slurm job) runs the stage.
+
+The train stage also logs the trained model as an MLflow *logged model* (:meth:`MlflowTracker.log_model`,
+``tracking.log_model``), optionally registered (``tracking.register_as``, with aliases); later
+metrics of that run, and the evaluate metrics of samples drawn from the same checkpoint
+(:meth:`MlflowTracker.link_model`), are linked to it.
 
 Tracking never kills a stage: if the server is unreachable or a call fails, a warning is
 printed once, tracking is switched off for the rest of the stage, and the metrics stay in the
@@ -21,7 +27,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .runtime import Preempted
 
@@ -41,6 +47,8 @@ SYSTEM_METRICS_STAGES = ("train", "sample")
 SYSTEM_METRICS_INTERVAL_S = 10.0
 #: The dataset input's role in MLflow (tag ``mlflow.data.context``): the image a model is trained on.
 DATASET_CONTEXT = "training"
+#: Run and logged-model tag: the checkpoint file's sha256 (how evaluate finds the model of its samples).
+CHECKPOINT_SHA_TAG = "checkpoint.sha256"
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -84,11 +92,45 @@ def resolve_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def bound_http() -> None:
+    """Bound every HTTP call to the tracking server (5 s, no retry) unless the user chose otherwise:
+    a server that hangs adds seconds, not MLflow's default of 120 s x 7 tries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+@contextlib.contextmanager
+def mlflow_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` for the block, then restored, and its
+    artifact progress bars off (unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set). The URI is
+    needed where MLflow itself opens a default client: resolving ``models:/`` URIs, and the model
+    registry looking up the logged model of a new version."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    # mlflow.set_tracking_uri also sets (or, given None, deletes) $MLFLOW_TRACKING_URI: both are put back
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")}
+    previous = utils._tracking_uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class Tracker:
     """No-op tracker (tracking disabled, or fallen back after an error)."""
 
     enabled = False
     run_id: str | None = None
+    model_uri: str | None = None
+    """``models:/m-...`` of the model :meth:`log_model` logged (None: none)."""
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
@@ -98,6 +140,15 @@ class Tracker:
     ) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
+    def log_model(
+        self,
+        checkpoint: str | Path,
+        name: str,
+        sampling: dict[str, Any],
+        register_as: str | None = None,
+        aliases: Sequence[str] = (),
+    ) -> None: ...
+    def link_model(self, checkpoint_sha256: str, dataset: tuple[str, str] | None = None) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
 
 
@@ -135,6 +186,9 @@ class MlflowTracker(Tracker):
             )
         self.parent_run_id = parent_id
         self.run_id = run.info.run_id
+        self.model_uri = None
+        self._dataset: tuple[str, str] | None = None  # (name, digest) of the dataset logged last
+        self._link: dict[str, str] = {}  # model_id (+ dataset) that log_metrics attaches
 
     def _experiment_id(self, name: str) -> str:
         """Get or create the experiment, typed as a classic ML/DL experiment (:data:`EXPERIMENT_KIND`);
@@ -189,7 +243,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v is not None]
+        items = [Metric(k, float(v), ts, step or 0, **self._link) for k, v in metrics.items() if v is not None]
         if items:
             self.client.log_batch(self.run_id, metrics=items)
 
@@ -217,6 +271,7 @@ class MlflowTracker(Tracker):
         tags = [InputTag(key="mlflow.data.context", value=DATASET_CONTEXT)]
         for run_id in dict.fromkeys((self.run_id, self.parent_run_id)):
             self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+        self._dataset = (name, dataset.digest)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         path = Path(path)
@@ -228,6 +283,114 @@ class MlflowTracker(Tracker):
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, str(v))
+
+    def log_model(
+        self,
+        checkpoint: str | Path,
+        name: str,
+        sampling: dict[str, Any],
+        register_as: str | None = None,
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """Log ``checkpoint`` as an MLflow logged model named ``name`` (the experiment's *Models*
+        tab), made by this run: a ``pyfunc`` model whose artifact is the checkpoint file
+        (:mod:`sindiffusion.logged_model`; ``sampling``: its default sampling settings), with this
+        run's params, the checkpoint's kind, image and sha256 as tags. Metrics logged afterwards are
+        the model's (with the dataset of :meth:`log_dataset`). ``register_as``: also a new version of
+        that registered model, with ``aliases`` moved to it. Sets :attr:`model_uri`."""
+        import tempfile
+
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        from . import logged_model
+
+        info = logged_model.describe(checkpoint)
+        tags = {
+            IMAGE_TAG: info["image"],
+            "sindiffusion.model_kind": info["kind"],
+            "sindiffusion.step": str(info["step"]),
+            CHECKPOINT_SHA_TAG: info["checkpoint_sha256"],
+            "checkpoint.path": str(checkpoint),
+        }
+        model = self.client.create_logged_model(
+            self.experiment_id,
+            name=name,
+            source_run_id=self.run_id,
+            tags=tags,
+            params={k: v[:6000] for k, v in self.client.get_run(self.run_id).data.params.items()},
+            model_type=logged_model.MODEL_TYPE,
+        )
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                description = Model(
+                    artifact_path=model.artifact_location,
+                    model_uuid=model.model_id,
+                    run_id=self.run_id,
+                    model_id=model.model_id,
+                )
+                local = Path(tmp) / "model"
+                logged_model.save_pyfunc(local, checkpoint, info, sampling, description)
+                with mlflow_uri(self.uri):
+                    self.client.log_model_artifacts(model.model_id, str(local))
+            self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=info["step"])])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.model_uri = f"models:/{model.model_id}"
+        self._link = {"model_id": model.model_id, "run_id": self.run_id}
+        if self._dataset is not None:
+            self._link.update(dataset_name=self._dataset[0], dataset_digest=self._dataset[1])
+        self.client.set_tag(self.run_id, "sindiffusion.model_uri", self.model_uri)
+        note = ""
+        if register_as:
+            version = self._register(register_as, model.model_id, info, aliases)
+            note = f", registered as models:/{register_as}/{version}" + "".join(
+                f", models:/{register_as}@{alias}" for alias in aliases
+            )
+        _info(f"logged model {self.model_uri} (runs:/{self.run_id}/{name}){note}")
+
+    def _register(self, name: str, model_id: str, info: dict[str, Any], aliases: Sequence[str]) -> str:
+        """A new version of registered model ``name`` (created if missing) for the logged model;
+        every alias of ``aliases`` moved to it. Returns the version."""
+        from mlflow.exceptions import MlflowException
+
+        with mlflow_uri(self.uri):  # the registry fetches the logged model with a default client
+            try:
+                self.client.get_registered_model(name)
+            except MlflowException:
+                with contextlib.suppress(MlflowException):  # another job may create it meanwhile
+                    self.client.create_registered_model(
+                        name, description="sindiffusion models (one version per training)"
+                    )
+            version = self.client.create_model_version(
+                name,
+                source=f"models:/{model_id}",
+                run_id=self.run_id,
+                model_id=model_id,
+                tags={IMAGE_TAG: info["image"], "sindiffusion.model_kind": info["kind"]},
+            ).version
+            for alias in aliases:
+                self.client.set_registered_model_alias(name, alias, version)
+        self.client.set_logged_model_tags(model_id, {"sindiffusion.registered_as": f"{name}/{version}"})
+        return str(version)
+
+    def link_model(self, checkpoint_sha256: str, dataset: tuple[str, str] | None = None) -> None:
+        """Make metrics logged afterwards the metrics of the newest logged model of that checkpoint
+        (evaluate: the scores of its samples), on ``dataset`` ``(name, sha256)``; none logged: no link."""
+        found = self.client.search_logged_models(
+            [self.experiment_id],
+            filter_string=f"tags.`{CHECKPOINT_SHA_TAG}` = '{checkpoint_sha256}'",
+            order_by=[{"field_name": "creation_time", "ascending": False}],
+            max_results=1,
+        )
+        if not found:
+            return
+        self._link = {"model_id": found[0].model_id, "run_id": self.run_id}
+        if dataset is not None:
+            self._link.update(dataset_name=dataset[0], dataset_digest=dataset[1][:DIGEST_CHARS])
 
     def start_system_metrics(self, interval: float | None = None) -> bool:
         """Log MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk,
@@ -271,7 +434,7 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _check_server(uri: str, timeout: float = 3.0) -> None:
+def check_server(uri: str, timeout: float = 3.0) -> None:
     """For an HTTP tracking URI, fail fast when the server does not answer /health."""
     if not uri.startswith(("http://", "https://")):
         return
@@ -293,6 +456,10 @@ class SafeTracker(Tracker):
         self.local_note = local_note
         self.enabled = inner.enabled
         self.run_id = inner.run_id
+
+    @property
+    def model_uri(self) -> str | None:  # type: ignore[override]
+        return self.inner.model_uri if self.enabled else None
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
         if not self.enabled:
@@ -334,6 +501,15 @@ def _warn(message: str) -> None:
     print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
+def _info(message: str) -> None:
+    print(f"mlflow: {message}", file=sys.stderr, flush=True)
+
+
+def switched_off() -> bool:
+    """``SINDIFFUSION_TRACKING=off`` (or 0, false): tracking off whatever params.yaml says."""
+    return os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false")
+
+
 def open_tracker(
     stage: str,
     image: str,
@@ -346,15 +522,14 @@ def open_tracker(
 ) -> Tracker:
     """Start the stage's MLflow run, or return a no-op tracker (disabled, or server unreachable).
     ``system_metrics``: also log MLflow's system metrics for the stages of :data:`SYSTEM_METRICS_STAGES`."""
-    if not enabled or os.environ.get("SINDIFFUSION_TRACKING", "").lower() in ("0", "off", "false"):
+    if not enabled or switched_off():
         return Tracker()
     uri = resolve_uri(uri)
     # Every HTTP call is bounded (5 s, no retry): the first failure switches tracking off for the
     # stage, so a server that hangs adds at most ~5 s to a stage (MLflow's defaults: 120 s x 7 tries).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    bound_http()
     try:
-        _check_server(uri)
+        check_server(uri)
         inner = MlflowTracker(uri, experiment, image, stage)
         if system_metrics and stage in SYSTEM_METRICS_STAGES:
             inner.start_system_metrics()

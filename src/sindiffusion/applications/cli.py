@@ -1,7 +1,7 @@
 """Command-line subcommands of the applications (loaded by :func:`sindiffusion.cli._load_extensions`).
 
 * ``sindiffusion manipulate --image NAME`` runs every edit params.yaml lists for the image;
-* ``sindiffusion <kind command> --checkpoint CKPT --out DIR ...`` (one per registered application:
+* ``sindiffusion <kind command> --checkpoint CKPT (or --model-uri URI) --out DIR ...`` (one per application:
   outpaint, inpaint, paint, harmonize, edit, super-resolve, text, resize, symmetric) runs one edit
   given by flags (interactive use).
 
@@ -52,11 +52,11 @@ def _add_edit_flags(p: argparse.ArgumentParser, app: type[Application]) -> list[
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -> None:
-    from ..cli import add_force, image_name
+    from ..cli import add_force, add_model, image_name
 
     p = sub.add_parser("manipulate", help="run the edits params.yaml lists for an image (manipulate.edits)")
     add_common(p)
-    p.add_argument("--checkpoint", help="checkpoint (default: results/IMAGE/train/model.pt)")
+    add_model(p, "checkpoint (default: results/IMAGE/train/model.pt)")
     p.add_argument("--out", help="output folder (default: results/IMAGE/manipulate)")
     add_force(p)
     p.set_defaults(func=_manipulate)
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -
     for app in applications():
         p = sub.add_parser(app.command(), help=app.help, description=app.help)
         add_common(p, image=False)
-        p.add_argument("--checkpoint", help="trained model.pt (default with --image: results/IMAGE/train/model.pt)")
+        add_model(p, "trained model.pt (default with --image: results/IMAGE/train/model.pt)")
         p.add_argument(
             "--out", required=True, help="output folder (a folder sindiffusion wrote is replaced atomically)"
         )
@@ -84,7 +84,13 @@ def _manipulate(args: argparse.Namespace) -> None:
     from ..stages import manipulate
 
     summary = manipulate.run(
-        load(args), args.image, args.checkpoint, args.out, progress=not args.no_progress, force=args.force
+        load(args),
+        args.image,
+        args.checkpoint,
+        args.out,
+        progress=not args.no_progress,
+        force=args.force,
+        model_uri=args.model_uri,
     )
     out = summary.get("out", args.out)
     for e in summary["edits"]:
@@ -107,6 +113,7 @@ def _one_off(args: argparse.Namespace) -> None:
         image=args.image,
         progress=not args.no_progress,
         force=args.force,
+        model_uri=args.model_uri,
     )
     e = summary["edits"][0]
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in e["metrics"].items() if k != "seconds_per_sample")

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..artifacts import sha256_file
 from ..config import Params
 from ..data.io import ImageError, image_to_tensor, load_image
 from ..paths import ImagePaths
@@ -154,6 +155,16 @@ def check_metrics_out(path: Path) -> None:
         )
 
 
+def _checkpoint_sha256(samples_dir: Path) -> str | None:
+    """The sha256 of the checkpoint that drew the samples (``samples.json``), if recorded."""
+    try:
+        meta = json.loads((samples_dir / "samples.json").read_text())
+    except (OSError, ValueError):
+        return None
+    sha = meta.get("checkpoint_sha256") if isinstance(meta, dict) else None
+    return sha if isinstance(sha, str) and sha else None
+
+
 def run(
     params: Params,
     image: str,
@@ -205,6 +216,9 @@ def run(
         "samples_dir": str(sdir),
     }
     with tracked("evaluate", image, params, device, note, extra) as tracker:
+        model_sha = _checkpoint_sha256(sdir)
+        if model_sha:  # the scores are those of the logged model that drew the samples
+            tracker.link_model(model_sha, (image, sha256_file(paths.processed)))
         metrics = compute(params, real, torch.cat(fakes), models=models, unavailable=unavailable, device=device)
         metrics["image"] = image
         metrics["sample_size"] = list(fakes[0].shape[-2:])

@@ -41,7 +41,7 @@ from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
 from ..progress import make_progress
 from ..runtime import describe, resolve_device
-from .common import image_paths, model_io, tracked
+from .common import image_paths, model_io, model_source, tracked
 
 
 def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
@@ -120,8 +120,10 @@ def run(
     out_dir: str | Path | None = None,
     progress: bool = True,
     force: bool = False,
+    model_uri: str | None = None,
 ) -> dict:
-    """Run every edit listed for ``image`` in ``params.yaml: manipulate.edits``.
+    """Run every edit listed for ``image`` in ``params.yaml: manipulate.edits``, with the model
+    ``checkpoint`` (default: the image's) or the MLflow model ``model_uri``.
 
     Raises :class:`ManipulateError` (a ``ValueError``) before writing anything when an edit, an
     input file or the checkpoint does not fit (a checkpoint of another image included), and
@@ -131,8 +133,9 @@ def run(
     cfg = params.section("manipulate")
     specs = validate_all_edits(cfg, params.path).get(image, [])
     paths = image_paths(params, image)
-    ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.manipulate, force)
-    summary: dict[str, Any] = {"image": image, "checkpoint": str(ckpt_path), "checkpoint_step": None, "edits": []}
+    source, out, force = model_io(params, paths, checkpoint, out_dir, paths.manipulate, force, model_uri)
+    ckpt_path = source.path
+    summary: dict[str, Any] = {"image": image, "checkpoint": source.label, "checkpoint_step": None, "edits": []}
     if not specs:
         print(f"{image}: no edits listed in {params.path}: manipulate.edits.{image}; writing an empty summary")
         with writing_dir(out, force) as tmp:
@@ -141,13 +144,13 @@ def run(
         return summary
     device = resolve_device(cfg.device)
     bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
-    check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=True)
+    check_checkpoint_image(bundle.checkpoint, source.label, image, paths.processed, strict=True)
     train_image, train_path = _training_image(bundle, [paths.processed])
     clip_cache: dict = {}
     preps = [prepare_edit(spec, cfg, bundle, train_image, train_path or paths.processed, clip_cache) for spec in specs]
     summary["checkpoint_step"] = int(bundle.checkpoint["step"])
     note = f"The results are still written to {out}."
-    with tracked("manipulate", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
+    with tracked("manipulate", image, params, device, note, {"checkpoint": source.label}) as tracker:
         _run_all(preps, bundle, out, tracker, progress, summary, force=force)
     summary["out"] = str(out)
     return summary
@@ -162,8 +165,10 @@ def run_single(
     image: str | None = None,
     progress: bool = True,
     force: bool = False,
+    model_uri: str | None = None,
 ) -> dict:
     """One edit from command-line flags (``sindiffusion outpaint ...``); same checks and outputs as :func:`run`.
+    The model: ``checkpoint``, the MLflow model ``model_uri``, or (neither) ``image``'s checkpoint.
 
     ``options`` are the edit's keys (``None`` values are dropped); errors name the ``--flag``.
     With ``image`` the checkpoint must be that image's (name always; a different sha256 of
@@ -173,18 +178,21 @@ def run_single(
     raw = {k: v for k, v in options.items() if v is not None}
     raw.setdefault("name", kind)
     spec: EditSpec = parse_edit(raw, "--", kind)
-    if checkpoint is None:
+    if checkpoint is None and model_uri is None:
         if image is None:
-            raise ManipulateError("--checkpoint: required (or give --image to use results/IMAGE/train/model.pt)")
+            raise ManipulateError(
+                "--checkpoint: required (or --model-uri, or --image to use results/IMAGE/train/model.pt)"
+            )
         checkpoint = image_paths(params, image).checkpoint
-    ckpt_path = Path(checkpoint)
     out = check_out_dir(out_dir, force)
+    source = model_source(params, checkpoint, model_uri)
+    ckpt_path = source.path
     device = resolve_device(cfg.device)
     bundle = _load(ckpt_path, device, cfg.use_ema, cfg.precision)
     candidates: list[Path] = []
     if image is not None:
         processed = image_paths(params, image).processed
-        for w in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, processed, strict=False):
+        for w in check_checkpoint_image(bundle.checkpoint, source.label, image, processed, strict=False):
             warn(w)
         candidates.append(processed)
     train_image, train_path = _training_image(bundle, candidates)
@@ -192,7 +200,7 @@ def run_single(
     name = image or bundle.image_name
     summary: dict[str, Any] = {
         "image": name,
-        "checkpoint": str(ckpt_path),
+        "checkpoint": source.label,
         "checkpoint_step": int(bundle.checkpoint["step"]),
         "edits": [],
     }
@@ -203,7 +211,7 @@ def run_single(
         params,
         device,
         note,
-        {"checkpoint": str(ckpt_path), "command": kind, "edit": spec.to_dict()},
+        {"checkpoint": source.label, "command": kind, "edit": spec.to_dict()},
     ) as tracker:
         _run_all([prep], bundle, out, tracker, progress, summary, single=True, force=force)
     return summary

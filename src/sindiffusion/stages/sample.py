@@ -12,7 +12,7 @@ import torch
 from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
-from ..artifacts import write_json, writing_dir
+from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params, SampleConfig
 from ..data.io import image_to_tensor, load_image, make_grid, save_grid, save_image, tensor_to_image
@@ -31,24 +31,28 @@ def run(
     out_dir: str | Path | None = None,
     progress: bool = True,
     force: bool = False,
+    model_uri: str | None = None,
 ) -> dict:
     """Draw ``sample.num_samples`` samples into ``out_dir`` (default ``results/<image>/samples``).
 
+    The model: ``checkpoint`` (default ``results/<image>/train/model.pt``) or the MLflow model
+    ``model_uri`` (``models:/NAME@ALIAS``, ``runs:/RUN_ID/NAME``, ...; :mod:`sindiffusion.logged_model`).
     A user's ``out_dir`` that is not empty and not written by sindiffusion is refused unless
     ``force`` (:mod:`sindiffusion.outdir`); the default folder is the project's own.
     """
     cfg = params.section("sample")
     paths = image_paths(params, image)
-    ckpt_path, out, force = model_io(paths, checkpoint, out_dir, paths.samples, force)
+    source, out, force = model_io(params, paths, checkpoint, out_dir, paths.samples, force, model_uri)
+    ckpt_path = source.path
     device = resolve_device(cfg.device)
     guard = params.section("preprocess")
     prepared = prepare(cfg, ckpt_path, paths.processed, device, None if guard.allow_large else guard.max_pixels)
     bundle, size = prepared.bundle, prepared.size
-    for warning in check_checkpoint_image(bundle.checkpoint, ckpt_path, image, paths.processed, strict=False):
+    for warning in check_checkpoint_image(bundle.checkpoint, source.label, image, paths.processed, strict=False):
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"sample: {describe(cfg.precision, device)}", file=sys.stderr, flush=True)
     note = f"Samples and timings are still written to {out}."
-    with tracked("sample", image, params, device, note, {"checkpoint": str(ckpt_path)}) as tracker:
+    with tracked("sample", image, params, device, note, {"checkpoint": source.label}) as tracker:
         samples, timings = draw(cfg, prepared, "sample", progress)
         with writing_dir(out, force) as tmp:
             files = []
@@ -59,7 +63,8 @@ def run(
             save_grid(samples, tmp / "grid.png")
             meta = {
                 "image": image,
-                "checkpoint": str(ckpt_path),
+                "checkpoint": source.label,
+                "checkpoint_sha256": sha256_file(ckpt_path),
                 "checkpoint_step": int(bundle.checkpoint["step"]),
                 "size": list(size),
                 "files": files,

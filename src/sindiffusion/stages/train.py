@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import shutil
 import sys
 import time
@@ -15,13 +16,15 @@ from typing import Any
 import torch
 
 from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, check_checkpoint_image, load_checkpoint, save_checkpoint
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..diffusion.gaussian import GaussianDiffusion
+from ..logged_model import sampling_of
 from ..models.kinds import ModelKind, get_kind
 from ..paths import ImagePaths, snapshot_name
 from ..runtime import Preempted, resolve_device
+from ..tracking import switched_off
 from ..training.loss_plot import plot_loss
 from ..training.trainer import Trainer
 from .common import image_paths, tracked
@@ -120,7 +123,7 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
         rows = _read_loss_rows(paths.loss, resumed_from)
     _write_loss_rows(paths.loss, rows)
 
-    note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}."
+    note = f"Training metrics are still written to {paths.loss} and {paths.train_metrics}." + _log_later(params, image)
     with tracked("train", image, params, device, note, {"resumed_from_step": resumed_from}) as tracker:
         # the runs table's Dataset column: what this model is trained on (shown while it trains)
         tracker.log_dataset(
@@ -213,9 +216,11 @@ def _build_training_free(
         "model": state,
         "ema": state,
     }
-    with tracked(
-        "train", image, params, device, f"The model is in {paths.checkpoint}.", {"model_kind": kind.name}
-    ) as tracker:
+    note = f"The model is in {paths.checkpoint}." + _log_later(params, image)
+    with tracked("train", image, params, device, note, {"model_kind": kind.name}) as tracker:
+        tracker.log_dataset(
+            image, info["sha256"], paths.processed, {"height": info["size"][0], "width": info["size"][1]}
+        )
         save_checkpoint(paths.checkpoint, ckpt)
         _write_loss_rows(paths.loss, [])
         metrics = {
@@ -236,14 +241,70 @@ def _build_training_free(
 def _record_model(tracker: Any, params: Params, paths: ImagePaths, metrics: dict) -> None:
     """The train stage's last outputs, whatever the model kind: ``metrics.json`` and its numbers in
     MLflow, the checkpoint's path and SHA-256 as tags (the file itself with ``tracking.log_checkpoint``),
+    the MLflow logged model of the checkpoint (``tracking.log_model``; its metrics are these),
     ``loss.csv`` (empty for a training-free kind) and its picture ``loss.png``."""
     plot_loss(_read_loss_rows(paths.loss, sys.maxsize), paths.loss_plot, f"{paths.image}: training loss")
     write_json(paths.train_metrics, metrics)
-    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     tracker.set_tags({"checkpoint.path": str(paths.checkpoint), "checkpoint.sha256": sha256_file(paths.checkpoint)})
-    if params.section("tracking").log_checkpoint:
+    tracking = params.section("tracking")
+    if tracking.log_checkpoint:
         tracker.log_artifact(paths.checkpoint, "checkpoint")
+    if tracking.log_model:
+        _log_model(tracker, params, paths.image, paths.checkpoint)
+    tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
     tracker.log_artifact(paths.loss)
+
+
+def _log_model(tracker: Any, params: Params, image: str, checkpoint: Path) -> None:
+    """``checkpoint`` as the MLflow logged model ``image`` of this run (registered with
+    ``tracking.register_as``); its default sampling settings are the params' ``sample`` section."""
+    tracking = params.section("tracking")
+    tracker.log_model(
+        checkpoint,
+        image,
+        sampling_of(params.section_dict("sample")),
+        register_as=tracking.registered_name(image),
+        aliases=tracking.register_aliases,
+    )
+
+
+def _log_later(params: Params, image: str) -> str:
+    """The local note's hint for a model that could not be logged (nothing is lost: the checkpoint is the model)."""
+    if not params.section("tracking").log_model:
+        return ""
+    return f" Log the model to MLflow later: `sindiffusion log-model --image {image} --params {params.path}`."
+
+
+def log_model(params: Params, image: str, checkpoint: str | Path | None = None) -> str:
+    """``sindiffusion log-model``: log a checkpoint already written (default: the image's) as an
+    MLflow logged model, as the train stage does (``tracking.register_as`` included), in a new run
+    ``<image>/log-model`` with the training image as its dataset and ``metrics.json`` beside the
+    checkpoint as its metrics. For a model that training could not log (server down). Returns the
+    model URI; tracking off or failing is an error (nothing to log to)."""
+    paths = image_paths(params, image)
+    ckpt_path = Path(checkpoint) if checkpoint else paths.checkpoint
+    ckpt = load_checkpoint(ckpt_path)
+    check_checkpoint_image(ckpt, ckpt_path, image, None)
+    tracking = params.section("tracking")
+    if not tracking.enabled or switched_off():
+        raise ValueError(
+            f"{params.path}: tracking.enabled is false (or SINDIFFUSION_TRACKING is off): no MLflow to log the model to"
+        )
+    info = ckpt["image"]
+    metrics_file = ckpt_path.parent / paths.train_metrics.name
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    note = f"Nothing was logged; the model is still {ckpt_path}."
+    extra = {"checkpoint": str(ckpt_path), "checkpoint_step": int(ckpt["step"]), "config": ckpt["config"]}
+    with tracked("log-model", image, params, None, note, extra) as tracker:
+        size = [int(v) for v in info["size"]]
+        tracker.log_dataset(image, str(info["sha256"]), info.get("path", ""), {"height": size[0], "width": size[1]})
+        tracker.set_tags({"checkpoint.path": str(ckpt_path), "checkpoint.sha256": sha256_file(ckpt_path)})
+        _log_model(tracker, params, image, ckpt_path)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        uri = tracker.model_uri
+    if not uri:
+        raise RuntimeError(f"the model was not logged to MLflow (see the warning above); {ckpt_path} is unchanged")
+    return uri
 
 
 def _comparable(config: dict) -> dict:
