@@ -1,4 +1,5 @@
-"""Experiment tracking. The only module that imports MLflow.
+"""Experiment tracking. With :mod:`sindiffusion.sqlite_store` (the local store, made whole or not at
+all), the only module that imports MLflow.
 
 Layout in MLflow: one experiment (``tracking.experiment``, default ``sindiffusion``); one
 *parent run per training image* (run name = image name, tag ``sindiffusion.image``); every
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .runtime import Preempted
+from .sqlite_store import ensure_store, sqlite_path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 IMAGE_TAG = "sindiffusion.image"
@@ -114,10 +116,14 @@ class MlflowTracker(Tracker):
         self._mlflow = mlflow
         self.uri = uri
         with _store_lock(uri):
-            # Building the client opens the store, and opening a fresh SQLite file creates and
-            # migrates its schema: done by several processes at once, that corrupts the file
-            # for good ("table _alembic_tmp_... already exists"). Under the lock, the first
-            # process creates the schema and the others find it complete.
+            # Opening a fresh SQLite file makes MLflow create and migrate its schema in place: done by
+            # several processes at once, or stopped by a kill, that ruins the file for good ("table
+            # _alembic_tmp_... already exists"). Under the lock, the first process makes the store
+            # under a temporary name and renames it into place complete; the others find it so.
+            db = sqlite_path(uri)
+            note = ensure_store(db) if db is not None else None
+            if note:
+                _warn(note)
             self.client = MlflowClient(tracking_uri=uri)
             exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
@@ -258,10 +264,10 @@ class MlflowTracker(Tracker):
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """Serialise store initialisation between local processes sharing one SQLite file."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         yield
         return
-    db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(str(db) + ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
