@@ -14,7 +14,10 @@
 
   Anything else (a user's folder given as ``--out``) raises :class:`OutputDirError` *before* any
   work is done. The new folder keeps the old folder's permissions (a new one gets the usual
-  ``0o777 & ~umask``; ``mkdtemp`` alone would leave it owner-only).
+  ``0o777 & ~umask``; ``mkdtemp`` alone would leave it owner-only). A stop signal removes the
+  temporary folder on its way out; the temporary names carry the writer's pid and host
+  (``.samples.tmp-<pid>@<host>-XXXXXXXX``), so that the next run removes those of a process that a
+  ``kill -9`` ended (:func:`remove_stale_dirs`).
 * :func:`atomic_link`: a file that is another's (hard link or copy), put in place the same way.
 * :func:`sha256_file`: the content hash recorded for inputs and checkpoints.
 
@@ -28,10 +31,14 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .signals import deferred
 
 #: File written into every output folder this project creates; its presence marks the folder as replaceable.
 MARKER = ".sindiffusion-output"
@@ -76,12 +83,54 @@ def replace_dir(tmp: Path, final: Path, force: bool = False) -> None:
     mode = final.stat().st_mode & 0o7777 if final.is_dir() else 0o777 & ~_umask()
     os.chmod(tmp, mode)
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
+    with deferred():  # a signal between the two renames would leave no folder at all
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{_writer()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer() -> str:
+    """``<pid>@<host>``: who writes a temporary folder (see :func:`remove_stale_dirs`)."""
+    return f"{os.getpid()}@{this_host()}"
+
+
+def remove_stale_dirs(out: str | Path) -> list[Path]:
+    """Delete the temporary folders of ``out`` (``.<name>.tmp-<pid>@<host>-XXXXXXXX``, ``.<name>.old-<pid>@<host>``)
+    whose writer was a process of this host that is gone (a ``kill -9``); returns them. Those of a
+    live process, or of another host, are left alone."""
+    out = Path(out)
+    pattern = re.compile(
+        rf"\.{re.escape(out.name)}\.(?:tmp-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]{{8}}|old-(?P<opid>\d+)@(?P<ohost>.+))"
+    )
+    stale = []
+    if out.parent.is_dir():
+        for path in out.parent.iterdir():
+            m = pattern.fullmatch(path.name)
+            if not m or not path.is_dir() or path.is_symlink():
+                continue
+            pid, host = (m["pid"], m["host"]) if m["pid"] else (m["opid"], m["ohost"])
+            if host == this_host() and not process_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                stale.append(path)
+    return stale
 
 
 @contextlib.contextmanager
@@ -92,7 +141,8 @@ def writing_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """
     out = check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    remove_stale_dirs(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-{_writer()}-"))
     try:
         yield tmp
         replace_dir(tmp, out, force)

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
-from .runtime import Preempted
+from .signals import Preempted, deferred
 from .sqlite_store import ensure_store, sqlite_path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -304,7 +304,8 @@ class SafeTracker(Tracker):
         if not self.enabled:
             return
         try:
-            getattr(self.inner, name)(*args, **kwargs)
+            with deferred():  # a signal waits for the call: MLflow's client is never left half-way
+                getattr(self.inner, name)(*args, **kwargs)
         except Exception as err:  # tracking must never kill a stage
             self.enabled = False
             _warn(
@@ -374,9 +375,12 @@ def open_tracker(
 def stage_run(stage: str, image: str, **options: Any) -> Iterator[Tracker]:
     """Context manager: :func:`open_tracker` ``(stage, image, **options)``; the run ends FINISHED,
     KILLED if a signal or Ctrl-C stopped the stage (training then has a resume checkpoint, tagged
-    ``sindiffusion.resumable``), or FAILED."""
-    tracker = open_tracker(stage, image, **options)
+    ``sindiffusion.resumable``), or FAILED. A stop signal never leaves the run RUNNING: it waits
+    while the run is created and while it is ended (:func:`~sindiffusion.signals.deferred`)."""
+    tracker = Tracker()
     try:
+        with deferred():
+            tracker = open_tracker(stage, image, **options)
         yield tracker
     except (Preempted, KeyboardInterrupt):
         tracker.finish("KILLED")
@@ -384,4 +388,5 @@ def stage_run(stage: str, image: str, **options: Any) -> Iterator[Tracker]:
     except BaseException:
         tracker.finish("FAILED")
         raise
-    tracker.finish("FINISHED")
+    with deferred():
+        tracker.finish("FINISHED")

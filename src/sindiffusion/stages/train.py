@@ -148,6 +148,8 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
                 train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress, on_snapshot=on_snapshot
             )
         except Preempted as stop:
+            if stop.step is None:  # stopped outside the training loop: no resume state was written now
+                raise
             stop.checkpoint = str(paths.resume)
             tracker.set_tags(
                 {
