@@ -1,7 +1,7 @@
 """The import layering, in one sentence: core <- libraries <- stages <- benchmark <- command line.
 
 * core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation,
-  config, configdoc, yamlfile, generate, progress, tracking, sqlite_store, signals, demo -- no
+  config, configdoc, yamlfile, generate, progress, tracking, sqlite_store, signals, locks, demo -- no
   knowledge of what uses them;
 * libraries: training, applications, evaluation -- import only core (and each other);
 * stages: read config, call one library function, write outputs, log;
@@ -36,6 +36,7 @@ LAYERS = {
         "tracking",
         "sqlite_store",
         "signals",
+        "locks",
         "demo",
         "yamlfile",
         "configdoc",

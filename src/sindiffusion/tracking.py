@@ -14,7 +14,6 @@ stage's local files (CSV/JSON beside its outputs).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import subprocess
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+from .locks import exclusive
 from .signals import Preempted, deferred
 from .sqlite_store import ensure_store, sqlite_path
 
@@ -268,13 +268,8 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(db) + ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with exclusive(Path(f"{db}.lock"), wait=True):
+        yield
 
 
 def _check_server(uri: str, timeout: float = 3.0) -> None:

@@ -189,7 +189,7 @@ def test_a_half_made_store_that_holds_runs_is_named_with_the_fix_and_left_alone(
     assert err.count("WARNING") == 1, err
     assert str(db) in err and "_alembic_tmp_experiments" in err and "move" in err and "aside" in err, err
     assert "(local note)" in err  # where the results still are
-    assert db.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+    assert db.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
 #: What a killed first use runs: the imports come first, so that each kill lands in the creation.
@@ -258,8 +258,5 @@ def test_a_kill_during_the_first_use_leaves_no_store_or_a_complete_one(tmp_path,
         assert tracker.enabled, capfd.readouterr().err
         tracker.finish()
         assert "WARNING" not in capfd.readouterr().err
-        assert sorted(p.name for p in folder.iterdir() if p.name.startswith("mlflow.db")) == [
-            "mlflow.db",
-            "mlflow.db.lock",
-        ]
+        assert sorted(p.name for p in folder.iterdir() if p.name.startswith("mlflow.db")) == ["mlflow.db"]
         assert not [p for p in folder.iterdir() if p.name.startswith(".mlflow.db")]  # no temporary left

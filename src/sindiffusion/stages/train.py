@@ -19,6 +19,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..diffusion.gaussian import GaussianDiffusion
+from ..locks import exclusive
 from ..models.kinds import ModelKind, get_kind
 from ..paths import ImagePaths, snapshot_name
 from ..runtime import Preempted, resolve_device
@@ -27,6 +28,8 @@ from ..training.trainer import Trainer
 from .common import image_paths, tracked
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
+#: The lock file in the train folder held while a training writes there.
+LOCK_NAME = ".train.lock"
 
 
 def _read_loss_rows(path: Path, upto: int) -> list[dict]:
@@ -56,7 +59,22 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     even when a workflow manager deleted it with the failed job's outputs. On SIGTERM/SIGUSR1/
     SIGINT the resume checkpoint is written at the current step and
     :class:`~sindiffusion.runtime.Preempted` is raised (the MLflow run ends KILLED).
+
+    One training per results folder at a time: a second one of the same image is refused
+    (:class:`~sindiffusion.locks.LockedError`, exit 2) while the first holds ``train/.train.lock``;
+    the lock of a killed training is free again (:mod:`sindiffusion.locks`).
     """
+    paths = image_paths(params, image)
+    refusal = (
+        f"another `sindiffusion train --image {image}` is writing into this folder; wait for it to end or "
+        "stop it: two at once would overwrite each other's checkpoints and loss.csv"
+    )
+    with exclusive(paths.checkpoint.parent / LOCK_NAME, refusal):
+        return _train(params, image, progress)
+
+
+def _train(params: Params, image: str, progress: bool) -> dict:
+    """:func:`run` while the folder's lock is held."""
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
     kind = get_kind(model_cfg.kind)
