@@ -20,6 +20,8 @@
   ``kill -9`` ended (:func:`remove_stale_dirs`).
 * :func:`atomic_link`: a file that is another's (hard link or copy), put in place the same way.
 * :func:`sha256_file`: the content hash recorded for inputs and checkpoints.
+* A write that finds the disk full (``ENOSPC``, or ``EDQUOT``) raises :class:`DiskFullError` naming
+  the file and the free space, and leaves no temporary file.
 
 Light on purpose (standard library only): every layer may import it.
 """
@@ -27,6 +29,7 @@ Light on purpose (standard library only): every layer may import it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -46,6 +49,31 @@ MARKER = ".sindiffusion-output"
 
 class OutputDirError(ValueError):
     """An output folder that must not be replaced; the message names it and says what to do."""
+
+
+class DiskFullError(OSError):
+    """A file could not be written for want of space (or quota); the message names it and the free space."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without OSError's "[Errno 28]"
+
+
+#: The errors of a write that found no space.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path, err: OSError) -> DiskFullError:
+    """:class:`DiskFullError` for ``path`` (``err``: the ``ENOSPC``/``EDQUOT`` of the write)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there now"
+    except OSError:
+        free = "free space unknown"
+    what = "the disk quota is exceeded" if err.errno == errno.EDQUOT else "the disk is full"
+    return DiskFullError(
+        err.errno,
+        f"{path}: could not be written: {what} ({err.strerror}; {free}); free some space on that file "
+        "system, then run the same command again",
+    )
 
 
 def _umask() -> int:
@@ -162,14 +190,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = _temp_affixes(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise disk_full(path, err) from err
+        raise
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in DISK_FULL and not isinstance(err, DiskFullError):
+            raise disk_full(path, err) from err
         raise
     return path
 

@@ -355,6 +355,7 @@ def _run(argv: Sequence[str] | None) -> int:
     _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .artifacts import DiskFullError
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.io import ImageError
@@ -367,6 +368,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"sindiffusion {args.command}: interrupted", file=sys.stderr)
         return 130
+    except DiskFullError as err:  # no bad input, and nothing a traceback would explain
+        print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if os.environ.get("SINDIFFUSION_DEBUG"):
             traceback.print_exc()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import BUILD_ERRORS, CheckpointError, describe_error, load_checkpoint, save_checkpoint
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..diffusion.gaussian import GaussianDiffusion
@@ -115,7 +115,13 @@ def _train(params: Params, image: str, progress: bool) -> dict:
                 trainer.config_dict()
             )
             if same_run and ckpt["step"] <= train_cfg.steps:
-                trainer.load_state_dict(ckpt)
+                try:
+                    trainer.load_state_dict(ckpt)
+                except BUILD_ERRORS as err:  # same config, yet weights or optimiser state of other shapes
+                    raise CheckpointError(
+                        f"{paths.resume}: its state does not fit the model of its own config ({describe_error(err)}); "
+                        "the file is damaged: delete it to train from scratch"
+                    ) from err
                 resumed_from = trainer.step
                 print(f"resuming from {paths.resume} at step {resumed_from}", file=sys.stderr)
             elif same_run:
