@@ -1,8 +1,8 @@
 """The import layering, in one sentence: core <- libraries <- stages <- benchmark <- command line.
 
 * core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation,
-  config, configdoc, yamlfile, generate, progress, tracking, logged_model, demo -- no knowledge of
-  what uses them;
+  config, configdoc, yamlfile, generate, progress, tracking, logged_model, sqlite_store, signals,
+  locks, demo -- no knowledge of what uses them;
 * libraries: training, applications, evaluation -- import only core (and each other);
 * stages: read config, call one library function, write outputs, log;
 * benchmark: studies that run stages;
@@ -35,6 +35,9 @@ LAYERS = {
         "progress",
         "tracking",
         "logged_model",
+        "sqlite_store",
+        "signals",
+        "locks",
         "demo",
         "yamlfile",
         "configdoc",

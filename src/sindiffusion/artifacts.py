@@ -14,9 +14,14 @@
 
   Anything else (a user's folder given as ``--out``) raises :class:`OutputDirError` *before* any
   work is done. The new folder keeps the old folder's permissions (a new one gets the usual
-  ``0o777 & ~umask``; ``mkdtemp`` alone would leave it owner-only).
+  ``0o777 & ~umask``; ``mkdtemp`` alone would leave it owner-only). A stop signal removes the
+  temporary folder on its way out; the temporary names carry the writer's pid and host
+  (``.samples.tmp-<pid>@<host>-XXXXXXXX``), so that the next run removes those of a process that a
+  ``kill -9`` ended (:func:`remove_stale_dirs`).
 * :func:`atomic_link`: a file that is another's (hard link or copy), put in place the same way.
 * :func:`sha256_file`: the content hash recorded for inputs and checkpoints.
+* A write that finds the disk full (``ENOSPC``, or ``EDQUOT``) raises :class:`DiskFullError` naming
+  the file and the free space, and leaves no temporary file.
 
 Light on purpose (standard library only): every layer may import it.
 """
@@ -24,14 +29,19 @@ Light on purpose (standard library only): every layer may import it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .signals import deferred
 
 #: File written into every output folder this project creates; its presence marks the folder as replaceable.
 MARKER = ".sindiffusion-output"
@@ -39,6 +49,31 @@ MARKER = ".sindiffusion-output"
 
 class OutputDirError(ValueError):
     """An output folder that must not be replaced; the message names it and says what to do."""
+
+
+class DiskFullError(OSError):
+    """A file could not be written for want of space (or quota); the message names it and the free space."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without OSError's "[Errno 28]"
+
+
+#: The errors of a write that found no space.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path, err: OSError) -> DiskFullError:
+    """:class:`DiskFullError` for ``path`` (``err``: the ``ENOSPC``/``EDQUOT`` of the write)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there now"
+    except OSError:
+        free = "free space unknown"
+    what = "the disk quota is exceeded" if err.errno == errno.EDQUOT else "the disk is full"
+    return DiskFullError(
+        err.errno,
+        f"{path}: could not be written: {what} ({err.strerror}; {free}); free some space on that file "
+        "system, then run the same command again",
+    )
 
 
 def _umask() -> int:
@@ -76,12 +111,54 @@ def replace_dir(tmp: Path, final: Path, force: bool = False) -> None:
     mode = final.stat().st_mode & 0o7777 if final.is_dir() else 0o777 & ~_umask()
     os.chmod(tmp, mode)
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
+    with deferred():  # a signal between the two renames would leave no folder at all
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{_writer()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _writer() -> str:
+    """``<pid>@<host>``: who writes a temporary folder (see :func:`remove_stale_dirs`)."""
+    return f"{os.getpid()}@{this_host()}"
+
+
+def remove_stale_dirs(out: str | Path) -> list[Path]:
+    """Delete the temporary folders of ``out`` (``.<name>.tmp-<pid>@<host>-XXXXXXXX``, ``.<name>.old-<pid>@<host>``)
+    whose writer was a process of this host that is gone (a ``kill -9``); returns them. Those of a
+    live process, or of another host, are left alone."""
+    out = Path(out)
+    pattern = re.compile(
+        rf"\.{re.escape(out.name)}\.(?:tmp-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]{{8}}|old-(?P<opid>\d+)@(?P<ohost>.+))"
+    )
+    stale = []
+    if out.parent.is_dir():
+        for path in out.parent.iterdir():
+            m = pattern.fullmatch(path.name)
+            if not m or not path.is_dir() or path.is_symlink():
+                continue
+            pid, host = (m["pid"], m["host"]) if m["pid"] else (m["opid"], m["ohost"])
+            if host == this_host() and not process_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                stale.append(path)
+    return stale
 
 
 @contextlib.contextmanager
@@ -92,7 +169,8 @@ def writing_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     """
     out = check_out_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    remove_stale_dirs(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-{_writer()}-"))
     try:
         yield tmp
         replace_dir(tmp, out, force)
@@ -112,14 +190,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = _temp_affixes(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise disk_full(path, err) from err
+        raise
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in DISK_FULL and not isinstance(err, DiskFullError):
+            raise disk_full(path, err) from err
         raise
     return path
 

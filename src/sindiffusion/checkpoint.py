@@ -40,7 +40,14 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (without ``format``/``version``; they are added) atomically."""
     payload = {"format": FORMAT, "version": VERSION, **state}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+    def write(tmp: Path) -> None:
+        # through a Python file: a full disk is then OSError(ENOSPC) (named by atomic_write), where
+        # torch's own writer reports only "[enforce fail at inline_container.cc] unexpected pos"
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -90,9 +97,14 @@ def _check_contents(ckpt: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: 'step' must be an integer >= 0, got {step!r}")
     if not isinstance(config, dict) or not isinstance(config.get("diffusion"), dict):
         raise CheckpointError(f"{path}: 'config' must be a mapping with a 'diffusion' mapping, got {config!r:.80}")
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{path}: 'config.model' must be a mapping, got {config.get('model')!r:.80}")
+    if not isinstance(ckpt["image"], dict):
+        raise CheckpointError(f"{path}: 'image' must be a mapping (name, sha256, size), got {ckpt['image']!r:.80}")
     timesteps = config["diffusion"].get("timesteps")
     if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
         raise CheckpointError(f"{path}: 'config.diffusion.timesteps' must be an integer >= 1, got {timesteps!r}")
+    diffusion_from_checkpoint(ckpt, path)  # cheap: a schedule it cannot build is refused now
     for entry in ("model", "ema"):
         weights = ckpt[entry]
         if not isinstance(weights, dict) or not weights:
@@ -136,15 +148,54 @@ def check_checkpoint_image(
     return warnings
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> torch.nn.Module:
-    """Rebuild the model described by the checkpoint (any registered kind) and load its (EMA) weights."""
-    kind = kind_of_checkpoint(ckpt)
-    return kind.from_checkpoint(ckpt, ckpt["ema" if use_ema else "model"], diffusion_from_checkpoint(ckpt)).eval()
+#: What rebuilding a model or schedule from a malformed config or mismatched weights raises.
+BUILD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError)
 
 
-def diffusion_from_checkpoint(ckpt: dict[str, Any]) -> GaussianDiffusion:
+def describe_error(err: BaseException) -> str:
+    """``err`` on one line (torch's load_state_dict spreads it over several), shortened."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (KeyError, TypeError, AttributeError, IndexError)):
+        text = f"{type(err).__name__}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], use_ema: bool = True, path: str | Path | None = None
+) -> torch.nn.Module:
+    """Rebuild the model described by the checkpoint (any registered kind) and load its (EMA) weights.
+    A config and weights that do not make a model raise :class:`CheckpointError` naming ``path``."""
+    where = path or "checkpoint"
+    entry = "ema" if use_ema else "model"
+    try:
+        kind = kind_of_checkpoint(ckpt)
+    except BUILD_ERRORS as err:
+        raise CheckpointError(f"{where}: {describe_error(err)}") from err
+    diffusion = diffusion_from_checkpoint(ckpt, path)
+    try:
+        return kind.from_checkpoint(ckpt, ckpt[entry], diffusion).eval()
+    except BUILD_ERRORS as err:
+        raise CheckpointError(
+            f"{where}: its config.model and {entry!r} weights do not make a {kind.name} model ({describe_error(err)}); "
+            "the file is damaged or was edited: retrain, or use another checkpoint"
+        ) from err
+
+
+def diffusion_from_checkpoint(ckpt: dict[str, Any], path: str | Path | None = None) -> GaussianDiffusion:
+    """The noise schedule of the checkpoint; one its config.diffusion cannot build raises
+    :class:`CheckpointError` naming ``path``."""
     d = ckpt["config"]["diffusion"]
-    # checkpoints written before v-prediction existed predict eps
-    return GaussianDiffusion.from_config(
-        d["schedule"], d["timesteps"], d["beta_start"], d["beta_end"], d["variance"], d.get("parameterization", "eps")
-    )
+    try:
+        # checkpoints written before v-prediction existed predict eps
+        return GaussianDiffusion.from_config(
+            d["schedule"],
+            d["timesteps"],
+            d["beta_start"],
+            d["beta_end"],
+            d["variance"],
+            d.get("parameterization", "eps"),
+        )
+    except BUILD_ERRORS as err:
+        raise CheckpointError(
+            f"{path or 'checkpoint'}: its config.diffusion does not describe a noise schedule ({describe_error(err)})"
+        ) from err

@@ -16,8 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .diffusion.samplers import SAMPLERS
-from .runtime import PRECISIONS
+from .signals import Preempted, stop_on_signals
 
 
 def image_name(value: str) -> str:
@@ -84,6 +83,9 @@ def _command(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .diffusion.samplers import SAMPLERS  # imported here, after main() put its signal handlers in place
+    from .runtime import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="sindiffusion", description="Learn a diffusion model from one image.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -372,25 +374,37 @@ def _load_extensions() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status. SIGTERM/SIGUSR1 stop it cleanly with status 75 from
+    here on (:mod:`sindiffusion.signals`): the handlers are in place before torch or MLflow is imported."""
+    with stop_on_signals():
+        try:
+            return _run(argv)
+        except Preempted as stop:  # a signal (Slurm preemption / time limit, kill, Ctrl-C): nothing half-written
+            words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+            print(f"{' '.join(['sindiffusion', *words[:1]])}: {stop}", file=sys.stderr)
+            return stop.exit_status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .artifacts import DiskFullError
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data.io import ImageError
-    from .runtime import Preempted
 
     try:
         args.func(args)
     except (ConfigError, ImageError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except Preempted as stop:  # a signal (Slurm preemption / time limit, kill, Ctrl-C): state saved
-        print(f"sindiffusion {args.command}: {stop}", file=sys.stderr)
-        return stop.exit_status
     except KeyboardInterrupt:
         print(f"sindiffusion {args.command}: interrupted", file=sys.stderr)
         return 130
+    except DiskFullError as err:  # no bad input, and nothing a traceback would explain
+        print(f"sindiffusion {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if os.environ.get("SINDIFFUSION_DEBUG"):
             traceback.print_exc()

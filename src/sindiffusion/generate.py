@@ -80,14 +80,14 @@ class ModelBundle:
 
 def load_bundle(path: str | Path, device: torch.device, use_ema: bool = True, precision: str = "auto") -> ModelBundle:
     ckpt = load_checkpoint(path)
-    model = model_from_checkpoint(ckpt, use_ema=use_ema).to(device)
+    model = model_from_checkpoint(ckpt, use_ema=use_ema, path=path).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     # Free the optimiser state: sampling needs none of it.
     ckpt = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "ema", "rng")}
-    return ModelBundle(model, diffusion_from_checkpoint(ckpt), ckpt, device, precision, Path(path))
+    return ModelBundle(model, diffusion_from_checkpoint(ckpt, path), ckpt, device, precision, Path(path))
 
 
 def output_size(

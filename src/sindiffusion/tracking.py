@@ -1,5 +1,6 @@
-"""Experiment tracking. With :mod:`sindiffusion.logged_model` (the MLflow model of a checkpoint),
-the only module that imports MLflow.
+"""Experiment tracking. With :mod:`sindiffusion.logged_model` (the MLflow model of a checkpoint)
+and :mod:`sindiffusion.sqlite_store` (the local store, made whole or not at all), the only module
+that imports MLflow.
 
 Layout in MLflow: one experiment (``tracking.experiment``, default ``sindiffusion``); one
 *parent run per training image* (run name = image name, tag ``sindiffusion.image``); every
@@ -19,7 +20,6 @@ stage's local files (CSV/JSON beside its outputs).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
 import subprocess
@@ -29,7 +29,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .runtime import Preempted
+from .locks import exclusive
+from .signals import Preempted, deferred
+from .sqlite_store import ensure_store, sqlite_path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 IMAGE_TAG = "sindiffusion.image"
@@ -165,10 +167,14 @@ class MlflowTracker(Tracker):
         self._mlflow = mlflow
         self.uri = uri
         with _store_lock(uri):
-            # Building the client opens the store, and opening a fresh SQLite file creates and
-            # migrates its schema: done by several processes at once, that corrupts the file
-            # for good ("table _alembic_tmp_... already exists"). Under the lock, the first
-            # process creates the schema and the others find it complete.
+            # Opening a fresh SQLite file makes MLflow create and migrate its schema in place: done by
+            # several processes at once, or stopped by a kill, that ruins the file for good ("table
+            # _alembic_tmp_... already exists"). Under the lock, the first process makes the store
+            # under a temporary name and renames it into place complete; the others find it so.
+            db = sqlite_path(uri)
+            note = ensure_store(db) if db is not None else None
+            if note:
+                _warn(note)
             self.client = MlflowClient(tracking_uri=uri)
             exp_id = self._experiment_id(experiment)
             self.experiment_id = exp_id
@@ -421,17 +427,12 @@ class MlflowTracker(Tracker):
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
     """Serialise store initialisation between local processes sharing one SQLite file."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         yield
         return
-    db = Path(uri[len("sqlite:///") :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(db) + ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with exclusive(Path(f"{db}.lock"), wait=True):
+        yield
 
 
 def check_server(uri: str, timeout: float = 3.0) -> None:
@@ -465,7 +466,8 @@ class SafeTracker(Tracker):
         if not self.enabled:
             return
         try:
-            getattr(self.inner, name)(*args, **kwargs)
+            with deferred():  # a signal waits for the call: MLflow's client is never left half-way
+                getattr(self.inner, name)(*args, **kwargs)
         except Exception as err:  # tracking must never kill a stage
             self.enabled = False
             _warn(
@@ -543,9 +545,12 @@ def open_tracker(
 def stage_run(stage: str, image: str, **options: Any) -> Iterator[Tracker]:
     """Context manager: :func:`open_tracker` ``(stage, image, **options)``; the run ends FINISHED,
     KILLED if a signal or Ctrl-C stopped the stage (training then has a resume checkpoint, tagged
-    ``sindiffusion.resumable``), or FAILED."""
-    tracker = open_tracker(stage, image, **options)
+    ``sindiffusion.resumable``), or FAILED. A stop signal never leaves the run RUNNING: it waits
+    while the run is created and while it is ended (:func:`~sindiffusion.signals.deferred`)."""
+    tracker = Tracker()
     try:
+        with deferred():
+            tracker = open_tracker(stage, image, **options)
         yield tracker
     except (Preempted, KeyboardInterrupt):
         tracker.finish("KILLED")
@@ -553,4 +558,5 @@ def stage_run(stage: str, image: str, **options: Any) -> Iterator[Tracker]:
     except BaseException:
         tracker.finish("FAILED")
         raise
-    tracker.finish("FINISHED")
+    with deferred():
+        tracker.finish("FINISHED")

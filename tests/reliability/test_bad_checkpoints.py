@@ -1,6 +1,6 @@
 """A checkpoint that loads but is unusable is refused naming the file and the entry (issue 28, items 3
-and 10): non-finite weights, a malformed config, missing weights; and the refusal of pickled code
-never repeats torch's advice to load with ``weights_only=False``."""
+and 10): non-finite weights, a malformed config, missing weights, weights of the wrong shape; and the
+refusal of pickled code never repeats torch's advice to load with ``weights_only=False``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,35 @@ def _not_a_tensor(ckpt: dict) -> None:
     ckpt["model"][next(iter(ckpt["model"]))] = "weights"
 
 
+def _wrong_shape(ckpt: dict) -> None:
+    name = next(k for k, v in ckpt["ema"].items() if v.dim() == 4)
+    ckpt["ema"][name] = torch.zeros(3, 3, 3, 3)
+
+
+def _missing_weight(ckpt: dict) -> None:
+    del ckpt["ema"][next(iter(ckpt["ema"]))]
+
+
+def _string_model_config(ckpt: dict) -> None:
+    ckpt["config"]["model"] = "unet"
+
+
+def _bad_model_value(ckpt: dict) -> None:
+    ckpt["config"]["model"]["base_channels"] = "eight"
+
+
+def _no_schedule(ckpt: dict) -> None:
+    del ckpt["config"]["diffusion"]["schedule"]
+
+
+def _unknown_schedule(ckpt: dict) -> None:
+    ckpt["config"]["diffusion"]["schedule"] = "nonsense"
+
+
+def _string_image(ckpt: dict) -> None:
+    ckpt["image"] = "img"
+
+
 #: ``how the checkpoint is spoiled -> words the message must hold``
 SPOILED = {
     "nan-weights": (_nan_weights, "NaN or infinite"),
@@ -44,6 +73,13 @@ SPOILED = {
     "negative-timesteps": (_negative_timesteps, "config.diffusion.timesteps"),
     "no-weights": (_no_weights, "'ema'"),
     "not-a-tensor": (_not_a_tensor, "not a tensor"),
+    "wrong-shape": (_wrong_shape, "size mismatch"),
+    "missing-weight": (_missing_weight, "Missing key"),
+    "string-model-config": (_string_model_config, "config.model"),
+    "bad-model-value": (_bad_model_value, "config.model"),
+    "no-schedule": (_no_schedule, "config.diffusion"),
+    "unknown-schedule": (_unknown_schedule, "config.diffusion"),
+    "string-image": (_string_image, "'image'"),
 }
 
 
@@ -79,3 +115,15 @@ def test_the_refusal_of_pickled_code_does_not_advise_weights_only_false(trained_
     captured = capsys.readouterr()
     assert rc == 2 and str(path) in captured.err, captured.err
     assert "weights_only" not in captured.err and "this ran" not in captured.out, captured.err
+
+
+def test_a_resume_checkpoint_whose_weights_do_not_fit_is_named(trained_project, capsys):
+    """The resume state matches the config but its weights do not: exit 2 naming the file and the fix."""
+    resume = trained_project / "results/img/train/resume/latest.pt"
+    ckpt = torch.load(resume, weights_only=True)
+    _wrong_shape(ckpt)
+    torch.save(ckpt, resume)
+    rc = main(["train", "--image", "img", "--no-progress", "--set", "train.steps=6"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "results/img/train/resume/latest.pt" in err and "size mismatch" in err and "delete" in err, err

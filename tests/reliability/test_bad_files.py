@@ -4,9 +4,13 @@ exit status 2, a message naming the file, and nothing written."""
 from __future__ import annotations
 
 import pickle
+import struct
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from sindiffusion.cli import main
 from tests.stages._tiny import one_torch_thread  # noqa: F401
@@ -87,3 +91,64 @@ def test_unusable_source_images_are_refused(trained_project, capsys, content):
     err = capsys.readouterr().err
     assert str(source) in err and "Traceback" not in err, err
     assert _tree(root) == before
+
+
+def _png_claiming(good: bytes, width: int, height: int) -> bytes:
+    """``good`` (a PNG) with its header claiming ``width`` x ``height`` (a decompression bomb's header)."""
+    ihdr = good[12:29]  # chunk type + 13 bytes of data
+    ihdr = ihdr[:4] + struct.pack(">II", width, height) + ihdr[12:]
+    return good[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + good[33:]
+
+
+@pytest.mark.parametrize("content", ["truncated", "bomb", "text", "empty"])
+def test_unusable_masks_are_refused_like_images(trained_project, capsys, content):
+    """A mask goes through the image checks (issue 28, item 10): exit 2 naming the mask file."""
+    root = trained_project
+    noise = np.random.default_rng(0).integers(0, 2, (40, 48), dtype=np.uint8) * 255
+    Image.fromarray(noise).save(root / "good-mask.png")
+    good = (root / "good-mask.png").read_bytes()
+    mask = root / "mask.png"
+    mask.write_bytes(
+        {
+            "truncated": good[: len(good) // 2],
+            "bomb": _png_claiming(good, 20_000, 20_000),
+            "text": b"not an image\n",
+            "empty": b"",
+        }[content]
+    )
+    before = _tree(root)
+    argv = ["inpaint", "--mask", str(mask), "--checkpoint", "results/img/train/model.pt", "--out", "edited"]
+    assert _exit_code([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(mask) in err and "Traceback" not in err and "failed:" not in err, err
+    assert _tree(root) == before
+
+
+def test_a_full_disk_names_the_file_and_says_the_disk_is_full(trained_project, capsys, monkeypatch):
+    """Checkpoints written onto a full disk (their temporary files lead to /dev/full, which answers
+    every write with ENOSPC): the message names the checkpoint and says the disk is full, not torch's
+    ``unexpected pos``; the earlier model.pt stays, and no temporary file is left."""
+    import os
+    import tempfile
+    import types
+
+    from sindiffusion import artifacts
+
+    def full_mkstemp(*args, **kwargs):
+        fd, name = tempfile.mkstemp(*args, **kwargs)
+        if name.endswith(".pt"):
+            os.unlink(name)
+            os.symlink("/dev/full", name)
+        return fd, name
+
+    monkeypatch.setattr(artifacts, "tempfile", types.SimpleNamespace(mkstemp=full_mkstemp, mkdtemp=tempfile.mkdtemp))
+    model = trained_project / "results/img/train/model.pt"
+    before = model.read_bytes()
+    rc = main(["train", "--image", "img", "--no-progress", "--set", "train.steps=6"])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "results/img/train/" in err and ".pt" in err and "disk is full" in err, err
+    assert "unexpected pos" not in err and "Traceback" not in err, err
+    assert model.read_bytes() == before
+    train = trained_project / "results/img/train"
+    assert not [p for p in train.rglob(".*") if p.is_symlink() or ".tmp" in p.name]

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..data.io import image_to_tensor, load_image
+from ..data.io import ImageError, image_to_tensor, load_image, open_image
 from ..diffusion import Sampler, SamplingHook
 from ..registry import Registry, import_submodules
 from .config import EditOptions, EditSpec, ManipulateConfig, ManipulateError
 from .ilvr import ILVRHook, LowPass, sdedit_timestep
-from .known_region import load_mask, validate_mask
+from .known_region import mask_from_image, validate_mask
 
 if TYPE_CHECKING:
     from ..generate import ModelBundle
@@ -299,13 +299,11 @@ def read_mask(
 ) -> tuple[Path, torch.Tensor]:
     """Mask file -> ``[1, 1, H, W]`` at ``like``'s size; its own size must equal the image's ``native``."""
     path = read_file(spec, "mask")
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as im:
-            mw, mh = im.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise ManipulateError(f"{spec.where('mask')}: {path}: not an image file ({err})") from err
+        img = open_image(path)  # the checks of every input image: truncated, corrupt, a decompression bomb
+    except ImageError as err:
+        raise ManipulateError(f"{spec.where('mask')}: {err}") from err
+    mw, mh = img.size
     if (mh, mw) != tuple(native):
         what = image_path if image_path is not None else "the training image"
         raise ManipulateError(
@@ -314,8 +312,8 @@ def read_mask(
         )
     invert = bool(spec.get("invert_mask", False))
     try:
-        validate_mask(load_mask(path, invert=invert), torch.zeros(1, 1, mh, mw))
-        mask = load_mask(path, size=tuple(like.shape[-2:]), invert=invert)
+        validate_mask(mask_from_image(img, invert=invert), torch.zeros(1, 1, mh, mw))
+        mask = mask_from_image(img, size=tuple(like.shape[-2:]), invert=invert)
         mask = validate_mask(mask, like)
     except ValueError as err:
         raise ManipulateError(f"{spec.where('mask')}: {path}: {err}") from err

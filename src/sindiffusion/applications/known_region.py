@@ -34,6 +34,7 @@ __all__ = [
     "KnownRegionHook",
     "fill_masked_region",
     "load_mask",
+    "mask_from_image",
     "noised_reference",
     "outpaint_canvas",
     "outpaint_to_size",
@@ -94,17 +95,28 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None, invert: boo
     """Read a mask image (white = generate) into a ``[1, 1, H, W]`` float {0, 1} tensor.
 
     Args:
-        path: any image Pillow reads; converted to grey and thresholded at 50 %.
+        path: any image Pillow reads; it passes the checks of every input image
+            (:func:`~sindiffusion.data.io.open_image`: :class:`~sindiffusion.data.io.ImageError` naming
+            the file for a truncated, corrupt or oversized one); converted to grey and thresholded at 50 %.
         size: optional ``(H, W)``; the mask is resized with nearest-neighbour first.
         invert: treat black as the region to generate instead.
     """
+    from ..data.io import open_image
+
+    return mask_from_image(open_image(path), size, invert)
+
+
+def mask_from_image(img: Any, size: tuple[int, int] | None = None, invert: bool = False) -> torch.Tensor:
+    """:func:`load_mask` of an opened PIL image."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        grey = im.convert("L")
-        if size is not None:
-            grey = grey.resize((int(size[1]), int(size[0])), Image.NEAREST)
-        arr = np.asarray(grey, dtype=np.float32) / 255.0
+    from ..data.io import to_rgb
+
+    # 16-bit, 32-bit and float masks are scaled by their range first, as images are
+    grey = (to_rgb(img) if img.mode in ("I;16", "I;16B", "I;16L", "I", "F") else img).convert("L")
+    if size is not None:
+        grey = grey.resize((int(size[1]), int(size[0])), Image.NEAREST)
+    arr = np.asarray(grey, dtype=np.float32) / 255.0
     mask = torch.from_numpy((arr > 0.5).astype(np.float32))[None, None]
     return 1.0 - mask if invert else mask
 

@@ -67,8 +67,8 @@ def denoise_gap(
     if sha256_file(path) != ckpt["image"]["sha256"]:
         raise ValueError(f"{path}: not the image {checkpoint} was trained on (sha256 differs)")
     x0 = image_to_tensor(load_image(path))[None]  # [1, 3, H, W] in [-1, 1]
-    diffusion = diffusion_from_checkpoint(ckpt)
-    unet = model_from_checkpoint(ckpt, use_ema=True)
+    diffusion = diffusion_from_checkpoint(ckpt, checkpoint)
+    unet = model_from_checkpoint(ckpt, use_ema=True, path=checkpoint)
     closed = PatchDenoiser(closed_form or PatchConfig(), x0, diffusion.alphas_cumprod)
     gen = torch.Generator().manual_seed(seed)
     levels = torch.linspace(0, diffusion.num_timesteps - 1, points).round().long().unique().tolist()

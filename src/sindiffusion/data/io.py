@@ -27,8 +27,20 @@ def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.
     Handles EXIF orientation, palette/grey/CMYK modes, alpha (composited over white) and 16-bit,
     32-bit and float data (scaled to 8 bit by their range, see :func:`_value_range`). Raises
     :class:`ImageError` for a missing file, a non-image, a truncated or corrupt file, NaN pixels,
-    or more than ``max_pixels`` pixels (``None`` = no limit).
+    or more than ``max_pixels`` pixels (``None`` = no limit): the checks of :func:`open_image`.
     """
+    img = open_image(path, max_pixels)
+    try:
+        return to_rgb(img)
+    except ValueError as err:  # NaN pixels of a float image
+        raise ImageError(f"{path}: {err}") from err
+
+
+def open_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.Image:
+    """The image in ``path`` as Pillow decodes it (any mode), EXIF orientation applied, after every
+    check that an input image file passes (images, masks, references): :class:`ImageError` naming the
+    file for a missing file, a non-image, a truncated or corrupt file, or more than ``max_pixels``
+    pixels (a decompression bomb; ``None`` = no limit)."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: file not found")
@@ -54,18 +66,14 @@ def load_image(path: str | Path, max_pixels: int | None = 100_000_000) -> Image.
                 Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_limit, old_truncated
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image file Pillow can read") from err
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         if isinstance(err, ImageError):
             raise
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from err
     try:
-        img = ImageOps.exif_transpose(img)
+        return ImageOps.exif_transpose(img)
     except Exception:  # broken EXIF must not make a readable image unusable
-        pass
-    try:
-        return to_rgb(img)
-    except ValueError as err:  # NaN pixels of a float image
-        raise ImageError(f"{path}: {err}") from err
+        return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -16,10 +16,18 @@ from typing import Any
 import torch
 
 from ..artifacts import atomic_write, remove_stale_temps, sha256_file, write_json
-from ..checkpoint import CheckpointError, check_checkpoint_image, load_checkpoint, save_checkpoint
+from ..checkpoint import (
+    BUILD_ERRORS,
+    CheckpointError,
+    check_checkpoint_image,
+    describe_error,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..diffusion.gaussian import GaussianDiffusion
+from ..locks import exclusive
 from ..logged_model import sampling_of
 from ..models.kinds import ModelKind, get_kind
 from ..paths import ImagePaths, snapshot_name
@@ -30,6 +38,8 @@ from ..training.trainer import Trainer
 from .common import image_paths, tracked
 
 LOSS_COLUMNS = ["step", "loss", "it_per_s"]
+#: The lock file in the train folder held while a training writes there.
+LOCK_NAME = ".train.lock"
 
 
 def _read_loss_rows(path: Path, upto: int) -> list[dict]:
@@ -59,7 +69,22 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
     even when a workflow manager deleted it with the failed job's outputs. On SIGTERM/SIGUSR1/
     SIGINT the resume checkpoint is written at the current step and
     :class:`~sindiffusion.runtime.Preempted` is raised (the MLflow run ends KILLED).
+
+    One training per results folder at a time: a second one of the same image is refused
+    (:class:`~sindiffusion.locks.LockedError`, exit 2) while the first holds ``train/.train.lock``;
+    the lock of a killed training is free again (:mod:`sindiffusion.locks`).
     """
+    paths = image_paths(params, image)
+    refusal = (
+        f"another `sindiffusion train --image {image}` is writing into this folder; wait for it to end or "
+        "stop it: two at once would overwrite each other's checkpoints and loss.csv"
+    )
+    with exclusive(paths.checkpoint.parent / LOCK_NAME, refusal):
+        return _train(params, image, progress)
+
+
+def _train(params: Params, image: str, progress: bool) -> dict:
+    """:func:`run` while the folder's lock is held."""
     sections = params.stage("train")
     model_cfg, diffusion_cfg, train_cfg = sections["model"], sections["diffusion"], sections["train"]
     kind = get_kind(model_cfg.kind)
@@ -100,7 +125,13 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
                 trainer.config_dict()
             )
             if same_run and ckpt["step"] <= train_cfg.steps:
-                trainer.load_state_dict(ckpt)
+                try:
+                    trainer.load_state_dict(ckpt)
+                except BUILD_ERRORS as err:  # same config, yet weights or optimiser state of other shapes
+                    raise CheckpointError(
+                        f"{paths.resume}: its state does not fit the model of its own config ({describe_error(err)}); "
+                        "the file is damaged: delete it to train from scratch"
+                    ) from err
                 resumed_from = trainer.step
                 print(f"resuming from {paths.resume} at step {resumed_from}", file=sys.stderr)
             elif same_run:
@@ -151,6 +182,8 @@ def run(params: Params, image: str, progress: bool = True) -> dict:
                 train_cfg.steps, on_log=on_log, on_save=on_save, progress=progress, on_snapshot=on_snapshot
             )
         except Preempted as stop:
+            if stop.step is None:  # stopped outside the training loop: no resume state was written now
+                raise
             stop.checkpoint = str(paths.resume)
             tracker.set_tags(
                 {

@@ -47,4 +47,16 @@ class EMA:
         return {k: v.clone() for k, v in self.shadow.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Take the averages of ``state``; its names and shapes must be the model's (RuntimeError
+        naming the first that is not, as ``nn.Module.load_state_dict`` does), else the mismatch
+        would surface only at the first update."""
+        if set(state) != set(self.shadow):
+            missing, unexpected = sorted(set(self.shadow) - set(state)), sorted(set(state) - set(self.shadow))
+            raise RuntimeError(f"EMA state: missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
+        for k, v in state.items():
+            if tuple(v.shape) != tuple(self.shadow[k].shape):
+                raise RuntimeError(
+                    f"EMA state: size mismatch for {k}: {tuple(v.shape)} in the state, {tuple(self.shadow[k].shape)} "
+                    "in the model"
+                )
         self.shadow = {k: v.detach().clone().float() for k, v in state.items()}
