@@ -8,7 +8,7 @@ import pytest
 # Fixtures (mlflow_server, artifacts_dir, require_chromium) come from tests/conftest.py.
 from tests.support.browser import colors_present, mlflow_run_url, png_is_blank, screenshot
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster  # the cluster tier: `python -m pytest -m cluster`
 
 
 def _block_image(seed: int = 0, blocks: int = 8, px: int = 16) -> tuple[np.ndarray, list]:

@@ -21,7 +21,7 @@ import pytest
 # would create a second session-scoped cluster.
 from tests.support.fixtures import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster  # the cluster tier: `python -m pytest -m cluster`
 
 PROFILE = REPO_ROOT / "workflow" / "profiles" / "slurm"
 

@@ -17,6 +17,8 @@ from tests.benchmark.conftest import make_bench
 from tests.evaluation.tiny_pipeline import cli, write_params
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 
 @pytest.fixture(scope="module")
 def curves(tmp_path_factory) -> Path:

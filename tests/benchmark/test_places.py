@@ -19,6 +19,8 @@ from sindiffusion.benchmark import places
 from sindiffusion.benchmark.sheets import PAD
 from tests.evaluation.tiny_pipeline import cli, write_params
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 
 def rows_of(out: Path) -> list[dict]:
     return list(csv.DictReader((out / "benchmark.csv").open()))

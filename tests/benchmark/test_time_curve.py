@@ -12,6 +12,8 @@ from sindiffusion.benchmark.time_curve import parse_minutes
 from tests.evaluation.tiny_pipeline import cli, write_image, write_params
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 
 def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -10,6 +10,8 @@ import pytest
 
 from tests.evaluation.tiny_pipeline import cli, tiny_pipeline
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

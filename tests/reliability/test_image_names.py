@@ -59,6 +59,7 @@ def test_every_command_refuses_bad_names_and_writes_nothing(trained_project, cap
     assert not (root.parent / "escape").exists() and not Path("/tmp/abs").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("listed", [True, False])
 def test_snakefile_refuses_bad_names(tmp_path, listed):
     """The Snakefile checks params.yaml's data.images, or the image files' names, with the same function."""

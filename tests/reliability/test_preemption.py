@@ -25,6 +25,8 @@ from sindiffusion.cli import main
 from sindiffusion.runtime import EXIT_RESUMABLE
 from tests.stages._tiny import one_torch_thread, project  # noqa: F401
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 RESUME = Path("results/img/train/resume/latest.pt")
 LOSS = Path("results/img/train/loss.csv")
 MODEL = Path("results/img/train/model.pt")

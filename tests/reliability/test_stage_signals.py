@@ -22,6 +22,8 @@ from sindiffusion.cli import main
 from sindiffusion.runtime import EXIT_RESUMABLE
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 EDITS = "manipulate:\n  edits:\n    img:\n    - {name: wide, kind: outpaint, left: 8}\n"
 STAGES = {
     "preprocess": ["preprocess", "--image", "img"],

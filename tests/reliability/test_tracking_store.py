@@ -29,6 +29,7 @@ def _stage(uri: str, index: int, start: multiprocessing.Event) -> None:
     os._exit(0 if tracker.enabled else 3)  # 3: tracking switched itself off (the store failed)
 
 
+@pytest.mark.e2e
 def test_parallel_first_use_of_a_fresh_sqlite_store(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -100,6 +101,7 @@ class _SilentServer:
         self.sock.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("health", [False, True], ids=["silent", "api-hangs"])
 def test_hanging_server_adds_at_most_10_seconds_and_warns_once(trained_project, capfd, monkeypatch, health):
     pytest.importorskip("mlflow.tracking")  # imported before timing: only the waiting is measured
@@ -204,6 +206,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.e2e
 def test_a_kill_during_the_first_use_leaves_no_store_or_a_complete_one(tmp_path, monkeypatch, capfd):
     """``kill -9`` a first use at several moments after MLflow starts creating its tables: each
     leaves no store or a complete one, and the next first use tracks without a warning."""

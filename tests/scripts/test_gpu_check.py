@@ -12,6 +12,8 @@ import pytest
 
 from tests.stages._tiny import make_image
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu-check.sh"
 

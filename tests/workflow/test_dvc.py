@@ -13,9 +13,10 @@ import pytest
 
 from .helpers import PROFILES, clean_env, make_project, run, snakemake
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("dvc") is None or shutil.which("git") is None, reason="dvc or git not installed"
-)
+pytestmark = [
+    pytest.mark.e2e,  # the end-to-end tier: `python -m pytest -m e2e`
+    pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None, reason="dvc or git not installed"),
+]
 
 IMAGE = "tiny_a"
 CKPT = f"results/{IMAGE}/train/model.pt"

@@ -31,7 +31,7 @@ def _shows_colour_image(png) -> bool:
     return int((hist[1:6] > 100).sum()) >= 3
 
 
-@pytest.mark.slow
+@pytest.mark.cluster
 def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifacts_dir, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -178,6 +178,7 @@ def _rest(server: str, endpoint: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+@pytest.mark.e2e
 def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):
     root = make_project(tmp_path, images={"tiny_a": (40, 48)})
     env = clean_env(MLFLOW_TRACKING_URI="http://127.0.0.1:9", SINDIFFUSION_TRACKING=None)

@@ -12,7 +12,7 @@ import pytest
 
 from .helpers import PROFILES, TINY_IMAGES, make_project, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster  # the cluster tier: `python -m pytest -m cluster`
 
 # First status poll 1 s after submission (default 40 s) and then every second (default 10 s): a
 # tiny job takes seconds, so the defaults would be most of the test's time. The test cluster's

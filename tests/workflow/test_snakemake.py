@@ -11,6 +11,8 @@ from sindiffusion.paths import TEMPLATES
 
 from .helpers import PROFILES, REPO_ROOT, TINY_IMAGES, dry_run_jobs, make_project, snakemake
 
+pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
+
 STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 from sindiffusion.config import STAGE_SECTIONS
@@ -52,6 +53,7 @@ def test_dvc_params_are_the_sections_each_stage_reads():
         assert sorted(stage["do"]["params"]) == sorted(STAGE_SECTIONS[name]), name
 
 
+@pytest.mark.e2e
 def test_snakemake_and_dvc_run_the_same_stages_commands_and_outputs(tmp_path):
     root = make_project(tmp_path, images={"tiny_a": (40, 48)}, list_images=True)
     res = snakemake(root, "-n", "-p", "--forceall", "--cores", "1", "all")
