@@ -327,6 +327,13 @@ class SampleConfig(SamplingSettings):
         1.5, ge=0, le=10, help="finish: nearest: Gaussian std (px) of the keys (the sample's blur)"
     )
     finish_window: float = opt(0.5, gt=0, le=10, help="finish: nearest: Gaussian std (px) of each patch's vote")
+    finish_cells: int = opt(
+        0,
+        ge=0,
+        le=4096,
+        help="finish: nearest: search every training patch within k-means cells (0 = every 2nd row/column, refined)",
+    )
+    finish_probes: int = opt(8, ge=1, le=4096, help="finish: nearest: with finish_cells, cells searched per patch")
 
     def start_kind(self, size: tuple[int, int], train_size: tuple[int, int]) -> str:
         """The start used for a ``size`` sample of a ``train_size`` image: ``init``, with ``auto``

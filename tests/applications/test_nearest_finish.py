@@ -47,7 +47,11 @@ def test_the_pca_shortlist_agrees_with_the_exact_search():
     img = torch.stack([torch.sin(xx / 3), torch.cos(yy / 4), torch.sin((xx + yy) / 5)])[None] * 0.8
     x = gaussian_blur(img[..., 4:28, 6:38], 1.0)
     exact = nearest_patch_finish(x, img, dims=0, key_stride=1)
-    for fast in (nearest_patch_finish(x, img, dims=8, top_k=16, key_stride=1), nearest_patch_finish(x, img)):
+    for fast in (
+        nearest_patch_finish(x, img, dims=8, top_k=16, key_stride=1),
+        nearest_patch_finish(x, img),
+        nearest_patch_finish(x, img, cells=16, probes=8),  # shortlisted within k-means cells
+    ):
         assert (fast - exact).abs().mean() < 0.005
 
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion.loop import SamplingContext, SamplingHook
+from ..models.cell_search import CellIndex
 from .patch_votes import fold_votes, padded_patches
 
 __all__ = ["NearestPatchFinish", "gaussian_blur", "nearest_patch_finish"]
@@ -80,6 +81,8 @@ def nearest_patch_finish(
     top_k: int = 4,
     key_stride: int = 2,
     chunk: int = 4096,
+    cells: int = 0,
+    probes: int = 8,
 ) -> torch.Tensor:
     """``x [B, 3, H, W]`` with every patch replaced by its nearest training patch (module docstring).
 
@@ -89,7 +92,9 @@ def nearest_patch_finish(
             vote around each patch centre; dims: principal components searched (0 = all);
             top_k: candidates reranked exactly; key_stride: keep the training patches of every
             ``s``-th row and column (``s^2`` times fewer keys: the search costs queries x keys);
-            chunk: queries per block.
+            chunk: queries per block; cells, probes: with ``cells > 0`` the shortlist comes from a
+            :class:`~sindiffusion.models.cell_search.CellIndex` over *every* key (``key_stride`` is
+            then ignored: no neighbours to refine) instead of scoring every strided key.
     Returns:
         ``[B, 3, H, W]`` in [-1, 1]: every pixel a weighted mean of training pixels.
     """
@@ -100,6 +105,8 @@ def nearest_patch_finish(
     h_img, w_img = image.shape[-2:]
     all_keys = padded_patches(gaussian_blur(image, blur), patch)[0]  # [N, D] blurred: what a blurred sample matches
     values = padded_patches(image, patch)[0]  # [N, D] sharp: what it is replaced by
+    if cells and 0 < dims < all_keys.shape[1]:  # every key, shortlisted by cells: nothing to refine
+        key_stride = 1
     keep = _positions((h_img, w_img), key_stride, image.device)
     keys = all_keys[keep]  # searched: every key_stride-th position; the winner is refined around it
     n, d = keys.shape
@@ -120,11 +127,19 @@ def nearest_patch_finish(
     dc = offs[None, :].expand(len(offs), -1).reshape(-1)
     b, _, h, w = x.shape
     queries = padded_patches(x, patch).reshape(b * h * w, d)
+    shortlist = None
+    if cells and basis is not None:  # all queries at once: the index visits each cell once
+        # 4 k candidates reranked exactly: no neighbours to refine, so a longer shortlist instead
+        # (the strided search reranks k x 9 at key_stride 2).
+        shortlist = CellIndex(proj_keys, cells, probes).search((queries - mean) @ basis, 4 * k)  # [BHW, 4k]
     best = torch.empty(queries.shape[0], dtype=torch.long, device=x.device)
     for start in range(0, queries.shape[0], chunk):
         q = queries[start : start + chunk]
-        qp = (q - mean) @ basis if basis is not None else q - mean
-        short = torch.addmm(proj_sq, qp, proj_keys.T, alpha=-2.0).topk(k, dim=1, largest=False).indices  # [c, k]
+        if shortlist is not None:
+            short = shortlist[start : start + chunk]  # [c, k]
+        else:
+            qp = (q - mean) @ basis if basis is not None else q - mean
+            short = torch.addmm(proj_sq, qp, proj_keys.T, alpha=-2.0).topk(k, dim=1, largest=False).indices
         pos = keep[short]  # [c, k] full-resolution positions
         if key_stride > 1:  # every position within the stride around each candidate, inside the image
             r, c = (pos // w_img)[..., None] + dr, (pos % w_img)[..., None] + dc

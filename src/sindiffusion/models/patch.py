@@ -96,6 +96,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import FieldError, check_fields, opt
+from .cell_search import CellIndex
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,13 @@ class PatchConfig:
     key_stride: int = opt(1, ge=1, le=16, help="keep every s-th training patch position")
     query_stride: int = opt(1, ge=1, le=8, help="denoise a patch around every s-th pixel (window fold fills in)")
     chunk_size: int = opt(1024, ge=1, le=1 << 20, help="queries per block: memory ~ chunk x patches x 4 B")
+    search_cells: int = opt(
+        0,
+        ge=0,
+        le=4096,
+        help="with top_k: shortlist among the patches of a query's nearest k-means cells (0 = every patch)",
+    )
+    search_probes: int = opt(8, ge=1, le=4096, help="with search_cells: cells scored per query (nearest first)")
     temperature: Literal["exact", "unit"] = opt("exact", help="coarse-scale noise: exact (downsampled) or unit")
 
     def __post_init__(self) -> None:
@@ -150,6 +158,8 @@ class PatchConfig:
             bad("patch_sizes", f"has {len(self.patch_sizes)} entries but scales is {self.scales}")
         if self.fold_size > min((self.patch_size,) + self.sizes()):
             bad("fold_size", f"{self.fold_size} is larger than the patch side")
+        if self.search_cells and not self.top_k:
+            bad("search_cells", f"{self.search_cells} needs top_k > 0: the cells only shortlist each query's top_k")
         if self.query_stride > 1 and (self.aggregate != "window" or self.fold_size < 2 * self.query_stride - 1):
             bad(
                 "query_stride",
@@ -246,6 +256,15 @@ class _ScalePatches:
             self.keys_proj = patches
         self.key_sq = (self.keys_proj**2).sum(1)  # [N]
         self.patch_sq = (patches**2).sum(1) if self.basis is not None else self.key_sq  # [N], exact rerank
+        self._indexes: dict[tuple[int | None, torch.device], CellIndex] = {}
+
+    def index(self, n: int | None, cfg: PatchConfig) -> CellIndex:
+        """The cells index over ``keys_proj[:n]`` (built on first use, cached per ``n``)."""
+        if (n, self.keys_proj.device) not in self._indexes:
+            self._indexes[(n, self.keys_proj.device)] = CellIndex(
+                self.keys_proj[:n], cfg.search_cells, cfg.search_probes
+            )
+        return self._indexes[(n, self.keys_proj.device)]
 
     def to(self, device: torch.device) -> "_ScalePatches":
         for name in ("patches", "values", "mean", "basis", "keys_proj", "key_sq", "patch_sq"):
@@ -296,6 +315,7 @@ def posterior_mean_patches(
     chunk_size: int,
     top_k: int = 0,
     rerank: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    index: CellIndex | None = None,
 ) -> torch.Tensor:
     """Softmax-weighted average of ``values`` for every query (the closed-form E[x0 | x_t] per patch).
 
@@ -308,6 +328,8 @@ def posterior_mean_patches(
         top_k: if ``0 < top_k < N``, the softmax runs over each query's ``top_k`` largest logits only.
         rerank: with ``top_k``, ``(queries [M, D], patches [N, D], patch_sq [N])`` in full dimension:
             ``queries``/``keys`` above only pick the candidates, whose logits are recomputed from these.
+        index: with ``top_k``, a :class:`CellIndex` over ``keys`` that shortlists the ``top_k``
+            candidates approximately (nearest to ``q / sqrt_abar``) instead of scoring every key.
     Returns:
         ``[M, v]``: ``sum_i softmax_i(-||q - sqrt_abar k_i||^2 / (2 var)) values_i``.
     """
@@ -317,13 +339,19 @@ def posterior_mean_patches(
     bias = sq_coef * key_sq  # [N]
     keys_t = (keys * dot_coef).T.contiguous()  # [d, N]
     k = top_k if 0 < top_k < keys.shape[0] else 0
+    # The largest logits are the keys nearest to q / sqrt_abar: what the cells index answers.
+    shortlist = index.search(queries / sqrt_abar, k) if k and index is not None else None
     out = []
     for start in range(0, queries.shape[0], chunk_size):
         q = queries[start : start + chunk_size]
         if k:
-            logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
-            top, idx = logits.topk(k, dim=1)  # [chunk, k]
-            del logits
+            if shortlist is not None:
+                idx = shortlist[start : start + chunk_size]  # [chunk, k]
+                top = dot_coef * torch.bmm(keys[idx], q[:, :, None])[..., 0] + bias[idx]
+            else:
+                logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
+                top, idx = logits.topk(k, dim=1)  # [chunk, k]
+                del logits
             if rerank is not None:  # exact logits of the shortlisted patches
                 q_full, patches, patch_sq = rerank
                 cand = patches[idx]  # [chunk, k, D]
@@ -431,6 +459,7 @@ class PatchDenoiser(nn.Module):
             self.cfg.chunk_size,
             self.cfg.top_k,
             rerank,
+            sp.index(n, self.cfg) if self.cfg.search_cells and self.cfg.top_k else None,
         )
         if a == 1:
             return est.reshape(b, h, w, 3).permute(0, 3, 1, 2)

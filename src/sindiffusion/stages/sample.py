@@ -134,7 +134,16 @@ def prepare(
     image = image_to_tensor(load_image(processed))[None] if uses_image else None
     finish: list[SamplingHook] = []
     if cfg.finish == "nearest":
-        finish = [NearestPatchFinish(image, patch=cfg.finish_patch, blur=cfg.finish_blur, window=cfg.finish_window)]
+        finish = [
+            NearestPatchFinish(
+                image,
+                patch=cfg.finish_patch,
+                blur=cfg.finish_blur,
+                window=cfg.finish_window,
+                cells=cfg.finish_cells,
+                probes=cfg.finish_probes,
+            )
+        ]
     if start == "noise":
         bundle.check_start(sampler, None, "sample.init=noise")
         return Prepared(bundle, size, sampler, (lambda begin, end: finish) if finish else None, None, start)
