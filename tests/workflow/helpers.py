@@ -1,7 +1,7 @@
 """Shared helpers of the workflow tests: a tiny pipeline in a temporary directory.
 
 The tests never run the pipeline in the repository: :func:`make_project` copies what a run needs
-(``workflow/``, ``dvc.yaml``, ``environment.yml``) into a temporary directory, writes a TINY
+(``workflow/``, ``dvc.yaml``, ``.gitignore``, ``environment.yml``) into a temporary directory, writes a TINY
 params.yaml there (32-48 px images, an 8-channel 2-level UNet, 15 training steps, 2 samples of
 10 DDIM steps) and a few small synthetic images.
 """
@@ -105,7 +105,8 @@ def make_project(
     root.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
     shutil.copytree(REPO_ROOT / "workflow", root / "workflow", ignore=ignore)
-    for name in ("dvc.yaml", ".dvcignore", "environment.yml"):
+    # .gitignore too: it ignores results/, which decides what git (hence `dvc exp show`) can see
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "environment.yml"):
         shutil.copy2(REPO_ROOT / name, root / name)
     if with_src:
         shutil.copytree(REPO_ROOT / "src" / "sindiffusion", root / "src" / "sindiffusion", ignore=ignore)

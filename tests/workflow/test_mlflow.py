@@ -33,6 +33,7 @@ def _shows_colour_image(png) -> bool:
 
 @pytest.mark.cluster
 def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifacts_dir, tmp_path, monkeypatch):
+    from mlflow.entities import LoggedModelStatus
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
@@ -58,7 +59,7 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parents = {r.data.tags["sindiffusion.image"]: r for r in runs if r.data.tags.get("sindiffusion.kind") == "image"}
     assert sorted(parents) == sorted(TINY_IMAGES)
-    sample_runs = {}
+    sample_runs, train_runs = {}, {}
     for image, parent in parents.items():
         assert parent.info.run_name == image
         children = {
@@ -94,6 +95,7 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
         pre_images = [a.path for a in client.list_artifacts(children["preprocess"].info.run_id, "images")]
         assert any("input" in p for p in pre_images), pre_images
         sample_runs[image] = sample
+        train_runs[image] = train
     (artifacts_dir / "runs.json").write_text(
         json.dumps(
             {img: {"run_id": r.info.run_id, "metrics": r.data.metrics} for img, r in sample_runs.items()}, indent=2
@@ -124,6 +126,22 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
         assert shot.stat().st_size > 10_000 and not png_is_blank(shot), shot
     for name in ("mlflow-image-run-model-metrics.png", "mlflow-sample-run-artifact-grid.png"):
         assert _shows_colour_image(artifacts_dir / name), f"no sample grid visible in {artifacts_dir / name}"
+
+    # the experiment's Models tab: one ready logged model per image, logged from its train run
+    models = {m.name: m for m in client.search_logged_models([exp.experiment_id])}
+    assert sorted(models) == sorted(TINY_IMAGES), sorted(models)
+    for image, model in models.items():
+        assert model.status == LoggedModelStatus.READY, (image, model.status)
+        assert model.source_run_id == train_runs[image].info.run_id, image
+    url = f"{mlflow_server}/#/experiments/{exp.experiment_id}/models{tracking.UI_QUERY}"
+    shot = screenshot(url, artifacts_dir / "mlflow-experiment-models-tab.png")
+    print(f"screenshot: {shot} ({url})")
+    assert shot.stat().st_size > 10_000 and not png_is_blank(shot), shot
+    text = page_text(url)  # what the screenshot shows, as text (the Models table is no image to test pixels of)
+    (artifacts_dir / "mlflow-experiment-models-tab.txt").write_text(text)
+    assert "Models Table view" in text and "Model name Status" in text, text[:2000]
+    for image in TINY_IMAGES:
+        assert f"{image} Ready" in text and f"{image}/train" in text, text[:2000]
 
     # the experiment opens on the training runs table, whose Dataset column names each model's
     # training image: the experiment is typed as classic ML/DL, and the link the pipeline prints

@@ -48,6 +48,27 @@ def test_dvc_paths_are_the_package_templates():
                 assert _as_template(path) in templates, f"{name}: dependency {path}"
 
 
+def test_dvc_top_level_entries_are_the_first_images_templates():
+    """The top-level metrics/plots/artifacts of dvc.yaml: DVC resolves them without foreach, so they
+    name the first listed image (${data.images.0}), with sindiffusion.paths templates; a top-level
+    plot never repeats a stage's plot (DVC would draw that file twice)."""
+    doc = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    first = {"${data.results_dir}": "{results}", "${data.images.0}": "{image}"}
+
+    def template(path: str) -> str:
+        for var, tpl in first.items():
+            path = path.replace(var, tpl)
+        return path
+
+    assert [template(p) for p in _dvc_paths(doc["metrics"])] == [TEMPLATES["samples_meta"]]
+    assert [template(p) for p in _dvc_paths(doc["plots"])] == [TEMPLATES["grid"]]
+    ((name, artifact),) = doc["artifacts"].items()
+    assert name == "${data.images.0}-model" and artifact["type"] == "model"
+    assert template(artifact["path"]) == TEMPLATES["checkpoint"]
+    stage_plots = {_as_template(p) for st in _dvc_stages().values() for p in _dvc_paths(st["do"].get("plots"))}
+    assert not stage_plots & {template(p) for p in _dvc_paths(doc["plots"])}
+
+
 def test_dvc_params_are_the_sections_each_stage_reads():
     for name, stage in _dvc_stages().items():
         assert sorted(stage["do"]["params"]) == sorted(STAGE_SECTIONS[name]), name
