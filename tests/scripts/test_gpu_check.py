@@ -94,7 +94,7 @@ def test_patch_part_passes_model_overrides_through(tmp_path):
 
 @pytest.mark.parametrize("bad", ["sample.init_t", "init_t=0.5", "sample.init_t=0.5,,0.7"])
 def test_config_part_refuses_a_malformed_sweep(bad, capsys):
-    from sindiffusion.benchmark.gpu_check import main
+    from sindiffusion.cli.gpu_check import main
 
     with pytest.raises(SystemExit) as err:
         main(["config", "out", "x", "configs/gpu-fast.yaml", "img.png", "--minutes", "1", "--sweep", bad])
