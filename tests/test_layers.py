@@ -1,12 +1,14 @@
-"""The import layering, in one sentence: core <- libraries <- stages <- benchmark <- command line.
+"""The import layering, in one sentence: core <- libraries <- stages <- benchmark <- studies <- command line.
 
 * core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation,
   config, configdoc, yamlfile, generate, progress, tracking, logged_model, sqlite_store, signals,
   locks, demo -- no knowledge of what uses them;
 * libraries: training, applications, evaluation -- import only core (and each other);
 * stages: read config, call one library function, write outputs, log;
-* benchmark: studies that run stages;
-* command line: ``cli`` and every ``*.cli`` module (the subcommands of a subsystem).
+* benchmark: the one-command benchmark against the published samples (product), runs stages;
+* studies: the research tools (time curves, denoise gap, RF study, speed, GPU check), run stages
+  and may borrow the benchmark's tables and sheets;
+* command line: the ``cli`` package (every argparse parser) and ``__main__``.
 
 A module may import its own layer or lower ones, never a higher one. The test walks every import
 statement (module level and inside functions) of ``src/sindiffusion``.
@@ -18,7 +20,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sindiffusion"
-ORDER = ["core", "library", "stages", "benchmark", "cli"]
+ORDER = ["core", "library", "stages", "benchmark", "studies", "cli"]
 LAYERS = {
     "core": {
         "models",
@@ -46,14 +48,13 @@ LAYERS = {
     "library": {"training", "applications", "evaluation"},
     "stages": {"stages"},
     "benchmark": {"benchmark"},
+    "studies": {"studies"},
     "cli": {"cli", "__main__"},
 }
 
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    if parts[-1] == "cli":
-        return "cli"
     top = parts[1] if len(parts) > 1 else ""
     found = [name for name, tops in LAYERS.items() if top in tops]
     assert found, f"{module}: not in any layer; add {top!r} to LAYERS (and to the docstring)"
@@ -108,3 +109,25 @@ def test_the_walk_catches_an_upward_import(tmp_path):
     edges = _imports(probe, tmp_path / "sindiffusion")
     assert edges == [("sindiffusion.models.probe", "sindiffusion.stages")]
     assert ORDER.index(_layer(edges[0][1])) > ORDER.index(_layer(edges[0][0]))
+
+
+def test_argparse_lives_in_the_cli_package_only():
+    """Every parser is in ``sindiffusion.cli``; the libraries, stages, benchmark and studies take plain values."""
+    users = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] != "cli"
+        and any(
+            isinstance(node, (ast.Import, ast.ImportFrom))
+            and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module])
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert users == []
+
+
+def test_studies_are_used_by_the_command_line_only():
+    """The product (core, libraries, stages, benchmark) never imports a study."""
+    edges = _all_imports()
+    users = {a for a, b in edges if b.startswith("sindiffusion.studies") and _layer(a) not in ("studies", "cli")}
+    assert users == set()

@@ -84,7 +84,7 @@ def test_bad_usage(tmp_path, args, message):
 
 def test_patch_part_passes_model_overrides_through(tmp_path):
     """No filtering in part_patch: a model key given to it is applied (and checked) like any override."""
-    from sindiffusion.benchmark.gpu_check import part_patch
+    from sindiffusion.studies.gpu_check import part_patch
 
     image = make_image(tmp_path / "scene.png")
     part = part_patch(tmp_path / "out", image, 64, str(REPO / "configs" / "patch.yaml"), ["model.patch_size=4"])

@@ -1,5 +1,5 @@
 """``python -m sindiffusion.cli.gpu_check PART ...``: the parser of the parts of ``scripts/gpu-check.sh``
-that run Python (:mod:`sindiffusion.benchmark.gpu_check` says what each part does)."""
+that run Python (:mod:`sindiffusion.studies.gpu_check` says what each part does)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..benchmark.gpu_check import mark, merge, part_config, part_env, part_patch
 from ..config import ConfigError, parse_override
+from ..studies.gpu_check import mark, merge, part_config, part_env, part_patch
 
 
 def _sweep(text: str) -> list[str]:

@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from ..benchmark import curve_compare, denoise_gap, rf_study, speed, time_curve
 from ..checkpoint import load_checkpoint
 from ..runtime import PRECISIONS
 from ..stages.common import model_source
+from ..studies import curve_compare, denoise_gap, rf_study, speed, time_curve
 from .options import add_model, add_overrides, command
 from .params import load, study_inputs
 

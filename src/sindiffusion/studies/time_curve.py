@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write, write_json
+from ..benchmark.arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
+from ..benchmark.per_image import brightness_stats
+from ..benchmark.report import WEIGHT_FREE
 from ..config import Params, load_params
 from ..data.io import save_image, tensor_to_image
 from ..paths import ImagePaths, snapshot_name
-from .arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
-from .per_image import brightness_stats
-from .report import WEIGHT_FREE
 
 COLUMNS = (
     "image",
@@ -383,8 +383,8 @@ def _score_image(
 ) -> tuple[list[dict], list[str], str]:
     """Sample and score every point of one trained image; write its contact sheet.
     Returns ``(rows, notes, sheet path relative to out)``."""
+    from ..benchmark.sheets import contact_sheet
     from ..stages.evaluate import load_unit
-    from .sheets import contact_sheet
 
     name = paths.image
     points, notes = _points(paths, minutes, train_metrics)

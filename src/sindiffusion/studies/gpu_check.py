@@ -140,11 +140,11 @@ def part_config(
     part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
 
     def body(part: dict[str, Any]) -> None:
+        from ..benchmark.per_image import brightness_stats, load_samples
+        from ..benchmark.sheets import contact_sheet
         from ..runtime import resolve_device
         from ..stages import preprocess, sample, train
         from ..stages.evaluate import compute, load_unit
-        from .per_image import brightness_stats, load_samples
-        from .sheets import contact_sheet
 
         over = [
             *overrides,

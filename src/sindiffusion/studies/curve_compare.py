@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write, write_json
+from ..benchmark.arms import natural_key
+from ..benchmark.report import WEIGHT_FREE, md_table
+from ..benchmark.report import mean_rows as method_means
 from ..config import Params
 from ..paths import ImagePaths
-from .arms import natural_key
-from .report import WEIGHT_FREE, md_table
-from .report import mean_rows as method_means
 from .time_curve import FILES as CURVE_FILES
 from .time_curve import mean_rows
 
@@ -121,7 +121,7 @@ def compare_curves(
     the runs were made at different ``preprocess.max_size``, or no image or mark is shared; nothing
     is written then.
     """
-    from .places import baseline_methods, score_baselines
+    from ..benchmark.places import baseline_methods, score_baselines
 
     out = Path(out)
     if len(picks) < 2:
@@ -201,8 +201,8 @@ def _sheets(
     """One sheet per image: training image, every run's stored samples at every mark, the baselines.
     An image whose files are missing (a run from before samples were stored: ``time-curve
     --rescore`` stores them) gets a note instead of a sheet."""
-    from .places import find_baseline
-    from .sheets import image_sheet
+    from ..benchmark.places import find_baseline
+    from ..benchmark.sheets import image_sheet
 
     sheets: dict[str, str] = {}
     for image in result["settings"]["images"]:
