@@ -131,3 +131,56 @@ def test_studies_are_used_by_the_command_line_only():
     edges = _all_imports()
     users = {a for a, b in edges if b.startswith("sindiffusion.studies") and _layer(a) not in ("studies", "cli")}
     assert users == set()
+
+
+def _module_level_edges(package_dir: Path = PACKAGE) -> dict[str, set[str]]:
+    """``module -> sindiffusion modules it imports at module level`` (not under ``if TYPE_CHECKING``, not in
+    a function): the imports that run when the module is first imported. ``from pkg import name`` counts
+    as an import of ``pkg.name`` when that is a module."""
+    modules = {
+        ".".join(p.relative_to(package_dir.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package_dir.rglob("*.py")
+    }
+    edges: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        body = list(ast.parse(path.read_text()).body)
+        found: set[str] = set()
+        while body:
+            node = body.pop(0)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                body += node.body + node.orelse
+            elif isinstance(node, ast.Try):
+                body += node.body
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if not node.level:
+                    base = node.module or ""
+                subs = {f"{base}.{a.name}" for a in node.names} & set(modules)
+                found |= subs or {base}
+        edges[module] = {t for t in found if t in modules and t != module}
+    return edges
+
+
+def test_no_import_cycle():
+    """No two modules import each other at module level, directly or round a longer loop (a cycle dodged
+    with an import inside a function counts as none: such imports must say why they are late)."""
+    edges = _module_level_edges()
+    cycles, state = [], {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(edges[module]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(stack[stack.index(target) :] + [module, target]))
+            elif target not in state:
+                visit(target, [*stack, module] if module not in stack else stack)
+        state[module] = "done"
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
+    assert cycles == []
