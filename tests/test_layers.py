@@ -184,3 +184,41 @@ def test_no_import_cycle():
         if module not in state:
             visit(module, [])
     assert cycles == []
+
+
+def late_imports(package_dir: Path = PACKAGE) -> list[tuple[str, int, str, str]]:
+    """``(file, line, import, reason)`` of every import inside a function: the reason is the ``# why:``
+    comment above it, or above the imports right before it (one comment for a block), else ``""``."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        import_lines = {i for n in imports for i in range(n.lineno, n.end_lineno + 1)}
+        late = {
+            n
+            for f in ast.walk(tree)
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(f)
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+        }
+        for node in sorted(late, key=lambda n: n.lineno):
+            above = node.lineno - 1
+            while above in import_lines:
+                above -= 1
+            comment = lines[above - 1].strip() if above >= 1 else ""
+            reason = comment.removeprefix("# why:").strip() if comment.startswith("# why:") else ""
+            found.append((str(path.relative_to(package_dir)), node.lineno, lines[node.lineno - 1].strip(), reason))
+    return found
+
+
+def test_every_import_inside_a_function_says_why():
+    """An import inside a function is a heavy optional dependency, a plug-in or start-up time, never a
+    dodged cycle (test_no_import_cycle); the line above it says which (``# why: ...``)."""
+    assert len(late_imports()) > 10  # the walk found them
+    assert [f"{f}:{line}: {text}" for f, line, text, reason in late_imports() if not reason] == []
+
+
+if __name__ == "__main__":  # the list with reasons: python tests/test_layers.py
+    for f, line, text, reason in late_imports():
+        print(f"{f}:{line}: {text}  # {reason}")

@@ -32,6 +32,7 @@ import dataclasses
 import math
 import re
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
@@ -94,6 +95,7 @@ def sampling_of(sample_section: Mapping[str, Any]) -> dict[str, Any]:
 def signature(sampling: Mapping[str, Any]) -> Any:
     """The model's ``ModelSignature``: the input columns (:data:`INPUTS`, all optional), the float
     output ``[N, 3, H, W]``, and the sampling params with ``sampling``'s values as defaults."""
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -116,7 +118,6 @@ def input_example(size: tuple[int, int] | list[int]) -> dict[str, int]:
 def pip_requirements() -> list[str]:
     """What loading the model needs: this package (not on PyPI: install the repository), torch,
     numpy and MLflow, at the versions that wrote it."""
-    from importlib import metadata
 
     reqs = []
     for dist in ("sindiffusion", "torch", "numpy", "mlflow"):
@@ -135,6 +136,7 @@ def save_pyfunc(
     """Write the MLflow model folder ``path``: ``MLmodel`` (this module as the ``python_function``
     loader, the signature, ``info`` as metadata, ``sampling`` as the model config),
     ``data/<checkpoint file>``, the input example and the environment files."""
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     import mlflow
 
     mlflow.pyfunc.save_model(
@@ -188,6 +190,7 @@ class SinDiffusionPyfunc:
         return Params(raw={"sample": raw}, path=f"{self.checkpoint.name} predict").section("sample")
 
     def _load(self, cfg: Any) -> Any:
+        # why: MLflow imports this loader module in a bare environment: torch and the model code only when a model loads
         from .generate import load_bundle
         from .runtime import resolve_device
 
@@ -199,8 +202,10 @@ class SinDiffusionPyfunc:
 
     def predict(self, model_input: Any, params: Mapping[str, Any] | None = None) -> np.ndarray:
         """Samples for one request (a dict, a one-row DataFrame or a one-item list of dicts)."""
+        # why: MLflow imports this loader module in a bare environment: torch and the model code only when a model loads
         import torch
 
+        # why: MLflow imports this loader module in a bare environment: torch and the model code only when a model loads
         from .diffusion import build_sampler
         from .diffusion.x0 import x0_clip_of
         from .generate import generate, output_size
@@ -299,6 +304,7 @@ def resolve_model_uri(
     model kinds the command takes (None = any). Raises :class:`ModelUriError` (exit 2) naming
     ``flag`` and ``uri`` when it does not resolve, is not a sindiffusion model, is of another kind,
     or its checkpoint is unusable; nothing is downloaded beyond the ``MLmodel`` file then."""
+    # why: tracking imports this module to log a model (a cycle left for later: see the report of issue 26)
     from .tracking import bound_http, check_server, mlflow_uri, resolve_uri
 
     where = f"{flag} {uri}"
@@ -344,6 +350,7 @@ def _artifact_base(uri: str, where: str, store: str) -> str:
     match = _LOGGED_MODEL_ID.match(uri)
     if not match:
         return uri.rstrip("/")
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     from mlflow import MlflowClient
 
     try:
@@ -353,6 +360,7 @@ def _artifact_base(uri: str, where: str, store: str) -> str:
 
 
 def _mlmodel(base: str, where: str, store: str, dst: Path) -> Any:
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     from mlflow.models import Model
 
     try:
@@ -365,6 +373,7 @@ def _mlmodel(base: str, where: str, store: str, dst: Path) -> Any:
 
 
 def _download(uri: str, dst: Path) -> str:
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     import mlflow
 
     dst.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,8 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     # why: these modules import torch, which must come after main()'s signal handlers
     from ..artifacts import DiskFullError
+
+    # why: these modules import torch, which must come after main()'s signal handlers
     from ..checkpoint import CheckpointError
     from ..config import ConfigError
     from ..data.io import ImageError

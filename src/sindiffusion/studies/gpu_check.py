@@ -29,6 +29,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from ..paths import ImagePaths
+
 PARTS = "parts"
 
 
@@ -56,6 +58,7 @@ def _write(out: Path, name: str, part: dict[str, Any]) -> None:
 
 
 def _peak_gib(device: Any) -> float | None:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
     if device.type != "cuda":
@@ -64,6 +67,7 @@ def _peak_gib(device: Any) -> float | None:
 
 
 def _reset_peak(device: Any) -> None:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
     if device.type == "cuda":
@@ -73,8 +77,10 @@ def _reset_peak(device: Any) -> None:
 
 def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
     """Versions and the device: what the numbers of the other parts were measured on."""
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..runtime import cpu_bf16_flags
 
     env: dict[str, Any] = {
@@ -101,6 +107,7 @@ def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
 
 
 def _params(params_path: str, overrides: list[str], image: Path, results: Path) -> Any:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..config import load_params
 
     params = load_params(params_path, overrides)
@@ -140,6 +147,7 @@ def part_config(
     part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
 
     def body(part: dict[str, Any]) -> None:
+        # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
         from ..benchmark.per_image import brightness_stats, load_samples
         from ..benchmark.sheets import contact_sheet
         from ..runtime import resolve_device
@@ -183,8 +191,6 @@ def part_config(
         part["sample"].update(stage_seconds=time.perf_counter() - t0, peak_memory_gib=_peak_gib(device))
         _write(out, name, part)
         if metrics:
-            from ..paths import ImagePaths
-
             paths = ImagePaths(img, results)
             real = load_unit(paths.processed)
 
@@ -216,6 +222,7 @@ def part_config(
 
 def patch_kind_known() -> str | None:
     """None when the model kind ``patch`` is registered on this checkout, else why the patch step is skipped."""
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..config import MODEL_KINDS
 
     if "patch" not in MODEL_KINDS.names():
