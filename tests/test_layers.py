@@ -1,6 +1,6 @@
 """The import layering, in one sentence: core <- libraries <- stages <- benchmark <- studies <- command line.
 
-* core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation,
+* core: models, diffusion, data, checkpoint, paths, runtime, artifacts, registry, validation, model_uri,
   config, configdoc, yamlfile, generate, progress, tracking, logged_model, sqlite_store, signals,
   locks, demo -- no knowledge of what uses them;
 * libraries: training, applications, evaluation -- import only core (and each other);
@@ -37,6 +37,7 @@ LAYERS = {
         "progress",
         "tracking",
         "logged_model",
+        "model_uri",
         "sqlite_store",
         "signals",
         "locks",

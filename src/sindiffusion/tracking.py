@@ -314,7 +314,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
         from mlflow.models import Model
 
-        # why: logged_model imports tracking's URI helpers: the two call each other (a cycle left for later)
+        # why: start-up: logged_model imports torch (~2 s); workflow/rules/common.smk imports tracking (ui_url)
         from . import logged_model
 
         info = logged_model.describe(checkpoint)
