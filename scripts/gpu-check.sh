@@ -87,7 +87,7 @@ LOG="$OUT/gpu-check.log"
 : > "$LOG"
 T_START=$(date +%s)
 FAILED=0
-GC=("$PY" -m sindiffusion.benchmark.gpu_check)
+GC=("$PY" -m sindiffusion.cli.gpu_check)
 
 # run_part NAME LIMIT_SECONDS [--raw-json FILE] -- COMMAND...: run under timeout, record status + wall time, merge.
 run_part() {

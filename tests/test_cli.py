@@ -170,7 +170,7 @@ def test_usage_errors(capsys):
 
 def test_main_can_run_many_times_with_extensions(proj, capsys, monkeypatch):
     # A subsystem CLI module registering a subcommand: main() must not register it twice.
-    name = "sindiffusion.evaluation.cli"
+    name = "sindiffusion.cli.evaluation"
     fake = types.ModuleType(name)
 
     def register(sub, add_common):

@@ -21,7 +21,8 @@ from PIL import Image
 
 from sindiffusion import logged_model, tracking
 from sindiffusion.cli import main
-from sindiffusion.logged_model import ModelUriError, SinDiffusionPyfunc, resolve_model_uri
+from sindiffusion.logged_model import SinDiffusionPyfunc
+from sindiffusion.model_uri import ModelUriError, resolve_model_uri
 from tests.stages._tiny import one_torch_thread, project  # noqa: F401
 
 EXPERIMENT = "exp-models"

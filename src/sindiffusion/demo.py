@@ -13,6 +13,7 @@ DEMO_NAME = "hubble"
 
 
 def demo_source() -> Path:
+    # why: scikit-image is heavy and only the demo image needs it
     import skimage
 
     path = Path(skimage.__file__).parent / "data" / "hubble_deep_field.jpg"

@@ -92,6 +92,7 @@ class ProgressLog:
 def make_progress(desc: str, total: int, enabled: bool, initial: int = 0, unit: str = "it") -> Any:
     """A tqdm bar when ``enabled`` (interactive), else a :class:`ProgressLog` for the log file."""
     if enabled:
+        # why: tqdm only when a progress bar is shown
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True)

@@ -45,7 +45,10 @@ def sqlite_path(uri: str) -> Path | None:
 
 def expected_tables() -> set[str]:
     """Every table of the installed MLflow's schema."""
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     import mlflow.store.tracking.dbmodels.models  # noqa: F401  (registers the tables on Base)
+
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     from mlflow.store.db.base_sql_model import Base
 
     return set(Base.metadata.tables)
@@ -132,8 +135,10 @@ def _create(db: Path) -> None:
 def _open_store(uri: str) -> object:
     """MLflow's SQL store for ``uri`` as MLflow itself makes it (creating its tables and migrating them)."""
     try:
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
     except ImportError:  # a private helper that a later MLflow may move: the store class is public
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -144,6 +149,7 @@ def _open_store(uri: str) -> object:
 def _forget_engines(db: Path) -> None:
     """Close MLflow's cached connections to the file ``db`` (under any URI that names it): a store
     moved aside, or the temporary name that is never opened again, must not be written on."""
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     engines = getattr(SqlAlchemyStore, "_engine_map", {})

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -107,6 +110,7 @@ def mlflow_uri(uri: str) -> Iterator[None]:
     artifact progress bars off (unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set). The URI is
     needed where MLflow itself opens a default client: resolving ``models:/`` URIs, and the model
     registry looking up the logged model of a new version."""
+    # why: mlflow is heavy (seconds to import); only a tracked run needs it
     import mlflow
     from mlflow.tracking._tracking_service import utils
 
@@ -160,6 +164,7 @@ class MlflowTracker(Tracker):
     enabled = True
 
     def __init__(self, uri: str, experiment: str, image: str, stage: str) -> None:
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         import mlflow
         from mlflow.tracking import MlflowClient
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -237,6 +242,7 @@ class MlflowTracker(Tracker):
         return oldest
 
     def log_params(self, params: dict[str, Any]) -> None:
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
@@ -244,8 +250,7 @@ class MlflowTracker(Tracker):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import time
-
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -263,8 +268,8 @@ class MlflowTracker(Tracker):
         """Log a training image as the dataset input of this run and of the image's parent run (the
         runs table's Dataset column): name = image name, digest = its sha256's first
         :data:`DIGEST_CHARS` hex digits, source = the file, profile = ``profile`` + the full sha256."""
-        import json
 
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         dataset = Dataset(
@@ -304,11 +309,12 @@ class MlflowTracker(Tracker):
         run's params, the checkpoint's kind, image and sha256 as tags. Metrics logged afterwards are
         the model's (with the dataset of :meth:`log_dataset`). ``register_as``: also a new version of
         that registered model, with ``aliases`` moved to it. Sets :attr:`model_uri`."""
-        import tempfile
 
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
         from mlflow.models import Model
 
+        # why: start-up: logged_model imports torch (~2 s); workflow/rules/common.smk imports tracking (ui_url)
         from . import logged_model
 
         info = logged_model.describe(checkpoint)
@@ -361,6 +367,7 @@ class MlflowTracker(Tracker):
     def _register(self, name: str, model_id: str, info: dict[str, Any], aliases: Sequence[str]) -> str:
         """A new version of registered model ``name`` (created if missing) for the logged model;
         every alias of ``aliases`` moved to it. Returns the version."""
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.exceptions import MlflowException
 
         with mlflow_uri(self.uri):  # the registry fetches the logged model with a default client
@@ -404,10 +411,12 @@ class MlflowTracker(Tracker):
         :data:`SYSTEM_METRICS_INTERVAL_S`) from a
         background thread, until :meth:`finish`. False (with one warning) when psutil is missing."""
         try:
+            # why: psutil only for MLflow's system metrics of a tracked run
             import psutil  # noqa: F401  (MLflow's CPU/memory monitors need it)
         except ImportError:
             _warn("tracking.system_metrics: psutil is not installed (pip install psutil); no system metrics")
             return False
+        # why: mlflow is heavy (seconds to import); only a tracked run needs it
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         self._system_metrics = SystemMetricsMonitor(

@@ -84,7 +84,7 @@ def test_bad_usage(tmp_path, args, message):
 
 def test_patch_part_passes_model_overrides_through(tmp_path):
     """No filtering in part_patch: a model key given to it is applied (and checked) like any override."""
-    from sindiffusion.benchmark.gpu_check import part_patch
+    from sindiffusion.studies.gpu_check import part_patch
 
     image = make_image(tmp_path / "scene.png")
     part = part_patch(tmp_path / "out", image, 64, str(REPO / "configs" / "patch.yaml"), ["model.patch_size=4"])
@@ -94,7 +94,7 @@ def test_patch_part_passes_model_overrides_through(tmp_path):
 
 @pytest.mark.parametrize("bad", ["sample.init_t", "init_t=0.5", "sample.init_t=0.5,,0.7"])
 def test_config_part_refuses_a_malformed_sweep(bad, capsys):
-    from sindiffusion.benchmark.gpu_check import main
+    from sindiffusion.cli.gpu_check import main
 
     with pytest.raises(SystemExit) as err:
         main(["config", "out", "x", "configs/gpu-fast.yaml", "img.png", "--minutes", "1", "--sweep", bad])

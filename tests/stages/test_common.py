@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from sindiffusion.config import Params
-from sindiffusion.logged_model import ModelSource
+from sindiffusion.model_uri import ModelSource
 from sindiffusion.stages import common
 
 

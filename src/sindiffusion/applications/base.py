@@ -20,21 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from PIL import Image
 
+from ..config import field_rules
 from ..data.io import ImageError, image_to_tensor, load_image, open_image
 from ..diffusion import Sampler, SamplingHook
-from ..registry import Registry, import_submodules
 from .config import EditOptions, EditSpec, ManipulateConfig, ManipulateError
 from .ilvr import ILVRHook, LowPass, sdedit_timestep
+from .kind_registry import APPLICATIONS
 from .known_region import mask_from_image, validate_mask
 
 if TYPE_CHECKING:
     from ..generate import ModelBundle
-
-#: Edit kind -> application class (one module each in :mod:`sindiffusion.applications.kinds`).
-APPLICATIONS: Registry[type["Application"]] = Registry(
-    "kind", load=lambda: import_submodules("sindiffusion.applications.kinds")
-)
 
 
 @dataclass(frozen=True)
@@ -211,8 +208,6 @@ def _key_doc(f: dataclasses.Field, allowed: tuple[str, ...] | None) -> str:
 
 def kinds_keys_doc() -> str:
     """The keys of every edit kind as markdown bullets (defaults in brackets, **bold** = required; docs)."""
-    from ..config import field_rules
-
     common = {f.name for f in dataclasses.fields(EditOptions)}
 
     def keys(cls: type, names: set[str] | None) -> str:
@@ -247,8 +242,6 @@ def read_file(spec: EditSpec, key: str) -> Path:
 
 
 def read_image(spec: EditSpec, key: str) -> tuple[Path, Any]:
-    from ..data.io import ImageError
-
     path = read_file(spec, key)
     try:
         return path, load_image(path)
@@ -257,8 +250,6 @@ def read_image(spec: EditSpec, key: str) -> tuple[Path, Any]:
 
 
 def to_tensor(img: Any, size: tuple[int, int] | None = None) -> torch.Tensor:
-    from PIL import Image
-
     if size is not None and (img.height, img.width) != tuple(size):
         img = img.resize((int(size[1]), int(size[0])), Image.LANCZOS)
     return image_to_tensor(img)[None]

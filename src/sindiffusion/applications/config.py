@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
 
 from ..config import SAMPLERS, KindTable, ManipulateConfig, opt
+from .kind_registry import APPLICATIONS
 
 __all__ = [
     "EDIT_KINDS",
@@ -56,11 +57,9 @@ class ManipulateError(ValueError):
 
 
 class _ApplicationOptions(Mapping):
-    """``kind -> options dataclass``, read from the application registry (:mod:`.base`) when first used."""
+    """``kind -> options dataclass``, read from the application registry (:mod:`.kind_registry`) when first used."""
 
     def _apps(self) -> Any:
-        from .base import APPLICATIONS
-
         return APPLICATIONS
 
     def __getitem__(self, kind: str) -> type:

@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..data.io import open_image, to_rgb
 from ..diffusion import GaussianDiffusion, ModelOutput, Sampler, SamplingContext, SamplingHook, sample_loop
 from ..diffusion.gaussian import EpsModel
 
@@ -101,16 +103,12 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None, invert: boo
         size: optional ``(H, W)``; the mask is resized with nearest-neighbour first.
         invert: treat black as the region to generate instead.
     """
-    from ..data.io import open_image
 
     return mask_from_image(open_image(path), size, invert)
 
 
 def mask_from_image(img: Any, size: tuple[int, int] | None = None, invert: bool = False) -> torch.Tensor:
     """:func:`load_mask` of an opened PIL image."""
-    from PIL import Image
-
-    from ..data.io import to_rgb
 
     # 16-bit, 32-bit and float masks are scaled by their range first, as images are
     grey = (to_rgb(img) if img.mode in ("I;16", "I;16B", "I;16L", "I", "F") else img).convert("L")

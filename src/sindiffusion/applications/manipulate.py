@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..artifacts import sha256_file
+from ..artifacts import sha256_file, write_json
 from ..checkpoint import check_checkpoint_image
-from ..data.io import make_grid, save_image
+from ..data.io import make_grid, save_image, tensor_to_image
 from ..diffusion import build_sampler
 from ..diffusion.x0 import x0_clip_of
 from ..generate import ModelBundle, generate
@@ -163,7 +163,6 @@ def write_edit(folder: Path, prep: PreparedEdit, result: EditResult, extra: dict
     if prep.clip is not None:
         meta["clip"] = {"model": prep.clip.model_name, "pretrained": prep.clip.pretrained}
     meta.update(extra or {})
-    from ..artifacts import write_json
 
     write_json(folder / "edit.json", meta)
     return meta
@@ -171,7 +170,6 @@ def write_edit(folder: Path, prep: PreparedEdit, result: EditResult, extra: dict
 
 def log_edit(tracker: Any, prep: PreparedEdit, result: EditResult, prefix: str = "") -> None:
     """Log an edit's inputs, result images and metrics to an MLflow tracker (no-op tracker is fine)."""
-    from ..data.io import tensor_to_image
 
     key = f"{prefix}{prep.spec.name}"
     tracker.log_metrics({f"{key}.{k}": v for k, v in result.metrics.items()})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -63,6 +64,7 @@ class MissingCLIPWeightsError(RuntimeError):
 
 def _known_tags(model_name: str) -> list[str]:
     try:
+        # why: open_clip is an optional heavy dependency, only for text-guided edits
         import open_clip
 
         return list(open_clip.list_pretrained_tags_by_model(model_name))
@@ -113,6 +115,7 @@ def _looks_like_path(pretrained: str) -> bool:
 
 def _hf_cached(repo_id: str, filename: str, cache_dir: str | Path | None) -> bool:
     try:
+        # why: comes with open_clip, an optional dependency of text-guided edits
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - open_clip's hub support is optional
         return False
@@ -127,8 +130,6 @@ def _hf_cached(repo_id: str, filename: str, cache_dir: str | Path | None) -> boo
 
 
 def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    import socket
-
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True
@@ -149,6 +150,7 @@ def check_clip_weights(
         MissingCLIPWeightsError: empty tag, missing file, unknown tag, or a tag that is neither
             cached nor downloadable (``HF_HUB_OFFLINE=1`` or no network).
     """
+    # why: open_clip is an optional heavy dependency, only for text-guided edits
     import open_clip
 
     if not pretrained or not str(pretrained).strip():
@@ -202,6 +204,7 @@ def load_clip(
         MissingCLIPWeightsError: the file does not exist, the tag is unknown for this model, or the
             tag's weights cannot be downloaded (offline and not cached).
     """
+    # why: open_clip is an optional heavy dependency, only for text-guided edits
     import open_clip
 
     if model_name not in open_clip.list_models() and not model_name.startswith(("hf-hub:", "local-dir:")):

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import ImagePaths
+from ..stages.evaluate import sample_files
 from .arms import natural_key
 from .report import load_result, write_report
+from .sheets import image_sheet
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,6 @@ def _sheets(
 ) -> dict[str, str]:
     """One sheet per image from the samples on disk: the first arm's processed training image, 4
     samples per arm, the baselines. An image whose files have moved gets a note, not a sheet."""
-    from ..stages.evaluate import sample_files
-    from .sheets import image_sheet
 
     sheets: dict[str, str] = {}
     for image in images:

@@ -42,6 +42,9 @@ import torch
 from ..artifacts import atomic_link, write_json
 from ..config import Params
 from ..paths import ImagePaths
+from ..stages import evaluate, preprocess, sample, train
+from ..stages.common import image_paths
+from ..stages.evaluate import load_unit, sample_files
 from .arms import same_source
 
 BRIGHTNESS_TOLERANCE = 0.1
@@ -80,7 +83,6 @@ def brightness_stats(real: torch.Tensor, fakes: torch.Tensor, tolerance: float =
 
 def load_samples(samples_dir: Path) -> torch.Tensor:
     """The ``sample_*.png`` files of a samples folder -> ``[N,3,H,W]`` in [0,1]."""
-    from ..stages.evaluate import load_unit, sample_files
 
     return torch.cat([load_unit(f) for f in sample_files(samples_dir)])
 
@@ -135,9 +137,6 @@ def run_image(
     ``source_sha256``: the digest of the image's file (:func:`~.arms.source_digests`): stages an
     earlier run finished from another file of the same name are done again.
     """
-    from ..stages import evaluate, preprocess, sample, train
-    from ..stages.common import image_paths
-    from ..stages.evaluate import load_unit
 
     paths = image_paths(params, image)
     tpath = timing_path(paths)

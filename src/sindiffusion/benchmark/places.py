@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, Params
+from ..evaluation import resize_to
+from ..evaluation.registry import metric_keys
 from ..paths import IMAGE_SUFFIXES, ImagePaths, find_source_image
-from ..runtime import Preempted
+from ..runtime import Preempted, resolve_device
+from ..stages import evaluate
+from ..stages.evaluate import compute, load_unit, sample_files
+from ..tracking import stage_run
 from . import report
 from .arms import (
     TRAIN_SECTIONS,
@@ -47,6 +52,7 @@ from .arms import (
     with_sizes,
 )
 from .per_image import BRIGHTNESS_TOLERANCE, brightness_stats, row_path, run_image
+from .sheets import image_sheet
 
 #: the arm name when no ``--arm`` is given (``--params`` + ``--set``)
 OURS = "sindiffusion"
@@ -67,7 +73,6 @@ def benchmark_images(images_dir: str | Path, limit: int | None = None, selection
 
 def metric_columns(params: Params) -> list[str]:
     """Every registered metric's keys under the ``evaluate`` section (registry order), then :data:`report.EXTRA`."""
-    from ..evaluation.registry import metric_keys
 
     return [*metric_keys(params.section("evaluate")), *report.EXTRA]
 
@@ -96,8 +101,6 @@ def score_baselines(
     Each sample is resized to ``processed[image]`` (a processed training image) and compared with
     it. Returns ``(rows, notes)``.
     """
-    from ..evaluation import resize_to
-    from ..stages.evaluate import compute, load_unit
 
     rows, notes = [], []
     for method, folder in methods:
@@ -199,8 +202,6 @@ def make_sheets(
     done: set[tuple[str, str]],
 ) -> dict[str, str]:
     """One contact sheet per image that has a processed training image: ``{image: relative path}``."""
-    from ..stages.evaluate import sample_files
-    from .sheets import image_sheet
 
     sheets: dict[str, str] = {}
     for name in names:
@@ -240,8 +241,6 @@ def run_benchmark(
     Returns the result dict written to ``benchmark.json`` (``rows``, ``means``, ``settings``,
     ``files``, ...). Raises if no image could be evaluated by any arm.
     """
-    from ..runtime import resolve_device
-    from ..stages import evaluate
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
@@ -359,7 +358,6 @@ def run_benchmark(
 
 def log_to_mlflow(result: dict[str, Any], out: Path) -> None:
     """One ``benchmark`` run in ``<experiment>-benchmark``: settings, mean metrics per method, files, sheets."""
-    from ..tracking import stage_run
 
     settings = result["settings"]
     tracking = settings["tracking"]

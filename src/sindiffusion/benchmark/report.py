@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write
+from ..evaluation import write_metrics_json
 from ..evaluation.registry import weight_free_keys
 from .arms import natural_key
 
@@ -243,9 +244,11 @@ def render_csv(rows: list[dict], columns: Sequence[str]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Two panels: (a) SIFID vs LPIPS (paper + arms when available), (b) patch SWD vs copy distance."""
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     rows, means, published, columns = result["rows"], result["means"], result["published"], result["columns"]
@@ -320,7 +323,6 @@ def finish(result: dict[str, Any]) -> dict[str, Any]:
 
 def write_report(result: dict[str, Any], out: Path) -> dict[str, str]:
     """Write the markdown, CSV, plot and JSON of ``result`` into ``out``; returns their paths."""
-    from ..evaluation import write_metrics_json
 
     finish(result)
     files = {k: out / v for k, v in FILES.items()}

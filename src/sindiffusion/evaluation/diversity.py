@@ -71,7 +71,8 @@ class LPIPSAlex(FrozenNet):
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
-        import lpips  # heavy import, deferred
+        # why: lpips is heavy and only the deep LPIPS metric needs it
+        import lpips
 
         self.is_random = bool(random_init)
         self.weights_file: Path | None = None

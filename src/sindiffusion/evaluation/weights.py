@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..artifacts import sha256_file
+from .registry import metrics
 
 __all__ = [
     "WEIGHTS",
@@ -60,8 +61,6 @@ class WeightSpec:
     @property
     def used_by(self) -> str:
         """``"<metric titles> (<network>)"``: the registered metrics that declare this file."""
-        from .registry import metrics  # the metric modules import this one
-
         titles = [m.title for m in metrics() if self.name in m.weights]
         return f"{' and '.join(titles) or 'no registered metric'} ({self.network})"
 

@@ -7,8 +7,8 @@ and how a checkpoint stores and restores it. Everything else (config validation,
 checkpoint loading, the CLI's choices, the JSON schema's enum) is derived from :data:`MODEL_KINDS`.
 
 Adding a kind = one module with a :class:`ModelKind` subclass decorated with :func:`register`,
-imported at the bottom of this file, plus its test (the contract tests in
-``tests/models/test_kinds.py`` run every registered kind automatically).
+imported by ``models/__init__.py`` (after this module, so neither side imports the other late), plus
+its test (the contract tests in ``tests/models/test_kinds.py`` run every registered kind automatically).
 """
 
 from __future__ import annotations
@@ -97,7 +97,3 @@ def get_kind(name: str, where: str = "model.kind") -> ModelKind:
 def kind_of_checkpoint(ckpt: dict) -> ModelKind:
     """The kind that wrote ``ckpt`` (checkpoints from before kinds existed are UNets)."""
     return get_kind(str(ckpt["config"]["model"].get("kind", DEFAULT_KIND)), "checkpoint config.model.kind")
-
-
-# Registration: importing a kind's module registers it (keep this list sorted).
-from . import patch_kind, unet_kind  # noqa: E402,F401

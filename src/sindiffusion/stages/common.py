@@ -11,7 +11,7 @@ import torch
 
 from ..artifacts import check_out_dir
 from ..config import STAGE_SECTIONS, Params
-from ..logged_model import ModelSource, resolve_model_uri
+from ..model_uri import ModelSource, resolve_model_uri
 from ..paths import ImagePaths
 from ..runtime import device_name
 from ..tracking import Tracker, git_commit, stage_run
@@ -45,7 +45,7 @@ def model_source(
 ) -> ModelSource:
     """The model a command reads: the file ``checkpoint``, or the checkpoint of the MLflow model
     ``model_uri`` (downloaded from ``tracking.tracking_uri``'s store; a URI that does not resolve
-    to a sindiffusion model of one of ``kinds`` is a :class:`~sindiffusion.logged_model.ModelUriError`,
+    to a sindiffusion model of one of ``kinds`` is a :class:`~sindiffusion.model_uri.ModelUriError`,
     exit 2). Both given: a ValueError (exit 2)."""
     if checkpoint and model_uri:
         raise ValueError(f"--checkpoint {checkpoint} and --model-uri {model_uri}: give one of them, not both")

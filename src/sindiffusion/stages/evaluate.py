@@ -30,6 +30,9 @@ import torch
 from ..artifacts import sha256_file
 from ..config import Params
 from ..data.io import ImageError, image_to_tensor, load_image
+from ..evaluation import evaluate_samples, load_deep_models, write_metrics_json
+from ..evaluation.registry import metric_keys
+from ..evaluation.registry import metrics as registered_metrics
 from ..paths import ImagePaths
 from ..runtime import resolve_device
 from .common import image_paths, tracked
@@ -64,7 +67,6 @@ def load_models(
     params: Params, weights_dir: str | Path | None = None, device: torch.device | None = None
 ) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """Pretrained networks of the deep metrics (load once, reuse for many images)."""
-    from ..evaluation import load_deep_models
 
     cfg = params.section("evaluate")
     if not cfg.deep:
@@ -89,7 +91,6 @@ def compute(
     ``models``/``unavailable`` come from :func:`load_models`; ``deep=False`` skips the deep
     metrics (e.g. for one published baseline sample).
     """
-    from ..evaluation import evaluate_samples
 
     cfg = params.section("evaluate")
     deep = cfg.deep if deep is None else deep
@@ -189,9 +190,6 @@ def run(
     Returns:
         The metrics dict that was written.
     """
-    from ..evaluation import write_metrics_json
-    from ..evaluation.registry import metric_keys
-    from ..evaluation.registry import metrics as registered_metrics
 
     cfg = params.section("evaluate")
     paths = image_paths(params, image)

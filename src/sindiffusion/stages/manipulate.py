@@ -35,7 +35,7 @@ from ..applications.manipulate import (
     warn,
     write_edit,
 )
-from ..artifacts import check_out_dir, write_json, writing_dir
+from ..artifacts import check_out_dir, sha256_file, write_json, writing_dir
 from ..config import Params
 from ..data.io import image_to_tensor, load_image
 from ..generate import ModelBundle, load_bundle
@@ -46,7 +46,6 @@ from .common import image_paths, model_io, model_source, tracked
 
 def _training_image(bundle: ModelBundle, candidates: list[Path]) -> tuple[torch.Tensor | None, Path | None]:
     """The processed training image whose sha256 the checkpoint records (first candidate that matches)."""
-    from ..artifacts import sha256_file
 
     sha = str(bundle.checkpoint["image"].get("sha256", ""))
     recorded = bundle.checkpoint["image"].get("path")

@@ -15,9 +15,11 @@ def plot_loss(rows: Iterable[Mapping[str, object]], path: str | Path, title: str
     No rows (a training-free model kind, or a training that has not logged yet) gives a picture
     that says so, so the file exists for every model kind.
     """
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     points = [(int(r["step"]), float(r["loss"])) for r in rows if r.get("loss") not in (None, "")]

@@ -42,6 +42,7 @@ def load_clip_guide(
     cache_dir = cfg.clip_cache_dir or None
     if key not in cache:
         try:
+            # why: open_clip is an optional heavy dependency, only for text-guided edits
             import open_clip
 
             if model_name not in open_clip.list_models() and not model_name.startswith(("hf-hub:", "local-dir:")):

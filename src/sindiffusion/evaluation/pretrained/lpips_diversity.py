@@ -27,6 +27,7 @@ class LPIPSDiversity(Metric):
     }
 
     def networks(self, cfg: EvaluateConfig) -> dict[str, NetworkBuilder]:
+        # why: a metric plug-in: its network code loads only when the deep metric runs
         from ..diversity import LPIPSAlex
 
         return {self.name: LPIPSAlex}
@@ -34,6 +35,7 @@ class LPIPSDiversity(Metric):
     def compute(
         self, real: torch.Tensor, fakes: torch.Tensor, cfg: EvaluateConfig, nets: Mapping[str, nn.Module]
     ) -> dict[str, float]:
+        # why: a metric plug-in: its network code loads only when the deep metric runs
         from ..diversity import lpips_diversity
 
         return {key: lpips_diversity(fakes, net) for key, net in nets.items()}  # type: ignore[arg-type]

@@ -25,8 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ..artifacts import atomic_write
 from ..config import Params, load_params
+from ..models.unet import UNet
+from ..stages import evaluate, preprocess, sample, train
+from ..tracking import stage_run
 
 #: (levels, encoder_blocks, decoder_blocks): RF 17, 45, 101 px = 0.35, 0.94, 2.1 of a 48 px image.
 #: Measured with these defaults on Places50 image 1 (2-core CPU, ~7.5 CPU-minutes): the 1-level model
@@ -129,7 +134,6 @@ def run_study(
     progress: bool = True,
 ) -> dict:
     """Train/sample/score one tiny model per config; returns ``{"rows": [...], "files": {...}}``."""
-    from ..stages import evaluate, preprocess, sample, train
 
     image, out = Path(image), Path(out)
     if not image.is_file():
@@ -221,8 +225,6 @@ def run_study(
     plot_study(rows, files["plot"])
     plot_samples(rows, out / rows[0]["model"] / name / "preprocess" / "image.png", files["samples"])
     if tracking:
-        from ..tracking import stage_run
-
         with stage_run(
             "rf-study",
             f"_rf_study_{name}",
@@ -240,8 +242,6 @@ def run_study(
 
 
 def _count_params(unet_config: Any) -> int:
-    from ..models.unet import UNet
-
     return sum(p.numel() for p in UNet(unet_config).parameters())
 
 
@@ -260,9 +260,11 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def plot_study(rows: Sequence[dict], path: Path) -> Path:
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     x = [r["rf_fraction"] for r in rows]
@@ -291,11 +293,12 @@ def plot_study(rows: Sequence[dict], path: Path) -> Path:
 
 
 def plot_samples(rows: Sequence[dict], training_image: Path, path: Path) -> Path:
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     fig, axes = plt.subplots(len(rows) + 1, 1, figsize=(8, 1.8 * (len(rows) + 1)))
     axes[0].imshow(Image.open(training_image))

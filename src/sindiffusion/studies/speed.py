@@ -7,7 +7,6 @@ The math is identical to the official code (same architecture, eps-MSE, fp32 on 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..artifacts import atomic_write
-from ..config import DiffusionConfig, TrainConfig
+from ..config import DiffusionConfig, TrainConfig, load_params
 from ..diffusion import GaussianDiffusion
 from ..models.unet import PRESETS, UNet, UNetConfig, count_parameters
 from ..runtime import PRECISIONS, autocast, autocast_dtype, describe, resolve_device
@@ -115,14 +114,12 @@ def parse_variant(text: str) -> tuple[str, str, bool]:
     return parts[0], parts[1], parts[2] == "on"
 
 
-def _unet(args: argparse.Namespace) -> tuple[str, UNetConfig]:
-    if getattr(args, "params", None):
-        from ..config import load_params
-
-        return f"{args.params}: model", load_params(args.params, getattr(args, "overrides", [])).section("model").unet()
-    if args.preset not in PRESETS:
-        raise ValueError(f"--preset {args.preset!r}: choose one of {sorted(PRESETS)}")
-    return args.preset, PRESETS[args.preset]
+def _unet(preset: str, params: str | None, overrides: list[str] | tuple[str, ...]) -> tuple[str, UNetConfig]:
+    if params:
+        return f"{params}: model", load_params(params, list(overrides)).section("model").unet()
+    if preset not in PRESETS:
+        raise ValueError(f"--preset {preset!r}: choose one of {sorted(PRESETS)}")
+    return preset, PRESETS[preset]
 
 
 def _write(path: str | None, result: dict) -> None:
@@ -130,50 +127,69 @@ def _write(path: str | None, result: dict) -> None:
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
 
 
-def main(args: argparse.Namespace) -> dict:
-    """One or several variants (``--variant``); the JSON is rewritten after each one, so a run cut
-    short by a time limit still leaves the variants it finished."""
-    device = resolve_device(args.device)
+def run_speed(
+    *,
+    preset: str = "paper",
+    params: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    height: int = 186,
+    width: int = 248,
+    train_batch: int = 16,
+    sample_batches: list[int] | tuple[int, ...] = (1, 8),
+    iters: int = 3,
+    device: str = "auto",
+    precision: str = "auto",
+    channels_last: str = "auto",
+    compile: bool = False,
+    variants: list[str] | tuple[str, ...] = (),
+    json_path: str | None = None,
+) -> dict:
+    """Time the UNet of ``preset`` (or of ``params``' model section with ``overrides``): training
+    iterations at ``width`` x ``height`` batch ``train_batch`` and denoising steps at each of
+    ``sample_batches``, ``iters`` repeats each, once per variant (``"PRECISION,CHANNELS_LAST,COMPILE"``
+    texts, default: ``precision``/``channels_last``/``compile``). ``json_path``: the JSON is rewritten
+    after each variant, so a run cut short by a time limit still leaves the variants it finished."""
+    dev = resolve_device(device)
     torch.manual_seed(0)
-    name, unet = _unet(args)
-    variants = [parse_variant(v) for v in args.variants] or [(args.precision, args.channels_last, args.compile)]
+    name, unet = _unet(preset, params, overrides)
+    chosen = [parse_variant(v) for v in variants] or [(precision, channels_last, compile)]
     result: dict = {
-        "device": str(device),
+        "device": str(dev),
         "preset": name,
         "parameters": count_parameters(UNet(unet)),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "variants": [],
     }
-    if device.type == "cuda":
-        result["gpu"] = torch.cuda.get_device_name(device)
-    for precision, channels_last, compile in variants:
+    if dev.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(dev)
+    for prec, cl, comp in chosen:
         v: dict = {
-            "precision": precision,
-            "precision_used": describe(precision, device),
-            "channels_last": channels_last,
-            "compile": compile,
+            "precision": prec,
+            "precision_used": describe(prec, dev),
+            "channels_last": cl,
+            "compile": comp,
         }
         # the training batch is width x height, as in the official measurement (see the module docstring)
-        train = Workload(unet, args.width, args.height, args.train_batch, args.iters, device, precision, channels_last)
-        v.update(bench_train(train, compile))
+        train = Workload(unet, width, height, train_batch, iters, dev, prec, cl)
+        v.update(bench_train(train, comp))
         print(
-            f"train  {name} {args.width}x{args.height} batch {args.train_batch} [{precision}, channels_last "
-            f"{channels_last}, compile {'on' if compile else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
+            f"train  {name} {width}x{height} batch {train_batch} [{prec}, channels_last "
+            f"{cl}, compile {'on' if comp else 'off'}]: {v['train_seconds_per_iter']:.4f} s/it "
             f"({v['train_it_per_s']:.2f} it/s)",
             flush=True,
         )
-        if not compile:  # sampling never compiles: its timing is the same with and without
-            for b in args.sample_batches:
-                step = dataclasses.replace(train, h=args.height, w=args.width, batch=b)
+        if not comp:  # sampling never compiles: its timing is the same with and without
+            for b in sample_batches:
+                step = dataclasses.replace(train, h=height, w=width, batch=b)
                 v[f"step_seconds_batch{b}"] = bench_step(step)
                 print(
-                    f"sample {name} {args.height}x{args.width} batch {b} [{precision}, channels_last "
-                    f"{channels_last}]: {v[f'step_seconds_batch{b}']:.4f} s/step",
+                    f"sample {name} {height}x{width} batch {b} [{prec}, channels_last "
+                    f"{cl}]: {v[f'step_seconds_batch{b}']:.4f} s/step",
                     flush=True,
                 )
         result["variants"].append(v)
-        if len(variants) == 1:
+        if len(chosen) == 1:
             result.update(v)  # the flat layout of a single run, as before
-        _write(args.json, result)
+        _write(json_path, result)
     return result

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sindiffusion.benchmark.time_curve import parse_minutes
+from sindiffusion.studies.time_curve import parse_minutes
 from tests.evaluation.tiny_pipeline import cli, write_image, write_params
 from tests.stages._tiny import one_torch_thread  # noqa: F401
 
@@ -135,11 +135,11 @@ def test_a_snapshot_is_sampled_as_sindiffusion_sample_samples_it(tmp_path, monke
     ``sindiffusion sample`` and the benchmark use (Places50 image 1: patch SWD 0.25 vs 0.019)."""
     import torch
 
-    from sindiffusion.benchmark.time_curve import score_point
     from sindiffusion.config import load_params
     from sindiffusion.stages import preprocess, sample, train
     from sindiffusion.stages.common import image_paths
     from sindiffusion.stages.evaluate import load_unit
+    from sindiffusion.studies.time_curve import score_point
 
     monkeypatch.chdir(tmp_path)
     write_image(tmp_path / "images" / "a.png", seed=1)
@@ -234,7 +234,7 @@ def _curve_args(tmp_path, params, images, *extra):
 @pytest.fixture
 def counted_scoring(monkeypatch):
     """Counts the points time-curve samples and scores (each call of ``score_point``)."""
-    from sindiffusion.benchmark import time_curve
+    from sindiffusion.studies import time_curve
 
     calls = []
     real = time_curve.score_point
@@ -271,7 +271,7 @@ def test_a_rerun_keeps_the_images_already_done(tmp_path, monkeypatch, counted_sc
 
 def test_an_image_stopped_after_training_is_scored_without_training_again(tmp_path, monkeypatch, counted_scoring):
     """Preempted while sampling: the rerun keeps the finished training and only samples."""
-    from sindiffusion.benchmark import time_curve
+    from sindiffusion.studies import time_curve
 
     monkeypatch.chdir(tmp_path)
     write_image(tmp_path / "images" / "a.png", seed=1)

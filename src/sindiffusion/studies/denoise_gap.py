@@ -30,6 +30,7 @@ from ..checkpoint import diffusion_from_checkpoint, load_checkpoint, model_from_
 from ..data.io import image_to_tensor, load_image
 from ..models.kinds import DEFAULT_KIND
 from ..models.patch import PatchConfig, PatchDenoiser
+from ..tracking import stage_run
 
 COLUMNS = ("t", "abar", "rmse_gap", "rmse_unet", "rmse_closed")
 
@@ -93,9 +94,11 @@ def denoise_gap(
 
 def write_outputs(rows: list[dict[str, float]], out: str | Path, meta: dict[str, Any]) -> dict[str, Path]:
     """CSV + JSON + PNG of the curve into ``out`` (each written atomically)."""
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     out = Path(out)
@@ -127,7 +130,6 @@ def write_outputs(rows: list[dict[str, float]], out: str | Path, meta: dict[str,
 
 def log_mlflow(rows: list[dict[str, float]], files: dict[str, Path], tracking: Any, image: str) -> None:
     """One run in ``<tracking.experiment>-denoise-gap``: the three curves at step = t, and the files."""
-    from ..tracking import stage_run
 
     with stage_run(
         "denoise-gap",

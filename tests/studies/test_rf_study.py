@@ -8,7 +8,7 @@ from tests.evaluation.tiny_pipeline import write_image
 
 
 def test_rf_study_runs_and_plots(tmp_path):
-    from sindiffusion.benchmark import rf_study
+    from sindiffusion.studies import rf_study
 
     img = write_image(tmp_path / "img.png", seed=3, size=(32, 48))
     result = rf_study.run_study(

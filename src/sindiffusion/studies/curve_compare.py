@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write, write_json
+from ..benchmark.arms import natural_key
+from ..benchmark.places import baseline_methods, find_baseline, score_baselines
+from ..benchmark.report import WEIGHT_FREE, md_table
+from ..benchmark.report import mean_rows as method_means
+from ..benchmark.sheets import image_sheet
 from ..config import Params
 from ..paths import ImagePaths
-from .arms import natural_key
-from .report import WEIGHT_FREE, md_table
-from .report import mean_rows as method_means
+from ..tracking import stage_run
 from .time_curve import FILES as CURVE_FILES
 from .time_curve import mean_rows
 
@@ -121,7 +124,6 @@ def compare_curves(
     the runs were made at different ``preprocess.max_size``, or no image or mark is shared; nothing
     is written then.
     """
-    from .places import baseline_methods, score_baselines
 
     out = Path(out)
     if len(picks) < 2:
@@ -201,8 +203,6 @@ def _sheets(
     """One sheet per image: training image, every run's stored samples at every mark, the baselines.
     An image whose files are missing (a run from before samples were stored: ``time-curve
     --rescore`` stores them) gets a note instead of a sheet."""
-    from .places import find_baseline
-    from .sheets import image_sheet
 
     sheets: dict[str, str] = {}
     for image in result["settings"]["images"]:
@@ -290,9 +290,11 @@ def _pair(row: dict | None) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """One panel per weight-free metric: every run's mean vs minutes, the baselines' means as lines."""
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(WEIGHT_FREE), figsize=(4.2 * len(WEIGHT_FREE), 3.8))
@@ -333,7 +335,6 @@ def _write(result: dict[str, Any], out: Path) -> None:
 def log_mlflow(params: Params, result: dict[str, Any], out: Path) -> None:
     """One run in ``<tracking.experiment>-time-curve`` (like the curves it compares): the runs and
     marks as params, every mean as ``<run>.<mark>.mean_<metric>``, the files and sheets."""
-    from ..tracking import stage_run
 
     tracking = params.section("tracking")
     s = result["settings"]

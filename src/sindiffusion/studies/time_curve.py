@@ -46,12 +46,18 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import atomic_write, write_json
+from ..benchmark.arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
+from ..benchmark.per_image import brightness_stats
+from ..benchmark.report import WEIGHT_FREE
+from ..benchmark.sheets import contact_sheet
 from ..config import Params, load_params
 from ..data.io import save_image, tensor_to_image
 from ..paths import ImagePaths, snapshot_name
-from .arms import TRAIN_SECTIONS, fingerprint, same_source, select_images, source_digests
-from .per_image import brightness_stats
-from .report import WEIGHT_FREE
+from ..runtime import resolve_device
+from ..stages import preprocess, train
+from ..stages.evaluate import compute, load_unit
+from ..stages.sample import draw, prepare
+from ..tracking import stage_run
 
 COLUMNS = (
     "image",
@@ -184,8 +190,6 @@ def score_point(
     """Sample one checkpoint exactly as ``sindiffusion sample`` would (the ``sample`` section, its
     start from the processed training image ``processed`` included) and score it against ``real``
     (``[1, 3, H, W]`` in [0, 1]) -> ``(row fields, samples [N, 3, H', W'] in [0, 1])``."""
-    from ..stages.evaluate import compute
-    from ..stages.sample import draw, prepare
 
     cfg = params.section("sample")
     prepared = prepare(cfg, bundle_path, processed, device)
@@ -231,9 +235,11 @@ def render_csv(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], means: list[dict], path: Path, title: str) -> Path:
     """One panel per weight-free metric: value vs training minutes, a line per image, the mean dashed."""
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib
 
     matplotlib.use("Agg")
+    # why: matplotlib is heavy and only the plot needs it
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(WEIGHT_FREE), figsize=(4.2 * len(WEIGHT_FREE), 3.8))
@@ -293,8 +299,6 @@ def run_time_curve(
     ``rescore``: train nothing; score the snapshots and final models that an earlier run left in
     ``out/runs`` (the ``sample`` section may differ from that run's). An image without a finished
     training there is a FileNotFoundError naming it, raised before anything is sampled or written."""
-    from ..runtime import resolve_device
-    from ..stages import preprocess, train
 
     images_dir, out = Path(images_dir), Path(out)
     if not images_dir.is_dir():
@@ -383,8 +387,6 @@ def _score_image(
 ) -> tuple[list[dict], list[str], str]:
     """Sample and score every point of one trained image; write its contact sheet.
     Returns ``(rows, notes, sheet path relative to out)``."""
-    from ..stages.evaluate import load_unit
-    from .sheets import contact_sheet
 
     name = paths.image
     points, notes = _points(paths, minutes, train_metrics)
@@ -410,8 +412,6 @@ def _score_image(
 
 
 def _log_mlflow(params: Params, result: dict[str, Any], out: Path) -> None:
-    from ..tracking import stage_run
-
     tracking = params.section("tracking")
     with stage_run(
         "time-curve",

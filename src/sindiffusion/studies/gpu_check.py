@@ -1,15 +1,15 @@
 """The parts of ``scripts/gpu-check.sh`` that run Python, one process per part::
 
-    python -m sindiffusion.benchmark.gpu_check env    OUT [--cpu-smoke]
-    python -m sindiffusion.benchmark.gpu_check config OUT NAME PARAMS IMAGE --minutes M --num N [--set k=v ...]
+    python -m sindiffusion.cli.gpu_check env    OUT [--cpu-smoke]
+    python -m sindiffusion.cli.gpu_check config OUT NAME PARAMS IMAGE --minutes M --num N [--set k=v ...]
                                                   [--sweep KEY=V1,V2,...]
-    python -m sindiffusion.benchmark.gpu_check patch  OUT IMAGE --size 1024 [--set k=v ...]
-    python -m sindiffusion.benchmark.gpu_check merge  OUT
+    python -m sindiffusion.cli.gpu_check patch  OUT IMAGE --size 1024 [--set k=v ...]
+    python -m sindiffusion.cli.gpu_check merge  OUT
 
-Every part writes ``OUT/parts/<name>.json`` as it goes (``status`` = running / ok / failed /
-skipped) and ``merge`` joins them into ``OUT/gpu-check.json``, so a part killed by its time limit
-still leaves what it measured. A ``config`` part trains one params file for ``--minutes`` of
-wall-clock time (``train.max_minutes``) on one image, draws ``--num`` samples, scores them with
+(the parser is :mod:`sindiffusion.cli.gpu_check`). Every part writes ``OUT/parts/<name>.json`` as it
+goes (``status`` = running / ok / failed / skipped) and ``merge`` joins them into ``OUT/gpu-check.json``,
+so a part killed by its time limit still leaves what it measured. A ``config`` part trains one params file
+for ``--minutes`` of wall-clock time (``train.max_minutes``) on one image, draws ``--num`` samples, scores them with
 the weight-free metrics and the brightness check, records peak GPU memory of training and
 sampling, and writes the contact sheet ``OUT/sheets/<name>.png`` (training image + samples).
 ``--sweep KEY=V1,V2,...`` then samples the same trained model once per value (e.g.
@@ -19,7 +19,6 @@ than a CPU-trained one: docs/gpu-check.md), scores each into ``sweep`` and adds 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -29,6 +28,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+from ..paths import ImagePaths
 
 PARTS = "parts"
 
@@ -57,6 +58,7 @@ def _write(out: Path, name: str, part: dict[str, Any]) -> None:
 
 
 def _peak_gib(device: Any) -> float | None:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
     if device.type != "cuda":
@@ -65,6 +67,7 @@ def _peak_gib(device: Any) -> float | None:
 
 
 def _reset_peak(device: Any) -> None:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
     if device.type == "cuda":
@@ -74,8 +77,10 @@ def _reset_peak(device: Any) -> None:
 
 def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
     """Versions and the device: what the numbers of the other parts were measured on."""
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     import torch
 
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..runtime import cpu_bf16_flags
 
     env: dict[str, Any] = {
@@ -102,6 +107,7 @@ def part_env(out: Path, cpu_smoke: bool) -> dict[str, Any]:
 
 
 def _params(params_path: str, overrides: list[str], image: Path, results: Path) -> Any:
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..config import load_params
 
     params = load_params(params_path, overrides)
@@ -141,11 +147,12 @@ def part_config(
     part: dict[str, Any] = {"params": params_path, "image": str(image), "minutes": minutes, "overrides": overrides}
 
     def body(part: dict[str, Any]) -> None:
+        # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
+        from ..benchmark.per_image import brightness_stats, load_samples
+        from ..benchmark.sheets import contact_sheet
         from ..runtime import resolve_device
         from ..stages import preprocess, sample, train
         from ..stages.evaluate import compute, load_unit
-        from .per_image import brightness_stats, load_samples
-        from .sheets import contact_sheet
 
         over = [
             *overrides,
@@ -184,8 +191,6 @@ def part_config(
         part["sample"].update(stage_seconds=time.perf_counter() - t0, peak_memory_gib=_peak_gib(device))
         _write(out, name, part)
         if metrics:
-            from ..paths import ImagePaths
-
             paths = ImagePaths(img, results)
             real = load_unit(paths.processed)
 
@@ -217,6 +222,7 @@ def part_config(
 
 def patch_kind_known() -> str | None:
     """None when the model kind ``patch`` is registered on this checkout, else why the patch step is skipped."""
+    # why: merge and mark run in a bare interpreter in seconds: torch and the stages only in the parts that train
     from ..config import MODEL_KINDS
 
     if "patch" not in MODEL_KINDS.names():
@@ -265,83 +271,3 @@ def merge(out: Path) -> dict[str, Any]:
     }
     _dump(out / "gpu-check.json", result)
     return result
-
-
-def _sweep(text: str) -> list[str]:
-    """``section.key=v1,v2,...`` -> ``["section.key=v1", "section.key=v2", ...]`` (argparse type: a
-    malformed value is a usage error, exit 2). Each override is read by the one ``--set`` parser; the
-    values themselves are range-checked when params load."""
-    from ..config import ConfigError, parse_override
-
-    usage = f"{text!r}: expected section.key=value1,value2,..."
-    key, sep, values = text.partition("=")
-    items = [v.strip() for v in values.split(",")]
-    if not sep or not all(items):
-        raise argparse.ArgumentTypeError(usage)
-    overrides = [f"{key.strip()}={v}" for v in items]
-    for override in overrides:
-        try:
-            parse_override(override)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(f"{usage} ({err})") from None
-    return overrides
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sindiffusion.benchmark.gpu_check")
-    sub = ap.add_subparsers(dest="part", required=True)
-    p = sub.add_parser("env")
-    p.add_argument("out", type=Path)
-    p.add_argument("--cpu-smoke", action="store_true")
-    p = sub.add_parser("config")
-    for a in ("out", "name", "params", "image"):
-        p.add_argument(a)
-    p.add_argument("--minutes", type=float, required=True)
-    p.add_argument("--num", type=int, default=4)
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--sweep", type=_sweep, default=[], metavar="KEY=V1,V2,...")
-    p = sub.add_parser("patch")
-    p.add_argument("out")
-    p.add_argument("image")
-    p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--params", default="configs/patch.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    p = sub.add_parser("mark")
-    p.add_argument("out", type=Path)
-    p.add_argument("name")
-    p.add_argument("rc", type=int)
-    p.add_argument("seconds", type=float)
-    p.add_argument("--raw-json", type=Path)
-    p = sub.add_parser("merge")
-    p.add_argument("out", type=Path)
-    args = ap.parse_args(argv)
-    if args.part == "env":
-        part_env(args.out, args.cpu_smoke)
-    elif args.part == "config":
-        part = part_config(
-            Path(args.out),
-            args.name,
-            args.params,
-            Path(args.image),
-            args.minutes,
-            args.num,
-            args.overrides,
-            sweep=args.sweep,
-        )
-        print(
-            f"gpu-check {args.name}: {part['status']}" + (f" ({part.get('error')})" if part.get("error") else ""),
-            file=sys.stderr,
-        )
-    elif args.part == "patch":
-        part = part_patch(Path(args.out), Path(args.image), args.size, args.params, args.overrides)
-        print(f"gpu-check patch: {part['status']}", file=sys.stderr)
-    elif args.part == "mark":
-        part = mark(args.out, args.name, args.rc, args.seconds, args.raw_json)
-        print(part["status"])
-    else:
-        merge(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

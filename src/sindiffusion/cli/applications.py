@@ -1,4 +1,4 @@
-"""Command-line subcommands of the applications (loaded by :func:`sindiffusion.cli._load_extensions`).
+"""The applications' commands (:mod:`sindiffusion.applications`).
 
 * ``sindiffusion manipulate --image NAME`` runs every edit params.yaml lists for the image;
 * ``sindiffusion <kind command> --checkpoint CKPT (or --model-uri URI) --out DIR ...`` (one per application:
@@ -15,9 +15,12 @@ import argparse
 import dataclasses
 from typing import Any, Callable
 
+from ..applications.base import Application, applications
+from ..applications.config import EditOptions
 from ..config import field_rules
-from .base import Application, applications
-from .config import EditOptions
+from ..stages import manipulate
+from .options import add_force, add_model, image_name
+from .params import load
 
 _FLAG_TYPES = {int: int, float: float, str: str}
 _COMMON = {f.name for f in dataclasses.fields(EditOptions)}
@@ -52,8 +55,6 @@ def _add_edit_flags(p: argparse.ArgumentParser, app: type[Application]) -> list[
 
 
 def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -> None:
-    from ..cli import add_force, add_model, image_name
-
     p = sub.add_parser("manipulate", help="run the edits params.yaml lists for an image (manipulate.edits)")
     add_common(p)
     add_model(p, "checkpoint (default: results/IMAGE/train/model.pt)")
@@ -80,9 +81,6 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -
 
 
 def _manipulate(args: argparse.Namespace) -> None:
-    from ..cli import load
-    from ..stages import manipulate
-
     summary = manipulate.run(
         load(args),
         args.image,
@@ -100,9 +98,6 @@ def _manipulate(args: argparse.Namespace) -> None:
 
 
 def _one_off(args: argparse.Namespace) -> None:
-    from ..cli import load
-    from ..stages import manipulate
-
     options: dict[str, Any] = {k: getattr(args, k) for k in args.edit_keys}
     summary = manipulate.run_single(
         load(args),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sindiffusion.benchmark.curve_compare import parse_curve_pick
 from sindiffusion.benchmark.sheets import PAD
+from sindiffusion.studies.curve_compare import parse_curve_pick
 from tests.benchmark.conftest import make_bench
 from tests.evaluation.tiny_pipeline import cli, write_params
 from tests.stages._tiny import one_torch_thread  # noqa: F401
