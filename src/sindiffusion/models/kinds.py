@@ -3,12 +3,16 @@
 A model kind is one class registered under its name (``params.yaml`` ``model.kind``). It owns
 the options of the ``model`` section (a frozen dataclass with a ``kind`` field), how to build the
 network from them, the geometry preprocessing must respect, whether ``train`` optimises anything,
-and how a checkpoint stores and restores it. Everything else (config validation, the train stage,
-checkpoint loading, the CLI's choices, the JSON schema's enum) is derived from :data:`MODEL_KINDS`.
+and how a checkpoint stores and restores it. A trainable kind owns its training: the trainer
+optimises the module :meth:`ModelKind.build` returns and writes :meth:`ModelKind.stored_config`
+into the checkpoint. Everything else (config validation, the train stage, the trainer, checkpoint
+loading, the CLI's choices, the JSON schema's enum) is derived from :data:`MODEL_KINDS`.
 
-Adding a kind = one module with a :class:`ModelKind` subclass decorated with :func:`register`,
-imported by ``models/__init__.py`` (after this module, so neither side imports the other late), plus
-its test (the contract tests in ``tests/models/test_kinds.py`` run every registered kind automatically).
+Adding a kind = one module ``models/<name>_kind.py`` with a :class:`ModelKind` subclass decorated
+with :func:`register` (``models/__init__.py`` imports every ``*_kind`` module after this one, so
+neither side imports the other late), plus its test (the contract tests in
+``tests/models/test_kinds.py`` run every registered kind automatically). A kind defined elsewhere
+(a plug-in, a test) registers the same way when its module is imported.
 """
 
 from __future__ import annotations
