@@ -8,6 +8,7 @@ import torch
 from sindiffusion.checkpoint import save_checkpoint
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.data import save_image
+from sindiffusion.models.unet_kind import UNetOptions
 from sindiffusion.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +20,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, tiny_unet):
     save_image(image, "results/hubble/preprocess/image.png")
     trainer = Trainer(
         image,
-        tiny_unet,
+        UNetOptions.of(tiny_unet),
         DiffusionConfig(),
         TrainConfig(steps=2, batch_size=2, crop_size=None, device="cpu"),
         {"name": "hubble", "size": [24, 32]},

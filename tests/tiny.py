@@ -49,6 +49,7 @@ def make_checkpoint(
     from sindiffusion.checkpoint import save_checkpoint
     from sindiffusion.config import DiffusionConfig, TrainConfig
     from sindiffusion.data.io import image_to_tensor, load_image, save_image
+    from sindiffusion.models.unet_kind import UNetOptions
     from sindiffusion.training import Trainer
 
     processed = root / "results" / image / "preprocess" / "image.png"
@@ -58,7 +59,7 @@ def make_checkpoint(
     unet = dataclasses.replace(TINY_UNET, **unet_overrides)
     section = dict(steps=2, batch_size=2, scale_min=1.0, scale_max=1.0, device="cpu", log_every=1, save_every=100)
     cfg = TrainConfig(**{**section, **(train or {})})
-    trainer = Trainer(x, unet, DiffusionConfig(timesteps=100), cfg, info, torch.device("cpu"))
+    trainer = Trainer(x, UNetOptions.of(unet), DiffusionConfig(timesteps=100), cfg, info, torch.device("cpu"))
     trainer.run(2, progress=False)
     path = root / "results" / image / "train" / "model.pt"
     save_checkpoint(path, trainer.state_dict())

@@ -176,9 +176,7 @@ class PreprocessConfig:
 
 #: ``model.kind`` -> options dataclass, read from the model-kind registry (:mod:`sindiffusion.models.kinds`:
 #: each kind is one module with its options and how to build, store and restore the model).
-MODEL_KINDS = KindTable(
-    "model kind", {name: kind.options for name, kind in _MODEL_KIND_REGISTRY.items()}, default=DEFAULT_KIND
-)
+MODEL_KINDS = KindTable("model kind", _MODEL_KIND_REGISTRY.view(lambda kind: kind.options), default=DEFAULT_KIND)
 
 
 #: The options of the default model kind (kept under its historical name).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -36,6 +36,15 @@ class Registry(Generic[T]):
             return item
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in or test that registered it for a while); unknown names are ignored."""
+        self._items.pop(name, None)
+
+    def view(self, attr: Callable[[T], Any]) -> Mapping[str, Any]:
+        """A read-only, live ``name -> attr(item)`` mapping (e.g. a kind table of options dataclasses):
+        items registered later show up in it."""
+        return _View(self, attr)
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -74,6 +83,22 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(str(name), list(self._items), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {self.what} {name!r}{hint}; choose one of {', '.join(self._items)}"
+
+
+class _View(Mapping):
+    """:meth:`Registry.view`."""
+
+    def __init__(self, registry: Registry, attr: Callable[[Any], Any]) -> None:
+        self._registry, self._attr = registry, attr
+
+    def __getitem__(self, name: str) -> Any:
+        return self._attr(self._registry.get(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.names())
+
+    def __len__(self) -> int:
+        return len(self._registry)
 
 
 def import_submodules(package: str) -> None:

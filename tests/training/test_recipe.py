@@ -7,6 +7,7 @@ import torch
 
 from sindiffusion.config import DiffusionConfig, TrainConfig
 from sindiffusion.diffusion import GaussianDiffusion, make_betas
+from sindiffusion.models.unet_kind import UNetOptions
 from sindiffusion.runtime import autocast_dtype, describe
 from sindiffusion.training import Trainer
 from sindiffusion.training.ema import auto_decay
@@ -82,7 +83,9 @@ def test_trainer_runs_the_recipe_options(precision, param):
         scale_min=1.0,
         scale_max=1.0,
     )
-    trainer = Trainer(image, TINY_UNET, DiffusionConfig(timesteps=50, parameterization=param), cfg, {"name": "x"})
+    trainer = Trainer(
+        image, UNetOptions.of(TINY_UNET), DiffusionConfig(timesteps=50, parameterization=param), cfg, {"name": "x"}
+    )
     assert trainer.ema_decay == pytest.approx(0.5 ** (1 / 1.0))  # 10 % of 4 steps < 1 update: clamped to 1
     assert (trainer.autocast_dtype is torch.bfloat16) == (precision == "bf16")
     lrs = []
@@ -98,7 +101,7 @@ def _drawn_timesteps(t_max: float, steps: int = 12) -> list[int]:
     """Every t a tiny trainer with ``train.t_max`` draws in ``steps`` steps of batch 4 (T = 100)."""
     image = torch.rand(3, 16, 16) * 2 - 1
     cfg = TrainConfig(steps=steps, batch_size=4, t_max=t_max, device="cpu", scale_min=1.0, scale_max=1.0)
-    trainer = Trainer(image, TINY_UNET, DiffusionConfig(timesteps=100), cfg, {"name": "x"})
+    trainer = Trainer(image, UNetOptions.of(TINY_UNET), DiffusionConfig(timesteps=100), cfg, {"name": "x"})
     drawn: list[int] = []
     loss = trainer.diffusion.training_loss
     trainer.diffusion.training_loss = lambda net, x0, t, *a: drawn.extend(t.tolist()) or loss(net, x0, t, *a)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from ..config import SAMPLERS, KindTable, ManipulateConfig, opt
 from .kind_registry import APPLICATIONS
@@ -56,24 +56,8 @@ class ManipulateError(ValueError):
     """Bad input for an application (params, flags, files, checkpoint); the CLI exits with status 2."""
 
 
-class _ApplicationOptions(Mapping):
-    """``kind -> options dataclass``, read from the application registry (:mod:`.kind_registry`) when first used."""
-
-    def _apps(self) -> Any:
-        return APPLICATIONS
-
-    def __getitem__(self, kind: str) -> type:
-        return self._apps().get(kind).Options
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._apps().names())
-
-    def __len__(self) -> int:
-        return len(self._apps().names())
-
-
 #: Edit kind -> its options dataclass (a subclass of :class:`EditOptions`), from the registered applications.
-EDIT_KINDS = KindTable("kind", _ApplicationOptions())  # type: ignore[arg-type]
+EDIT_KINDS = KindTable("kind", APPLICATIONS.view(lambda app: app.Options))
 
 #: A folder name: letters, digits, ``_-.``, not starting with ``.`` or ``-``.
 EDIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -33,6 +33,16 @@ class UNetOptions:
     def __post_init__(self) -> None:
         self.unet()  # an impossible combination (e.g. groups not dividing the channels) fails at load time
 
+    @classmethod
+    def of(cls, unet: UNetConfig) -> UNetOptions:
+        """The options that resolve to exactly ``unet`` (``preset: custom``, every key given), e.g. to
+        hand a :class:`UNetConfig` to the trainer."""
+        keys = {f.name for f in dataclasses.fields(cls)} - {"kind", "preset"}
+        options = cls(preset="custom", **{k: v for k, v in dataclasses.asdict(unet).items() if k in keys})
+        if options.unet() != unet:  # in_channels is no model key: params always give RGB
+            raise ValueError(f"{unet} cannot be given as model options (in_channels must be 3)")
+        return options
+
     def unet(self) -> UNetConfig:
         """Resolve the preset and overrides into a :class:`UNetConfig` (``ValueError`` naming the key)."""
         base = UNetConfig() if self.preset == "custom" else PRESETS[self.preset]

@@ -106,8 +106,7 @@ def _train(params: Params, image: str, progress: bool) -> dict:
     device = resolve_device(train_cfg.device)
     if not kind.trainable:
         return _build_training_free(params, image, kind, model_cfg, diffusion_cfg, x, info, device)
-    unet = model_cfg.unet()
-    trainer = Trainer(x, unet, diffusion_cfg, train_cfg, info, device)
+    trainer = Trainer(x, model_cfg, diffusion_cfg, train_cfg, info, device)
     print(f"train: {trainer.precision_note}; EMA decay {trainer.ema_decay:.6g}", file=sys.stderr, flush=True)
 
     for path in (paths.checkpoint, paths.resume, paths.loss, paths.loss_plot, paths.train_metrics):

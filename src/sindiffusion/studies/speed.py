@@ -18,6 +18,7 @@ from ..artifacts import atomic_write
 from ..config import DiffusionConfig, TrainConfig, load_params
 from ..diffusion import GaussianDiffusion
 from ..models.unet import PRESETS, UNet, UNetConfig, count_parameters
+from ..models.unet_kind import UNetOptions
 from ..runtime import PRECISIONS, autocast, autocast_dtype, describe, resolve_device
 from ..training.trainer import Trainer
 
@@ -55,7 +56,7 @@ def bench_train(work: Workload, compile: bool = False) -> dict:
         channels_last=work.channels_last,
         compile=compile,
     )
-    trainer = Trainer(image, unet, DiffusionConfig(), cfg, {"name": "bench"}, device)
+    trainer = Trainer(image, UNetOptions.of(unet), DiffusionConfig(), cfg, {"name": "bench"}, device)
     t0 = time.perf_counter()
     trainer.train_step()  # warm-up (allocator, cuDNN autotune, torch.compile)
     _sync(device)

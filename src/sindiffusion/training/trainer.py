@@ -11,7 +11,7 @@ import torch
 from ..config import DiffusionConfig, TrainConfig
 from ..diffusion.gaussian import GaussianDiffusion
 from ..diffusion.schedule import step_of_fraction
-from ..models.unet import UNet, UNetConfig
+from ..models.kinds import get_kind
 from ..progress import make_progress
 from ..runtime import Preempted, StopSignals, autocast, autocast_dtype, describe, resolve_device
 from .augment import random_crops, random_rescale
@@ -20,12 +20,17 @@ from .lr import lr_factor
 
 
 class Trainer:
-    """Denoising training on batches made from one image.
+    """Denoising training on batches made from one image, of any trainable model kind.
 
     Args:
-        image: ``[3, H, W]`` in [-1, 1], H and W multiples of the net's size multiple.
-        unet: architecture; ``diffusion``/``train``: the params.yaml sections.
+        image: ``[3, H, W]`` in [-1, 1], H and W multiples of the kind's size multiple.
+        model: the ``model`` section (a model kind's options, :mod:`sindiffusion.models.kinds`);
+            ``diffusion``/``train``: the params.yaml sections.
         image_info: recorded in checkpoints (name, sha256, size, path).
+
+    Everything the trainer knows about the network comes from the kind: the module it optimises
+    (``kind.build``), the checkpoint's ``config.model`` (``kind.stored_config``), the size multiple
+    the random rescale keeps (``kind.geometry``) and whether ``channels_last: auto`` applies.
 
     All randomness (augmentation, timesteps, noise) comes from one CPU ``torch.Generator``
     seeded with ``train.seed``, whose state is checkpointed: resuming reproduces a straight run.
@@ -34,24 +39,22 @@ class Trainer:
     def __init__(
         self,
         image: torch.Tensor,
-        unet: UNetConfig,
+        model: Any,
         diffusion: DiffusionConfig,
         train: TrainConfig,
         image_info: dict[str, Any],
         device: torch.device | None = None,
     ) -> None:
+        self.kind = get_kind(model.kind)
+        if not self.kind.trainable:
+            raise ValueError(f"model.kind: {self.kind.name!r} is training-free; there is nothing to train")
         self.train_cfg = train
-        self.unet_cfg = unet
+        self.model_cfg = model
         self.diffusion_cfg = diffusion
         self.image_info = image_info
+        self.size_multiple = self.kind.geometry(model).size_multiple
+        """The random rescale keeps both sides multiples of this (the kind's geometry)."""
         self.device = device or resolve_device(train.device)
-        torch.manual_seed(train.seed)
-        self.generator = torch.Generator().manual_seed(train.seed)
-        self.model = UNet(unet).to(self.device)
-        self.ema_decay = (
-            auto_decay(train.steps, train.ema_half_life) if train.ema_decay == "auto" else float(train.ema_decay)
-        )
-        self.ema = EMA(self.model, self.ema_decay, train.ema_warmup)
         self.diffusion = GaussianDiffusion.from_config(
             diffusion.schedule,
             diffusion.timesteps,
@@ -60,6 +63,13 @@ class Trainer:
             diffusion.variance,
             diffusion.parameterization,
         )
+        torch.manual_seed(train.seed)
+        self.generator = torch.Generator().manual_seed(train.seed)
+        self.model = self.kind.build(model, self.diffusion, image).to(self.device)
+        self.ema_decay = (
+            auto_decay(train.steps, train.ema_half_life) if train.ema_decay == "auto" else float(train.ema_decay)
+        )
+        self.ema = EMA(self.model, self.ema_decay, train.ema_warmup)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
         self.image = image.unsqueeze(0).float()  # [1, 3, H, W] on CPU; augmentation runs on CPU
         self.step = 0
@@ -68,7 +78,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.autocast_dtype = autocast_dtype(train.precision, self.device)
         self.precision_note = describe(train.precision, self.device)
-        self.channels_last = {"auto": cuda, "on": True, "off": False}[train.channels_last]
+        auto = cuda and self.kind.channels_last(model)
+        self.channels_last = {"auto": auto, "on": True, "off": False}[train.channels_last]
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # the compiled wrapper only runs the forward pass; weights, EMA and checkpoints use self.model
@@ -77,7 +88,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def config_dict(self) -> dict[str, Any]:
         return {
-            "model": self.unet_cfg.to_dict(),
+            "model": self.kind.stored_config(self.model_cfg),
             "diffusion": dataclasses.asdict(self.diffusion_cfg),
             "train": dataclasses.asdict(self.train_cfg),
         }
@@ -115,7 +126,7 @@ class Trainer:
         # one pair of scale factors per step for the whole batch (official): resize the image once, then
         # repeat it -- the same numbers as resizing B copies, B times less CPU work (on an H200 the paper
         # config trained at 6.9 it/s with the per-copy resize vs 11.4 it/s in benchmark-speed without it)
-        image = random_rescale(self.image, cfg.scale_min, cfg.scale_max, self.unet_cfg.size_multiple, self.generator)
+        image = random_rescale(self.image, cfg.scale_min, cfg.scale_max, self.size_multiple, self.generator)
         batch = image.expand(cfg.batch_size, -1, -1, -1)
         if cfg.crop_size:
             batch = random_crops(batch, cfg.crop_size, self.generator)
