@@ -29,12 +29,12 @@ from .options import add_common
 #: The command groups, in the order of ``sindiffusion --help``: each module's ``register(subparsers,
 #: add_common)`` adds its subcommands. They are loaded by :func:`_load_extensions` when :func:`main` runs,
 #: after its signal handlers are in place (the groups import torch).
-GROUPS = (
+GROUPS = (  # the order of `sindiffusion --help`: the product first, the research studies last
     "sindiffusion.cli.stages",
-    "sindiffusion.cli.studies",
     "sindiffusion.cli.evaluation",
     "sindiffusion.cli.benchmark",
     "sindiffusion.cli.applications",
+    "sindiffusion.cli.studies",
 )
 
 #: The ``register`` functions of the loaded groups: ``fn(subparsers, add_common)``.
