@@ -105,7 +105,8 @@ def nearest_patch_finish(
     h_img, w_img = image.shape[-2:]
     all_keys = padded_patches(gaussian_blur(image, blur), patch)[0]  # [N, D] blurred: what a blurred sample matches
     values = padded_patches(image, patch)[0]  # [N, D] sharp: what it is replaced by
-    if cells and 0 < dims < all_keys.shape[1]:  # every key, shortlisted by cells: nothing to refine
+    use_cells = cells > 0 and 0 < dims < all_keys.shape[1]  # the cells search the projected keys
+    if use_cells:  # every key, shortlisted by cells: nothing to refine
         key_stride = 1
     keep = _positions((h_img, w_img), key_stride, image.device)
     keys = all_keys[keep]  # searched: every key_stride-th position; the winner is refined around it
@@ -128,15 +129,16 @@ def nearest_patch_finish(
     b, _, h, w = x.shape
     queries = padded_patches(x, patch).reshape(b * h * w, d)
     shortlist = None
-    if cells and basis is not None:  # all queries at once: the index visits each cell once
+    if use_cells:  # all queries at once (the index visits each cell once), projected chunk by chunk
         # 4 k candidates reranked exactly: no neighbours to refine, so a longer shortlist instead
         # (the strided search reranks k x 9 at key_stride 2).
-        shortlist = CellIndex(proj_keys, cells, probes).search((queries - mean) @ basis, 4 * k)  # [BHW, 4k]
+        proj_q = torch.cat([(queries[i : i + chunk] - mean) @ basis for i in range(0, queries.shape[0], chunk)])
+        shortlist = CellIndex(proj_keys, cells, probes).search(proj_q, 4 * k)  # [BHW, 4k]
     best = torch.empty(queries.shape[0], dtype=torch.long, device=x.device)
     for start in range(0, queries.shape[0], chunk):
         q = queries[start : start + chunk]
         if shortlist is not None:
-            short = shortlist[start : start + chunk]  # [c, k]
+            short = shortlist[start : start + chunk]  # [c, 4k]
         else:
             qp = (q - mean) @ basis if basis is not None else q - mean
             short = torch.addmm(proj_sq, qp, proj_keys.T, alpha=-2.0).topk(k, dim=1, largest=False).indices
