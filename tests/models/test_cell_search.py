@@ -31,7 +31,7 @@ def test_a_few_cells_find_most_neighbours_and_the_index_is_deterministic():
     keys = _clusters()
     queries = keys[::7] + 0.3 * torch.randn(len(keys[::7]), keys.shape[1], generator=torch.Generator().manual_seed(2))
     index = CellIndex(keys, cells=32, probes=4)
-    assert sum(len(c) for c in index.lists) < 0.5 * 32 * len(keys) / 4 * 4  # far fewer scored than all keys
+    assert max(len(c) for c in index.lists) < 0.5 * len(keys)  # every query scores under half of the keys
     assert recall(index, queries, 8) > 0.9
     assert torch.equal(index.search(queries, 8), CellIndex(keys, cells=32, probes=4).search(queries, 8))
 
