@@ -1,5 +1,6 @@
-"""Shared pytest configuration: the tiny fixtures (``tiny_unet``, ``smooth``, ``tiny_checkpoint``; see
-:mod:`tests.tiny`); fixtures for real services live in tests/support/."""
+"""Shared pytest configuration: the tiny fixtures (``tiny_unet``, ``smooth``, ``tiny_checkpoint``,
+``tiny_trained``, ``trained_project``), all built by :mod:`tests.tiny`, the one tiny-project builder;
+fixtures for real services live in tests/support/."""
 
 import os
 import shutil
@@ -10,7 +11,7 @@ import pytest
 # Tests never talk to a user's MLflow server or write ./mlflow.db unless they ask for it.
 os.environ.setdefault("SINDIFFUSION_TRACKING", "off")
 
-from tests.tiny import TINY_UNET, make_checkpoint, smooth_image  # noqa: E402  (after the environment is set)
+from tests.tiny import TINY_UNET, make_checkpoint, smooth_image, tiny_project  # noqa: E402  (after the environment)
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -35,20 +36,20 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory) -> Path:
-    """A tiny project (tests/stages/_tiny.py) with image ``img`` preprocessed and trained 4 steps:
+    """A tiny project (:func:`tests.tiny.tiny_project`) with image ``img`` preprocessed and trained 4 steps:
     ``results/img/train/model.pt``, ``resume/latest.pt``, ``loss.csv``. Read-only: copy it with
     the ``trained_project`` fixture."""
+    # why: torch and the CLI load only for the tests that train (start-up time of the others)
     import torch
 
     from sindiffusion.cli import main
-    from tests.stages._tiny import project
 
     root = tmp_path_factory.mktemp("tiny_trained")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        project(root, train={"steps": 4})
+        tiny_project(root, train={"steps": 4})
         assert main(["preprocess", "--image", "img"]) == 0
         assert main(["train", "--image", "img", "--no-progress"]) == 0
     torch.set_num_threads(threads)

@@ -21,8 +21,10 @@ from sindiffusion.checkpoint import (
     save_checkpoint,
 )
 from sindiffusion.models.unet import UNet
-from tests.stages._tiny import one_torch_thread  # noqa: F401
-from tests.tiny import TINY_UNET
+from tests.tiny import (
+    TINY_UNET,
+    one_torch_thread,  # noqa: F401
+)
 
 TINY = TINY_UNET
 DIFFUSION = {"schedule": "linear", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02, "variance": "fixed_large"}

@@ -13,13 +13,13 @@ from PIL import Image
 from sindiffusion import cli
 from sindiffusion.cli import main
 from tests.data.test_io import bad_inputs
-from tests.stages._tiny import make_image, one_torch_thread, project, write_params  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_params, tiny_project, write_image, write_params_file  # noqa: F401
 
 
 @pytest.fixture
 def proj(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    project(tmp_path)
+    tiny_project(tmp_path)
     return tmp_path
 
 
@@ -29,7 +29,7 @@ def _outputs(root: Path) -> list[str]:
 
 
 def test_preprocess_writes_png_and_json(proj, capsys):
-    make_image(proj / "data" / "images" / "wide.png", width=90, height=37)
+    write_image(proj / "data" / "images" / "wide.png", (37, 90))
     assert main(["preprocess", "--image", "wide"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("wide: [37, 90] -> [")
@@ -62,7 +62,7 @@ def test_preprocess_bad_file_in_images_dir(proj, capsys, suffix):
 
 
 def test_preprocess_too_small(proj, capsys):
-    make_image(proj / "data" / "images" / "small.png", width=30, height=7)
+    write_image(proj / "data" / "images" / "small.png", (7, 30))
     assert main(["preprocess", "--image", "small"]) == 2
     err = capsys.readouterr().err
     assert "data/images/small.png" in err and "too small" in err and "8x8" in err  # 2 levels: 4 * 2 px
@@ -118,7 +118,7 @@ def test_config_errors_exit_2(proj, capsys):
 
 
 def test_params_file_option(proj, capsys):
-    other = write_params(proj, "other.yaml", data={"results_dir": "elsewhere"})
+    other = write_params_file(proj / "other.yaml", tiny_params(data={"results_dir": "elsewhere"}))
     assert main(["preprocess", "--image", "img", "--params", str(other)]) == 0
     assert (proj / "elsewhere/img/preprocess/image.png").is_file() and _outputs(proj) == []
 
@@ -151,7 +151,7 @@ def test_runtime_failure_exit_1(proj, capsys, monkeypatch):
 
 
 def test_images_command(proj, capsys):
-    make_image(proj / "data/images/b.jpg")
+    write_image(proj / "data/images/b.jpg")
     (proj / "data/images/notes.txt").write_text("x")
     assert main(["images"]) == 0
     assert capsys.readouterr().out.split() == ["b", "img"]

@@ -20,14 +20,13 @@ from sindiffusion.config import (
     parse_override,
 )
 from sindiffusion.models.unet import PRESETS, UNet, UNetConfig, count_parameters
+from tests.tiny import write_params_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _write(tmp_path, data, name="params.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
-    return path
+    return write_params_file(tmp_path / name, data)
 
 
 # ------------------------------------------------------------------ errors
@@ -119,9 +118,8 @@ def test_unknown_section_requested(tmp_path):
     ],
 )
 def test_file_errors(tmp_path, text, expected):
-    path = tmp_path / "params.yaml"
     if text:
-        path.write_text(text)
+        path = _write(tmp_path, text)
         with pytest.raises(ConfigError, match=expected):
             load_params(path)
     else:

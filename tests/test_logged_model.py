@@ -16,14 +16,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from sindiffusion import logged_model, tracking
 from sindiffusion.cli import main
 from sindiffusion.logged_model import SinDiffusionPyfunc
 from sindiffusion.model_uri import ModelUriError, resolve_model_uri
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project  # noqa: F401
 
 EXPERIMENT = "exp-models"
 TRACKING = {"enabled": True, "experiment": EXPERIMENT, "register_as": "sd-{image}", "register_aliases": ["candidate"]}
@@ -60,7 +59,7 @@ def logged(tmp_path_factory):
         mp.delenv("SINDIFFUSION_TRACKING", raising=False)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(root)
-        project(root, tracking={**TRACKING, "tracking_uri": uri}, train={"steps": 3})
+        tiny_project(root, tracking={**TRACKING, "tracking_uri": uri}, train={"steps": 3})
         for cmd in (["preprocess"], ["train", "--no-progress"], ["sample", "--no-progress"]):
             assert main([*cmd, "--image", "img"]) == 0, cmd
     return SimpleNamespace(root=root, uri=uri)
@@ -219,10 +218,11 @@ def test_the_training_free_patch_model_is_logged_and_samples_but_is_refused_as_a
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    params = project(tmp_path, tracking={"enabled": True, "experiment": EXPERIMENT, "tracking_uri": uri})
-    raw = yaml.safe_load(params.read_text())
-    raw["model"] = {"kind": "patch", "patch_size": 5, "coarsest_ratio": 1.5}
-    params.write_text(yaml.safe_dump(raw))
+    tiny_project(
+        tmp_path,
+        tracking={"enabled": True, "experiment": EXPERIMENT, "tracking_uri": uri},
+        replace={"model": {"kind": "patch", "patch_size": 5, "coarsest_ratio": 1.5}},
+    )
     assert main(["preprocess", "--image", "img"]) == 0
     assert main(["train", "--image", "img", "--no-progress"]) == 0
     [model] = _models(uri)
@@ -245,7 +245,7 @@ def test_log_model_false_logs_no_model(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    project(tmp_path, tracking={**TRACKING, "tracking_uri": uri, "log_model": False}, train={"steps": 1})
+    tiny_project(tmp_path, tracking={**TRACKING, "tracking_uri": uri, "log_model": False}, train={"steps": 1})
     assert main(["preprocess", "--image", "img"]) == 0
     assert main(["train", "--image", "img", "--no-progress"]) == 0
     assert _models(uri) == [] and "log-model" not in capsys.readouterr().err
@@ -265,7 +265,7 @@ def test_a_failed_logging_warns_once_and_log_model_logs_it_later(tmp_path, monke
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    project(tmp_path, tracking={**TRACKING, "tracking_uri": uri}, train={"steps": 2})
+    tiny_project(tmp_path, tracking={**TRACKING, "tracking_uri": uri}, train={"steps": 2})
     assert main(["preprocess", "--image", "img"]) == 0
 
     def gone(*args, **kwargs):
@@ -346,7 +346,7 @@ def test_a_tiny_pipeline_logs_a_model_that_loads_by_uri_and_samples(tmp_path):
     `sample --model-uri` and `mlflow.pyfunc.load_model(...).predict` draw from it by URI."""
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    project(tmp_path, tracking=TRACKING, train={"steps": 3})
+    tiny_project(tmp_path, tracking=TRACKING, train={"steps": 3})
     env = {k: v for k, v in os.environ.items() if k not in ("SINDIFFUSION_TRACKING", "MLFLOW_EXPERIMENT_NAME")}
     env.update(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1")
 
@@ -384,7 +384,7 @@ def test_models_log_register_and_load_through_a_real_mlflow_server(mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
     tracking_section = {**TRACKING, "experiment": "models-server", "register_as": "server-{image}"}
-    project(tmp_path, tracking=tracking_section, train={"steps": 2})
+    tiny_project(tmp_path, tracking=tracking_section, train={"steps": 2})
     for cmd in (["preprocess"], ["train", "--no-progress"], ["sample", "--no-progress"]):
         assert main([*cmd, "--image", "img"]) == 0, cmd
     assert "WARNING" not in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 from sindiffusion import tracking
 from sindiffusion.cli import main
 from sindiffusion.tracking import SafeTracker, Tracker, flatten, open_tracker, resolve_uri
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project  # noqa: F401
 
 
 def test_flatten():
@@ -64,7 +64,7 @@ def test_unreachable_server_does_not_stop_a_stage(tmp_path, monkeypatch, capsys)
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = "http://127.0.0.1:9"
-    project(tmp_path, tracking={"enabled": True, "tracking_uri": uri}, train={"steps": 2})
+    tiny_project(tmp_path, tracking={"enabled": True, "tracking_uri": uri}, train={"steps": 2})
     assert main(["preprocess", "--image", "img"]) == 0
     capsys.readouterr()
     assert main(["train", "--image", "img", "--no-progress"]) == 0
@@ -85,7 +85,9 @@ def sqlite_project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
-    project(tmp_path, tracking={"enabled": True, "tracking_uri": uri, "experiment": "exp-test"}, train={"steps": 3})
+    tiny_project(
+        tmp_path, tracking={"enabled": True, "tracking_uri": uri, "experiment": "exp-test"}, train={"steps": 3}
+    )
     return uri
 
 

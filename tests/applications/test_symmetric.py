@@ -12,7 +12,7 @@ from PIL import Image
 from sindiffusion.applications.kinds.symmetric import MirrorHook, mirror
 from sindiffusion.cli import main
 from sindiffusion.diffusion import sample_loop
-from tests.applications.helpers import write_params
+from tests.tiny import tiny_project
 
 
 @pytest.mark.parametrize("axis,dim", [("vertical", -1), ("horizontal", -2)])
@@ -36,7 +36,7 @@ def test_the_loop_gives_exactly_symmetric_samples(unet, diffusion, ddim, axis, d
 def test_one_off_command_writes_a_symmetric_result(tmp_path, monkeypatch, capsys, tiny_checkpoint):
     monkeypatch.chdir(tmp_path)
     ckpt = tiny_checkpoint
-    params = write_params(tmp_path, {}, steps=3)
+    params = tiny_project(tmp_path, "manipulate", manipulate={"steps": 3}).params
     out = tmp_path / "sym"
     assert (
         main(

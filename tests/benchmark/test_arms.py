@@ -10,7 +10,7 @@ import pytest
 from sindiffusion.benchmark import arms
 from sindiffusion.benchmark.arms import Arm, check_arms, parse_arm, select_images
 from sindiffusion.config import ConfigError
-from tests.evaluation.tiny_pipeline import write_image
+from tests.tiny import write_image
 
 
 def test_parse_arm_with_overrides_keeps_commas_inside_values():
@@ -44,7 +44,7 @@ def test_duplicate_arm_names():
 
 def test_select_images_ranges_lists_and_limit(tmp_path):
     for n in ("10", "2", "1", "3", "b", "a"):
-        write_image(tmp_path / f"{n}.png", seed=0, size=(16, 16))
+        write_image(tmp_path / f"{n}.png", (16, 16), seed=0, texture="noise")
     assert select_images(tmp_path) == ["1", "2", "3", "10", "a", "b"]
     assert select_images(tmp_path, limit=2) == ["1", "2"]
     assert select_images(tmp_path, "2-10") == ["2", "3", "10"]

@@ -17,7 +17,7 @@ from PIL import Image
 from sindiffusion.benchmark import places
 from sindiffusion.benchmark.compare import Pick, parse_pick
 from sindiffusion.benchmark.report import paired_rows
-from tests.evaluation.tiny_pipeline import cli
+from tests.tiny import cli
 
 
 def _csv(out: Path) -> list[dict]:

@@ -17,7 +17,7 @@ from PIL import Image
 from sindiffusion.artifacts import sha256_file
 from sindiffusion.benchmark import places
 from sindiffusion.benchmark.sheets import PAD
-from tests.evaluation.tiny_pipeline import cli, write_params
+from tests.tiny import cli, write_params
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
@@ -27,7 +27,7 @@ def rows_of(out: Path) -> list[dict]:
 
 
 def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
-    params = write_params(bench, steps=4, sample_steps=3, tracking=True)
+    params = write_params(bench, "pipeline", train={"steps": 4}, sample={"steps": 3}, tracking={"enabled": True})
     monkeypatch.chdir(bench)
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -121,7 +121,7 @@ def test_two_arms_baselines_sheets_and_resume(bench, monkeypatch):
 def test_a_finished_image_is_reported_under_the_arm_that_reuses_it(bench, monkeypatch):
     """Rows are reused by settings (fingerprint), not by name: an arm folder renamed (or linked in from
     another study) reports under this command's arm name, so its images are not split from the mean."""
-    params = write_params(bench, steps=2, sample_steps=2)
+    params = write_params(bench, "pipeline", train={"steps": 2}, sample={"steps": 2})
     monkeypatch.chdir(bench)
     out = bench / "bench"
     base = ["benchmark", "--params", params, "--images-dir", bench / "images", "--out", out, "--no-progress"]
@@ -138,7 +138,7 @@ def test_results_written_under_the_legacy_fingerprint_are_reused(bench, monkeypa
     from sindiffusion.benchmark.arms import arm_params, legacy_fingerprint, parse_arm
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=2, sample_steps=2)
+    params = write_params(bench, "pipeline", train={"steps": 2}, sample={"steps": 2})
     monkeypatch.chdir(bench)
     out = bench / "bench"
     argv = ["benchmark", "--params", params, "--images-dir", bench / "images", "--images", "1", "--out", out]
@@ -162,7 +162,7 @@ def test_arms_that_differ_after_training_train_once(bench, monkeypatch):
     """A sampling-only arm adopts the first arm's model (same file, same train_s) and trains nothing."""
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=3, sample_steps=3)
+    params = write_params(bench, "pipeline", train={"steps": 3}, sample={"steps": 3})
     monkeypatch.chdir(bench)
     calls: list[str] = []
     real_run = train.run
@@ -195,7 +195,7 @@ def test_a_stop_signal_stops_the_benchmark_with_the_resumable_status(bench, monk
     from sindiffusion.runtime import EXIT_RESUMABLE, Preempted
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=3, sample_steps=2)
+    params = write_params(bench, "pipeline", train={"steps": 3}, sample={"steps": 2})
     monkeypatch.chdir(bench)
     calls: list[str] = []
 
@@ -214,7 +214,7 @@ def test_a_resumed_training_counts_its_earlier_segments_in_the_wall_time(bench, 
     """Killed at step k and resumed, an image's train_s is both segments, not the last one only."""
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=3, sample_steps=2)
+    params = write_params(bench, "pipeline", train={"steps": 3}, sample={"steps": 2})
     monkeypatch.chdir(bench)
     real_run = train.run
 
@@ -234,7 +234,7 @@ def test_a_resumed_training_counts_its_earlier_segments_in_the_wall_time(bench, 
 
 
 def test_subsets_merge_into_the_table_of_one_run(bench):
-    params = write_params(bench, steps=4, sample_steps=3, tracking=False)
+    params = write_params(bench, "pipeline", train={"steps": 4}, sample={"steps": 3}, tracking={"enabled": False})
     common = ["--params", params, "--images-dir", bench / "images", "--baselines", bench / "baselines", "--no-progress"]
     assert cli("benchmark", *common, "--images", "1-2", "--out", bench / "full") == 0
     # two partial runs of the same command; their per-image results are the full run's (reused on resume)
@@ -274,7 +274,7 @@ def test_subsets_merge_into_the_table_of_one_run(bench):
     ],
 )
 def test_bad_input_is_exit_2_before_any_work(bench, monkeypatch, capsys, extra, words):
-    write_params(bench, tracking=False)
+    write_params(bench, "pipeline", tracking={"enabled": False})
     monkeypatch.chdir(bench)
     assert cli("benchmark", "--images-dir", bench / "images", "--out", bench / "o", *extra) == 2
     assert words in capsys.readouterr().err
@@ -293,7 +293,7 @@ def test_metric_columns_are_the_registry_keys_then_the_extras(tmp_path):
     from sindiffusion.benchmark import report
     from sindiffusion.config import load_params
 
-    params = load_params(write_params(tmp_path), ["evaluate.sifid_layers=[pool1,pool2]"])
+    params = load_params(write_params(tmp_path, "pipeline"), ["evaluate.sifid_layers=[pool1,pool2]"])
     assert places.metric_columns(params) == [
         "sifid_pool1",
         "sifid_pool2",
@@ -314,7 +314,7 @@ def test_an_image_of_the_same_name_from_another_file_is_not_reused(bench, monkey
     refused (exit 2, nothing run) for a finished image, and done again for a half-done one."""
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=2, sample_steps=2)
+    params = write_params(bench, "pipeline", train={"steps": 2}, sample={"steps": 2})
     monkeypatch.chdir(bench)
     out = bench / "bench"
     argv = ["benchmark", "--params", params, "--images", "1", "--out", out, "--no-progress", "--arm", f"a={params}"]
@@ -343,7 +343,7 @@ def test_sizes_draw_every_arm_at_every_size_from_one_training(bench, monkeypatch
 
     from sindiffusion.stages import train
 
-    params = write_params(bench, steps=3, sample_steps=3)
+    params = write_params(bench, "pipeline", train={"steps": 3}, sample={"steps": 3})
     monkeypatch.chdir(bench)
     calls: list[str] = []
     real_run = train.run

@@ -5,13 +5,14 @@ from __future__ import annotations
 from PIL import Image
 
 from sindiffusion.benchmark.sheets import LABEL_W, PAD, PER_ARM, image_sheet
-from tests.evaluation.tiny_pipeline import write_image
+from tests.tiny import write_image
 
 
 def test_sheet_rows_heights_and_baseline_resize(tmp_path):
-    train = write_image(tmp_path / "train.png", seed=0, size=(24, 32))
-    wide = [write_image(tmp_path / f"s{i}.png", seed=i, size=(24, 48)) for i in range(6)]
-    base = write_image(tmp_path / "singan.png", seed=9, size=(48, 64))  # another size: shown at the training size
+    train = write_image(tmp_path / "train.png", (24, 32), seed=0, texture="noise")
+    wide = [write_image(tmp_path / f"s{i}.png", (24, 48), seed=i, texture="noise") for i in range(6)]
+    # another size: shown at the training size
+    base = write_image(tmp_path / "singan.png", (48, 64), seed=9, texture="noise")
     path = image_sheet("1", train, [("unet", wide), ("patch", wide[:1])], [("SinGAN", base)], tmp_path / "s.png")
     sheet = Image.open(path)
     assert sheet.height == 4 * (24 + PAD) + PAD  # training, unet, patch, SinGAN

@@ -10,7 +10,6 @@ import dataclasses
 
 import pytest
 import torch
-import yaml
 
 from sindiffusion.checkpoint import model_from_checkpoint
 from sindiffusion.config import DiffusionConfig, load_params
@@ -18,7 +17,7 @@ from sindiffusion.diffusion import make_sampler
 from sindiffusion.diffusion.gaussian import GaussianDiffusion
 from sindiffusion.generate import ModelBundle, generate
 from sindiffusion.models.kinds import MODEL_KINDS, ModelKind, kind_of_checkpoint
-from tests.tiny import TINY_MODEL_SECTION, smooth_image
+from tests.tiny import TINY_MODEL_SECTION, smooth_image, write_params_file
 
 #: kind -> ``model`` section keys that keep the test fast (kinds not listed run with their defaults)
 TINY: dict[str, dict] = {"unet": TINY_MODEL_SECTION}
@@ -34,7 +33,7 @@ def kind(request) -> ModelKind:
 def options(kind, tmp_path_factory):
     """The kind's options as ``params.yaml`` gives them (so the config engine accepts ``model.kind``)."""
     path = tmp_path_factory.mktemp(kind.name) / "params.yaml"
-    path.write_text(yaml.safe_dump({"model": {"kind": kind.name, **TINY.get(kind.name, {})}}))
+    write_params_file(path, {"model": {"kind": kind.name, **TINY.get(kind.name, {})}})
     return load_params(path).section("model")
 
 

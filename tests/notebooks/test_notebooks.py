@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation.tiny_pipeline import cli, tiny_pipeline
+from tests.tiny import cli, tiny_pipeline
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sindiffusion.cli import main
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread  # noqa: F401
 
 CKPT = "results/img/train/model.pt"
 

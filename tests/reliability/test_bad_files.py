@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sindiffusion.cli import main
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import edit_params, one_torch_thread  # noqa: F401
 
 
 class _Payload:
@@ -65,10 +65,8 @@ def _exit_code(argv: list[str]) -> int:
 def test_unusable_checkpoints_are_refused(trained_project, capsys, command):
     root = trained_project
     if command == "manipulate":  # the stage reads the checkpoint only when the image has edits
-        params = (
-            root / "params.yaml"
-        ).read_text() + "manipulate:\n  edits:\n    img:\n    - {name: wide, kind: outpaint, left: 8}\n"
-        (root / "params.yaml").write_text(params)
+        edits = {"img": [{"name": "wide", "kind": "outpaint", "left": 8}]}
+        edit_params(root / "params.yaml", replace={"manipulate": {"edits": edits}})
     paths = {kind: _bad_checkpoint(root, kind) for kind in CHECKPOINTS}
     before = _tree(root)
     for kind, path in paths.items():

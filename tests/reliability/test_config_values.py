@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sindiffusion import cli
 from sindiffusion.applications.config import EDIT_KINDS
 from sindiffusion.config import Rule, field_rules, section_variants
+from tests.tiny import write_params_file
 
 _WRONG_TYPE: dict[type, Any] = {bool: "maybe", int: "many", float: "fast", str: 12345, dict: [1, 2], tuple: 7}
 
@@ -90,8 +90,7 @@ def test_every_number_has_a_range():
 
 
 def _run(tmp_path: Path, data: dict, overrides: list[str], capsys) -> tuple[int, str]:
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_params_file(tmp_path / "params.yaml", data)
     argv = ["images", "--params", str(path)] + [a for o in overrides for a in ("--set", o)]
     rc = cli.main(argv)
     return rc, capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 
 from sindiffusion.cli import main
 from sindiffusion.paths import ImageNameError, ImagePaths, check_image_name
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project  # noqa: F401
 
 BAD_NAMES = ["../../escape", "", ".", "..", "a/b", "/tmp/abs", "x y", "a\\b", "caf\u00e9", "img\n"]
 
@@ -64,10 +64,10 @@ def test_every_command_refuses_bad_names_and_writes_nothing(trained_project, cap
 def test_snakefile_refuses_bad_names(tmp_path, listed):
     """The Snakefile checks params.yaml's data.images, or the image files' names, with the same function."""
     pytest.importorskip("snakemake")
-    from tests.workflow.helpers import clean_env, make_project
+    from tests.workflow.helpers import clean_env
 
-    params = {"data": {"images": ["tiny_a", ".."]}} if listed else None
-    root = make_project(tmp_path / "project", params=params)
+    data = {"images": ["tiny_a", ".."]} if listed else {}
+    root = tiny_project(tmp_path / "project", "workflow", data=data).root
     if not listed:
         (root / "data/images/tiny_a.png").rename(root / "data/images/my photo.png")
     res = subprocess.run(

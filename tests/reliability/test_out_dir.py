@@ -10,7 +10,7 @@ import pytest
 
 from sindiffusion.artifacts import MARKER
 from sindiffusion.cli import main
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread  # noqa: F401
 
 CKPT = "results/img/train/model.pt"
 

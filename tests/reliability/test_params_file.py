@@ -12,7 +12,7 @@ import yaml
 from sindiffusion import config
 from sindiffusion.cli import main
 from sindiffusion.config import ConfigError, load_params
-from tests.stages._tiny import TINY_PARAMS, make_image
+from tests.tiny import tiny_params, tiny_project, write_params_file
 
 #: The pipeline commands and the sections each must find written in the file.
 COMMANDS = {
@@ -23,10 +23,7 @@ COMMANDS = {
 
 
 def _project(root: Path, text: str) -> Path:
-    make_image(root / "data/images/img.png")
-    path = root / "params.yaml"
-    path.write_text(text)
-    return path
+    return tiny_project(root, params_text=text).params
 
 
 def _tree(root: Path) -> set[str]:
@@ -44,8 +41,8 @@ def _refused(root: Path, argv: list[str], capsys) -> str:
 
 
 def _truncated() -> str:
-    """TINY_PARAMS cut after its data section (a copy interrupted, a bad merge)."""
-    full = yaml.safe_dump(TINY_PARAMS, sort_keys=False)
+    """The tiny params cut after their data section (a copy interrupted, a bad merge)."""
+    full = yaml.safe_dump(tiny_params(), sort_keys=False)
     return full[: full.index("preprocess:")]
 
 
@@ -79,20 +76,17 @@ def test_an_override_does_not_stand_in_for_a_missing_section(tmp_path, monkeypat
 
 def test_defaults_stay_possible_when_asked_for(tmp_path):
     """``{}`` (all defaults) or ``section: {}`` / ``section:`` (that section's defaults) pass."""
-    path = tmp_path / "params.yaml"
-    path.write_text("{}\n")
+    path = write_params_file(tmp_path / "params.yaml", "{}\n")
     for command in COMMANDS:
         config.check_written(load_params(path), command)
-    path.write_text(_truncated() + "preprocess: {}\nmodel:\ndiffusion: {}\ntrain: {}\nsample: {}\n")
+    write_params_file(path, _truncated() + "preprocess: {}\nmodel:\ndiffusion: {}\ntrain: {}\nsample: {}\n")
     for command in COMMANDS:
         config.check_written(load_params(path), command)
 
 
 def test_the_library_still_reads_an_empty_file_as_defaults(tmp_path):
     """Only the pipeline commands insist on their sections; :func:`load_params` is unchanged."""
-    path = tmp_path / "params.yaml"
-    path.write_text("")
-    params = load_params(path)
+    params = load_params(write_params_file(tmp_path / "params.yaml", ""))
     assert params.section("train").steps > 0
     with pytest.raises(ConfigError, match="is empty"):
         config.check_written(params, "train")

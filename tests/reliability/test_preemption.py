@@ -23,7 +23,7 @@ import torch
 from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
 from sindiffusion.runtime import EXIT_RESUMABLE
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project  # noqa: F401
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
@@ -73,7 +73,7 @@ def _same_weights(a: Path, b: Path) -> None:
 @pytest.fixture
 def preprocessed(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    project(tmp_path, train={"steps": 100_000, "log_every": 2, "save_every": 100_000})
+    tiny_project(tmp_path, train={"steps": 100_000, "log_every": 2, "save_every": 100_000})
     assert main(["preprocess", "--image", "img"]) == 0
     return tmp_path
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sindiffusion.checkpoint import load_checkpoint, save_checkpoint
 from sindiffusion.cli import main
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread  # noqa: F401
 
 
 def _sample(*argv: str) -> int:

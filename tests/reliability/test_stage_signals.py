@@ -20,11 +20,11 @@ import pytest
 
 from sindiffusion.cli import main
 from sindiffusion.runtime import EXIT_RESUMABLE
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import edit_params, one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
-EDITS = "manipulate:\n  edits:\n    img:\n    - {name: wide, kind: outpaint, left: 8}\n"
+EDITS = {"edits": {"img": [{"name": "wide", "kind": "outpaint", "left": 8}]}}  # the manipulate section
 STAGES = {
     "preprocess": ["preprocess", "--image", "img"],
     "train": ["train", "--image", "img", "--set", "train.steps=6"],
@@ -72,8 +72,7 @@ def tracked_project(trained_project, monkeypatch) -> Path:
     """:func:`trained_project` with samples and an edit, tracked into ``./mlflow.db``."""
     pytest.importorskip("mlflow")
     assert main(["sample", "--image", "img", "--num", "1", "--no-progress"]) == 0
-    params = trained_project / "params.yaml"
-    params.write_text(params.read_text() + EDITS)
+    edit_params(trained_project / "params.yaml", replace={"manipulate": EDITS})
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
     return trained_project

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sindiffusion.cli import main
 from tests.reliability.test_preemption import LOSS, _rows, _start, _wait_until_step, preprocessed  # noqa: F401
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread  # noqa: F401
 
 TRAIN = Path("results/img/train")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stages._tiny import make_image
+from tests.tiny import write_image
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
@@ -25,7 +25,7 @@ def _run(*args: str, out: Path, env: dict | None = None, timeout: int = 300) -> 
 
 
 def test_cpu_smoke_writes_every_part(tmp_path):
-    image = make_image(tmp_path / "img" / "scene.png", width=48, height=40)
+    image = write_image(tmp_path / "img" / "scene.png", (40, 48))
     out = tmp_path / "out"
     res = _run("--cpu-smoke", str(image), out=out)
     assert res.returncode == 0, res.stderr + (out / "gpu-check.log").read_text()
@@ -65,7 +65,7 @@ def test_cpu_smoke_writes_every_part(tmp_path):
 
 
 def test_without_cuda_it_fails_in_one_line(tmp_path):
-    image = make_image(tmp_path / "scene.png")
+    image = write_image(tmp_path / "scene.png")
     res = _run(str(image), out=tmp_path / "out", timeout=120)
     assert res.returncode == 3
     assert res.stderr.strip().splitlines() == [
@@ -86,7 +86,7 @@ def test_patch_part_passes_model_overrides_through(tmp_path):
     """No filtering in part_patch: a model key given to it is applied (and checked) like any override."""
     from sindiffusion.studies.gpu_check import part_patch
 
-    image = make_image(tmp_path / "scene.png")
+    image = write_image(tmp_path / "scene.png")
     part = part_patch(tmp_path / "out", image, 64, str(REPO / "configs" / "patch.yaml"), ["model.patch_size=4"])
     assert part["status"] == "failed" and "model.patch_size" in part["error"]
     assert "model.patch_size=4" in part["overrides"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sindiffusion.evaluation import WEIGHTS
-from tests.evaluation.tiny_pipeline import cli, tiny_pipeline
+from tests.tiny import cli, tiny_pipeline
 
 WEIGHT_FREE = ("pixel_diversity", "copy_nn_dist", "copy_fraction", "patch_swd")
 DEEP = ("sifid_pool1", "sifid_pool2", "lpips_diversity")

@@ -20,7 +20,7 @@ from PIL import Image
 from sindiffusion.cli import main
 from sindiffusion.data.io import save_image
 from tests.applications.conftest import tiny_clip_name  # noqa: F401  (fixture: a random tiny open_clip model)
-from tests.applications.helpers import make_checkpoint, smooth, write_params
+from tests.tiny import make_checkpoint, smooth_image, tiny_project
 
 ALL_EDITS = [
     {"name": "wide", "kind": "outpaint", "right": 12, "top": 4},
@@ -57,8 +57,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_checkpoint(root, "img", seed=0)
     make_checkpoint(root, "other", seed=1)
     inputs = root / "inputs"
-    save_image(smooth(5, 40, 48), inputs / "paint.png")  # another aspect than the 32x32 training image
-    save_image(smooth(6, 32, 32), inputs / "composite.png")
+    save_image(smooth_image(5, 40, 48)[0], inputs / "paint.png")  # another aspect than the 32x32 training image
+    save_image(smooth_image(6, 32, 32)[0], inputs / "composite.png")
     _mask(inputs / "mask32.png", 32, 32, (8, 16, 8, 20))
     _mask(inputs / "mask40.png", 32, 32, (10, 20, 10, 24))
     _mask(inputs / "mask_wrong_size.png", 40, 48, (8, 16, 8, 20))
@@ -78,7 +78,7 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _params(root: Path, edits: list[dict], image: str = "img", **kw) -> str:
-    return str(write_params(root, {image: edits}, steps=3, **kw))
+    return str(tiny_project(root, "manipulate", manipulate={"steps": 3, **kw, "edits": {image: edits}}).params)
 
 
 def _nothing_new(root: Path, before: set[str]) -> None:
@@ -210,7 +210,7 @@ def test_resize_panorama_with_a_deeper_model(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     ckpt = make_checkpoint(tmp_path, "deep", channel_mult=[1, 2, 2, 2])
     out = tmp_path / "pano"
-    params = str(write_params(tmp_path, {}, steps=2))
+    params = str(tiny_project(tmp_path, "manipulate", manipulate={"steps": 2}).params)
     assert (
         main(
             [

@@ -10,27 +10,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
 from sindiffusion.diffusion.samplers import build_sampler
 from sindiffusion.generate import generate, load_bundle
-from tests.stages._tiny import project
 from tests.stages.test_manipulate import ALL_EDITS, _mask
+from tests.tiny import edit_params, smooth_image, tiny_params, tiny_project
 
 PATCH_MODEL = {"kind": "patch", "patch_size": 5, "coarsest_ratio": 1.5}
 
 
 def _patch_project(root: Path, **model) -> Path:
-    params = project(root)
-    raw = yaml.safe_load(params.read_text())
-    raw["model"] = {**PATCH_MODEL, **model}
-    raw["tracking"] = {"enabled": False}
-    raw["sample"].update({"steps": 4, "eta": 0.0})
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return params
+    replace = {"model": {**PATCH_MODEL, **model}, "tracking": {"enabled": False}}
+    return tiny_project(root, replace=replace, sample={"steps": 4, "eta": 0.0}).params
 
 
 @pytest.fixture(scope="module")
@@ -78,24 +72,13 @@ def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch:
     monkeypatch.chdir(root)
     inputs = root / "inputs"
     from sindiffusion.data.io import save_image
-    from tests.applications.helpers import smooth
 
-    save_image(smooth(5, 40, 48), inputs / "paint.png")
-    save_image(smooth(6, 40, 48), inputs / "composite.png")
+    save_image(smooth_image(5, 40, 48)[0], inputs / "paint.png")
+    save_image(smooth_image(6, 40, 48)[0], inputs / "composite.png")
     _mask(inputs / "mask32.png", 40, 48, (8, 16, 8, 20))
     _mask(inputs / "mask40.png", 40, 48, (10, 20, 10, 24))
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["manipulate"] = {
-        "sampler": "ddim",
-        "steps": 3,
-        "eta": 1.0,
-        "seed": 0,
-        "num": 1,
-        "batch_size": 2,
-        "device": "cpu",
-        "edits": {"img": ALL_EDITS},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    manipulate = tiny_params("manipulate", root, manipulate={"steps": 3, "edits": {"img": ALL_EDITS}})["manipulate"]
+    edit_params(root / "params.yaml", replace={"manipulate": manipulate})
     assert main(["manipulate", "--image", "img", "--params", "params.yaml", "--no-progress"]) == 0
     out = root / "results" / "img" / "manipulate"
     summary = json.loads((out / "manipulate.json").read_text())
@@ -119,9 +102,7 @@ def test_every_application_runs_with_the_patch_model(trained: Path, monkeypatch:
 def test_bad_patch_model_section_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, model, message):
     params = _patch_project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    raw = yaml.safe_load(params.read_text())
-    raw["model"] = model
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edit_params(params, replace={"model": model})
     before = sorted(p for p in tmp_path.rglob("*"))
     code = 0
     for stage in ("preprocess", "train"):

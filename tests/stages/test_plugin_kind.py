@@ -17,7 +17,6 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from torch import nn
 
@@ -28,7 +27,7 @@ from sindiffusion.diffusion.gaussian import GaussianDiffusion
 from sindiffusion.models.kinds import MODEL_KINDS, Geometry, ModelKind, register
 from sindiffusion.training import Trainer
 from sindiffusion.validation import opt
-from tests.stages._tiny import one_torch_thread, project  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project, write_params_file  # noqa: F401
 
 
 # ------------------------------------------------------------------ the plug-in: one kind, one module
@@ -88,12 +87,7 @@ MODEL = {"kind": "tinyconv", "channels": 6}
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """preprocess -> train (6 steps) -> sample (2 samples, 4 DDIM steps) through the CLI, in-process."""
     root = tmp_path_factory.mktemp("plugin-kind")
-    params = project(root)
-    raw = yaml.safe_load(params.read_text())
-    raw["model"] = MODEL
-    raw["tracking"] = {"enabled": False}
-    raw["sample"].update({"steps": 4})
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = tiny_project(root, replace={"model": MODEL, "tracking": {"enabled": False}}, sample={"steps": 4}).params
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         for stage in ("preprocess", "train", "sample"):
@@ -119,8 +113,7 @@ def test_the_plugin_kind_trains_and_samples_through_the_stages(trained: Path):
 
 
 def test_the_trainer_takes_everything_from_the_kind(tmp_path: Path):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"model": MODEL}))
+    params = write_params_file(tmp_path / "params.yaml", {"model": MODEL})
     options = load_params(params).section("model")  # the config engine knows the registered kind
     assert isinstance(options, TinyConvOptions) and options.channels == 6
     cfg = TrainConfig(steps=2, batch_size=2, scale_min=0.6, scale_max=1.0, device="cpu", channels_last="auto")
@@ -133,8 +126,7 @@ def test_the_trainer_takes_everything_from_the_kind(tmp_path: Path):
 
 
 def test_a_training_free_kind_is_refused_by_the_trainer(tmp_path: Path):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"model": {"kind": "patch"}}))
+    params = write_params_file(tmp_path / "params.yaml", {"model": {"kind": "patch"}})
     options = load_params(params).section("model")
     with pytest.raises(ValueError, match="training-free"):
         Trainer(torch.rand(3, 16, 16), options, DiffusionConfig(timesteps=50), TrainConfig(device="cpu"), {})

@@ -14,13 +14,13 @@ from sindiffusion.config import load_params
 from sindiffusion.data.io import ImageError
 from sindiffusion.models.receptive_field import analytic_receptive_field
 from sindiffusion.stages import preprocess
-from tests.stages._tiny import make_image, project
+from tests.tiny import tiny_project, write_image
 
 
 @pytest.fixture
 def proj(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    project(tmp_path)
+    tiny_project(tmp_path)
     return tmp_path
 
 
@@ -46,7 +46,7 @@ def test_any_mode_becomes_rgb(proj, mode, suffix):
     if mode == "I;16":
         Image.fromarray((np.random.default_rng(0).random((40, 60)) * 65535).astype(np.uint16)).save(src)
     else:
-        make_image(src, width=60, height=40, mode=mode)
+        write_image(src, (40, 60), mode=mode)
     assert main(["preprocess", "--image", "m"]) == 0
     out = Image.open(proj / "results/m/preprocess/image.png")
     assert out.mode == "RGB" and out.size == (48, 32)  # longer side 48, aspect 3:2 kept
@@ -54,7 +54,7 @@ def test_any_mode_becomes_rgb(proj, mode, suffix):
 
 
 def test_meta_describes_the_run(proj):
-    make_image(proj / "data/images/big.jpg", width=300, height=201)
+    write_image(proj / "data/images/big.jpg", (201, 300))
     params = load_params("params.yaml")
     meta = preprocess.run(params, "big")
     assert meta == _meta(proj, "big")
@@ -66,7 +66,7 @@ def test_meta_describes_the_run(proj):
 
 
 def test_paper_model_needs_multiples_of_4(proj):
-    make_image(proj / "data/images/odd.png", width=250, height=186)
+    write_image(proj / "data/images/odd.png", (186, 250))
     assert (
         main(
             [
@@ -104,7 +104,7 @@ def test_exif_rotation_is_applied_before_resizing(proj):
 def test_rerun_replaces_outputs(proj):
     assert main(["preprocess", "--image", "img"]) == 0
     first = (proj / "results/img/preprocess/image.png").read_bytes()
-    make_image(proj / "data/images/img.png", seed=3)
+    write_image(proj / "data/images/img.png", seed=3)
     assert main(["preprocess", "--image", "img"]) == 0
     assert (proj / "results/img/preprocess/image.png").read_bytes() != first
     assert sorted(p.name for p in (proj / "results/img/preprocess").iterdir()) == ["image.json", "image.png"]
@@ -116,5 +116,5 @@ def test_stage_raises_before_writing(proj):
     with pytest.raises(ImageError, match=r"data/images/bad\.png: not an image"):
         preprocess.run(params, "bad")
     with pytest.raises(ImageError, match="too small"):
-        preprocess.run(params, "x", source=make_image(proj / "tiny.png", width=7, height=20))
+        preprocess.run(params, "x", source=write_image(proj / "tiny.png", (20, 7)))
     assert not (proj / "results").exists()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from sindiffusion.cli import main
 from sindiffusion.stages import sample as sample_stage
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import one_torch_thread  # noqa: F401
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from sindiffusion.artifacts import sha256_file
 from sindiffusion.checkpoint import load_checkpoint
 from sindiffusion.cli import main
 from sindiffusion.training.trainer import Trainer
-from tests.stages._tiny import make_image, one_torch_thread, project  # noqa: F401
+from tests.tiny import one_torch_thread, tiny_project, write_image  # noqa: F401
 
 N = 6
 
@@ -25,7 +24,7 @@ def _run(*argv: str) -> int:
 
 
 def _setup(root: Path, **sections) -> None:
-    project(root, **sections)
+    tiny_project(root, **sections)
     assert main(["preprocess", "--image", "img"]) == 0
 
 
@@ -175,7 +174,7 @@ def test_resume_checkpoint_of_another_image_is_ignored(tmp_path, monkeypatch, ca
     monkeypatch.chdir(tmp_path)
     _setup(tmp_path)
     assert _run("train", "--image", "img", "--set", "train.steps=2") == 0
-    make_image(tmp_path / "data/images/img.png", seed=5)  # the user replaced the image
+    write_image(tmp_path / "data/images/img.png", seed=5)  # the user replaced the image
     assert main(["preprocess", "--image", "img"]) == 0
     capsys.readouterr()
     assert _run("train", "--image", "img", "--set", "train.steps=3") == 0
@@ -205,8 +204,8 @@ def test_resume_beyond_target_and_unreadable_resume(tmp_path, monkeypatch, capsy
 
 def test_processed_image_of_another_model_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    project(tmp_path)
-    make_image(tmp_path / "results/img/preprocess/image.png", width=42, height=38)  # not a multiple of 4
+    tiny_project(tmp_path)
+    write_image(tmp_path / "results/img/preprocess/image.png", (38, 42))  # not a multiple of 4
     assert _run("train", "--image", "img", "--set", "model.channel_mult=[1,2,2]") == 2
     err = capsys.readouterr().err
     assert "results/img/preprocess/image.png" in err and "multiple of 4" in err
@@ -281,11 +280,9 @@ def test_every_model_kind_records_checkpoint_metrics_and_loss_alike(tmp_path, mo
     recorder = _Recorder()
     monkeypatch.setattr(train_stage, "tracked", lambda *a, **k: contextlib.nullcontext(recorder))
     monkeypatch.chdir(tmp_path)
-    params = project(tmp_path, train={"steps": 2}, tracking={"log_checkpoint": True})
+    project = tiny_project(tmp_path, train={"steps": 2}, tracking={"log_checkpoint": True})
     if model:
-        raw = yaml.safe_load(params.read_text())
-        raw["model"] = model
-        params.write_text(yaml.safe_dump(raw))
+        project.edit(replace={"model": model})
     assert main(["preprocess", "--image", "img"]) == 0
     assert _run("train", "--image", "img") == 0
     train = tmp_path / "results/img/train"

@@ -13,19 +13,22 @@ from PIL import Image
 
 from sindiffusion.benchmark.sheets import PAD
 from sindiffusion.studies.curve_compare import parse_curve_pick
-from tests.benchmark.conftest import make_bench
-from tests.evaluation.tiny_pipeline import cli, write_params
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import (
+    cli,
+    make_bench,
+    one_torch_thread,  # noqa: F401
+    write_params,
+)
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
 
 @pytest.fixture(scope="module")
 def curves(tmp_path_factory) -> Path:
-    """Once per module, in a :func:`make_bench` folder: time-curve ``A`` on images 1-2 (3 steps) and
+    """Once per module, in a :func:`tests.tiny.make_bench` folder: time-curve ``A`` on images 1-2 (3 steps) and
     ``B`` on images 2-3 (2 steps); each ends by its step count, so its one point is ``final``."""
     root = make_bench(tmp_path_factory.mktemp("curves"))
-    params = write_params(root, steps=3, sample_steps=2, tracking=False)
+    params = write_params(root, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     common = ["--params", params, "--images-dir", root / "images", "--minutes", "5", "--num", "2", "--no-progress"]
     assert cli("time-curve", *common, "--images", "1,2", "--out", root / "A") == 0
     assert cli("time-curve", *common, "--images", "2,3", "--set", "train.steps=2", "--out", root / "B") == 0
@@ -59,7 +62,7 @@ def test_the_samples_of_every_point_are_stored_for_the_comparison(curves):
 def test_two_runs_on_their_shared_image_with_baselines_sheet_and_mlflow(curves, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
-    params = write_params(tmp_path, tracking=True)
+    params = write_params(tmp_path, "pipeline", tracking={"enabled": True})
     out = tmp_path / "cmp"
     argv = ["new=" + str(curves / "A"), curves / "B", "--baselines", curves / "baselines", "--params", params]
     assert cli("time-curve-compare", *argv, "--out", out) == 0
@@ -102,7 +105,7 @@ def test_a_run_without_stored_samples_gets_a_note_not_a_sheet(curves, tmp_path):
     for r in result["rows"]:
         r.pop("samples")  # as written before the samples were stored
     (old / "time_curve.json").write_text(json.dumps(result))
-    params = write_params(tmp_path, tracking=False)
+    params = write_params(tmp_path, "pipeline", tracking={"enabled": False})
     assert cli("time-curve-compare", curves / "A", old, "--params", params, "--out", tmp_path / "cmp") == 0
     notes = json.loads((tmp_path / "cmp" / "time_curve_compare.json").read_text())["notes"]
     assert any("sheet 2: not drawn" in n and "old @ final" in n and "--rescore" in n for n in notes)
@@ -145,7 +148,7 @@ def test_bad_picks_exit_2_naming_the_run_and_write_nothing(tmp_path, capsys, sec
     picks = [tmp_path / "a"] + (
         [] if second is None else [f"a={tmp_path / 'b'}" if second == "a" else tmp_path / second]
     )
-    params = write_params(tmp_path, tracking=False)
+    params = write_params(tmp_path, "pipeline", tracking={"enabled": False})
     assert cli("time-curve-compare", *picks, *extra, "--params", params, "--out", tmp_path / "cmp") == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
@@ -154,7 +157,7 @@ def test_bad_picks_exit_2_naming_the_run_and_write_nothing(tmp_path, capsys, sec
 def test_out_may_not_be_one_of_the_runs(tmp_path, capsys):
     _fake_curve(tmp_path / "a", ["1"], ["5 min"])
     _fake_curve(tmp_path / "b", ["1"], ["5 min"])
-    params = write_params(tmp_path, tracking=False)
+    params = write_params(tmp_path, "pipeline", tracking={"enabled": False})
     assert cli("time-curve-compare", tmp_path / "a", tmp_path / "b", "--params", params, "--out", tmp_path / "b") == 2
     assert "is one of the compared runs" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["time_curve.json"]

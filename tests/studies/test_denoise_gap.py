@@ -7,11 +7,12 @@ import json
 
 from sindiffusion.cli import main
 from tests.stages.test_patch_kind import trained  # noqa: F401  (fixture: a patch-kind project)
+from tests.tiny import write_params_file
 
 
 def test_curve_files_and_values(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("tracking: {enabled: false}\n")
+    write_params_file(tmp_path / "params.yaml", {"tracking": {"enabled": False}})
     out = tmp_path / "gap"
     assert main(["denoise-gap", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--points", "5"]) == 0
     rows = list(csv.DictReader(open(out / "denoise_gap.csv")))
@@ -27,7 +28,7 @@ def test_curve_files_and_values(tiny_checkpoint, tmp_path, monkeypatch, capsys):
 
 def test_a_patch_checkpoint_is_refused(trained, tmp_path, monkeypatch, capsys):  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("tracking: {enabled: false}\n")
+    write_params_file(tmp_path / "params.yaml", {"tracking": {"enabled": False}})
     ckpt = trained / "results" / "img" / "train" / "model.pt"
     assert main(["denoise-gap", "--checkpoint", str(ckpt), "--out", str(tmp_path / "gap")]) == 2
     assert "model.kind='patch'" in capsys.readouterr().err

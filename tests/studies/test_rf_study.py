@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.evaluation.tiny_pipeline import write_image
+from tests.tiny import write_image
 
 
 def test_rf_study_runs_and_plots(tmp_path):
     from sindiffusion.studies import rf_study
 
-    img = write_image(tmp_path / "img.png", seed=3, size=(32, 48))
+    img = write_image(tmp_path / "img.png", (32, 48), seed=3, texture="noise")
     result = rf_study.run_study(
         img,
         out=tmp_path / "rf",

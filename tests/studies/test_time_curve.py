@@ -9,8 +9,12 @@ import json
 import pytest
 
 from sindiffusion.studies.time_curve import parse_minutes
-from tests.evaluation.tiny_pipeline import cli, write_image, write_params
-from tests.stages._tiny import one_torch_thread  # noqa: F401
+from tests.tiny import (
+    cli,
+    one_torch_thread,  # noqa: F401
+    write_image,
+    write_params,
+)
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
@@ -19,8 +23,10 @@ def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
     for i in (1, 2, 3):
-        write_image(tmp_path / "images" / f"{i}.png", seed=i)
-    params = write_params(tmp_path, steps=100000, sample_steps=3, tracking=True)
+        write_image(tmp_path / "images" / f"{i}.png", seed=i, texture="noise")
+    params = write_params(
+        tmp_path, "pipeline", train={"steps": 100000}, sample={"steps": 3}, tracking={"enabled": True}
+    )
     out = tmp_path / "curve"
     assert (
         cli(
@@ -78,8 +84,8 @@ def test_snapshots_metrics_csv_plot_and_mlflow(tmp_path, monkeypatch, capsys):
 
 def test_training_that_ends_before_the_marks_gives_a_final_point(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     out = tmp_path / "curve"
     assert (
         cli(
@@ -119,8 +125,8 @@ def test_training_that_ends_before_the_marks_gives_a_final_point(tmp_path, monke
 
 def test_rescore_without_an_earlier_run_is_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     out = tmp_path / "curve"
     args = ["time-curve", "--images-dir", tmp_path / "images", "--images", "a", "--params", params]
     assert cli(*args, "--out", out, "--no-progress", "--rescore") == 2
@@ -142,9 +148,10 @@ def test_a_snapshot_is_sampled_as_sindiffusion_sample_samples_it(tmp_path, monke
     from sindiffusion.studies.time_curve import score_point
 
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
     params = load_params(
-        write_params(tmp_path, steps=3, sample_steps=4, tracking=False), ["sample.init=layout", "sample.init_t=0.3"]
+        write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 4}, tracking={"enabled": False}),
+        ["sample.init=layout", "sample.init_t=0.3"],
     )
     preprocess.run(params, "a")
     train.run(params, "a", progress=False)
@@ -165,8 +172,8 @@ def test_bad_minutes(text):
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", tracking={"enabled": False})
     assert (
         cli(
             "time-curve",
@@ -252,8 +259,8 @@ def test_a_rerun_keeps_the_images_already_done(tmp_path, monkeypatch, counted_sc
     trains and samples only images 2 and 3, and the tables cover all three."""
     monkeypatch.chdir(tmp_path)
     for name in ("a", "b"):
-        write_image(tmp_path / "images" / f"{name}.png", seed=ord(name))
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+        write_image(tmp_path / "images" / f"{name}.png", seed=ord(name), texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     assert cli(*_curve_args(tmp_path, params, "a")) == 0
     first = json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"]
     model = tmp_path / "curve/runs/a/train/model.pt"
@@ -274,8 +281,8 @@ def test_an_image_stopped_after_training_is_scored_without_training_again(tmp_pa
     from sindiffusion.studies import time_curve
 
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
 
     def preempted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -295,8 +302,8 @@ def test_an_image_stopped_after_training_is_scored_without_training_again(tmp_pa
 def test_other_settings_are_not_reused(tmp_path, monkeypatch, counted_scoring):
     """Another sample section: sampled again on the same model. Another train section: trained again."""
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     assert cli(*_curve_args(tmp_path, params, "a")) == 0
     first = json.loads((tmp_path / "curve/time_curve.json").read_text())["rows"][0]
     model = tmp_path / "curve/runs/a/train/model.pt"
@@ -315,15 +322,15 @@ def test_an_image_of_the_same_name_from_another_file_is_trained_again(tmp_path, 
     """The record holds the image file's sha256: the same name from another --images-dir (or the image
     edited in place) is another image, trained again, never reported with the old one's points."""
     monkeypatch.chdir(tmp_path)
-    write_image(tmp_path / "images" / "a.png", seed=1)
-    params = write_params(tmp_path, steps=3, sample_steps=2, tracking=False)
+    write_image(tmp_path / "images" / "a.png", seed=1, texture="noise")
+    params = write_params(tmp_path, "pipeline", train={"steps": 3}, sample={"steps": 2}, tracking={"enabled": False})
     assert cli(*_curve_args(tmp_path, params, "a")) == 0
     record = json.loads((tmp_path / "curve/done/a.json").read_text())
     assert len(record["source_sha256"]) == 64
     model = tmp_path / "curve/runs/a/train/model.pt"
     trained = model.stat().st_mtime_ns
 
-    write_image(tmp_path / "images" / "a.png", seed=2)  # same name, other pixels
+    write_image(tmp_path / "images" / "a.png", seed=2, texture="noise")  # same name, other pixels
     assert cli(*_curve_args(tmp_path, params, "a")) == 0
     assert model.stat().st_mtime_ns != trained and len(counted_scoring) == 2
     assert json.loads((tmp_path / "curve/done/a.json").read_text())["source_sha256"] != record["source_sha256"]

@@ -12,8 +12,10 @@ from sindiffusion.runtime import autocast_dtype, describe
 from sindiffusion.training import Trainer
 from sindiffusion.training.ema import auto_decay
 from sindiffusion.training.lr import lr_factor
-from tests.stages._tiny import one_torch_thread  # noqa: F401
-from tests.tiny import TINY_UNET
+from tests.tiny import (
+    TINY_UNET,
+    one_torch_thread,  # noqa: F401
+)
 
 
 def test_lr_warmup_then_cosine_to_zero():

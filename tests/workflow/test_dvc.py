@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import PROFILES, clean_env, make_project, run, snakemake
+from tests.tiny import tiny_project
+
+from .helpers import PROFILES, clean_env, run, snakemake
 
 pytestmark = [
     pytest.mark.e2e,  # the end-to-end tier: `python -m pytest -m e2e`
@@ -52,7 +54,7 @@ def _dvc(root: Path, *args: str, timeout: float = 600) -> str:
 
 
 def test_dvc_repro_push_pull_checkout(tmp_path):
-    root = make_project(tmp_path / "repo", images={IMAGE: (40, 48)}, list_images=True, with_src=True)
+    root = tiny_project(tmp_path / "repo", "workflow", images={IMAGE: (40, 48)}, list_images=True, with_src=True).root
     _git_dvc_repo(root)
 
     out = _dvc(root, "repro")
@@ -85,7 +87,7 @@ def test_dvc_repro_push_pull_checkout(tmp_path):
 
 
 def test_dvc_commit_records_snakemake_outputs(tmp_path):
-    root = make_project(tmp_path / "repo", images={IMAGE: (40, 48)}, list_images=True, with_src=True)
+    root = tiny_project(tmp_path / "repo", "workflow", images={IMAGE: (40, 48)}, list_images=True, with_src=True).root
     _git_dvc_repo(root)
     res = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600)
     assert res.returncode == 0, res.stdout[-5000:]
@@ -125,7 +127,7 @@ def test_dvc_experiments_compare_train_steps(tmp_path):
     sample grids (dvc.yaml's top-level plot), and the top-level artifact of a tagged experiment is
     its model. `sample` is the target: the stages a changed train.steps reruns, without evaluate and
     manipulate (their metrics come from the other tests of this tier), to keep the tier fast."""
-    root = make_project(tmp_path / "repo", images={IMAGE: (40, 48)}, list_images=True, with_src=True)
+    root = tiny_project(tmp_path / "repo", "workflow", images={IMAGE: (40, 48)}, list_images=True, with_src=True).root
     _git_dvc_repo(root)
     steps = {"steps-5": 5, "steps-10": 10}
     for name, n in steps.items():

@@ -11,8 +11,11 @@ import pytest
 
 from sindiffusion import tracking
 from tests.support.browser import mlflow_run_url, page_text, png_is_blank, screenshot
+from tests.tiny import RECIPES, tiny_params, tiny_project
 
-from .helpers import PROFILES, TINY_IMAGES, TINY_PARAMS, clean_env, make_project, run, snakemake
+from .helpers import PROFILES, clean_env, run, snakemake
+
+TINY_IMAGES = RECIPES["workflow"].images  # the projects' images
 
 EXPERIMENT = "workflow-tiny"
 STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
@@ -37,7 +40,7 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("SINDIFFUSION_TRACKING", raising=False)
-    root = make_project(tmp_path, params={"tracking": {"experiment": EXPERIMENT}})
+    root = tiny_project(tmp_path, "workflow", tracking={"experiment": EXPERIMENT}).root
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_server, SINDIFFUSION_TRACKING=None)
     res = snakemake(
         root,
@@ -67,8 +70,8 @@ def test_pipeline_logs_to_mlflow_server(mlflow_server, require_chromium, artifac
             for r in runs
             if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
         }
-        # manipulate opens a run only for images with edits (TINY_PARAMS: tiny_a)
-        expected = [s for s in STAGES if s != "manipulate" or image in TINY_PARAMS["manipulate"]["edits"]]
+        # manipulate opens a run only for images with edits (the workflow recipe's: tiny_a)
+        expected = [s for s in STAGES if s != "manipulate" or image in tiny_params("workflow")["manipulate"]["edits"]]
         assert sorted(children) == sorted(expected), image
         for stage, r in children.items():
             assert r.info.status == "FINISHED", (image, stage)
@@ -198,7 +201,7 @@ def _rest(server: str, endpoint: str, body: dict) -> dict:
 
 @pytest.mark.e2e
 def test_unreachable_tracking_server_warns_and_keeps_local_metrics(tmp_path):
-    root = make_project(tmp_path, images={"tiny_a": (40, 48)})
+    root = tiny_project(tmp_path, "workflow", images={"tiny_a": (40, 48)}).root
     env = clean_env(MLFLOW_TRACKING_URI="http://127.0.0.1:9", SINDIFFUSION_TRACKING=None)
     for stage in ("preprocess", "train"):
         res = run(

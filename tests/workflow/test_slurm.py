@@ -10,7 +10,11 @@ import time
 
 import pytest
 
-from .helpers import PROFILES, TINY_IMAGES, make_project, snakemake
+from tests.tiny import RECIPES, tiny_project
+
+from .helpers import PROFILES, snakemake
+
+TINY_IMAGES = RECIPES["workflow"].images  # the projects' images
 
 pytestmark = pytest.mark.cluster  # the cluster tier: `python -m pytest -m cluster`
 
@@ -30,7 +34,7 @@ STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
 
 
 def test_slurm_profile_runs_the_pipeline(slurm_cluster, tmp_path):
-    root = make_project(tmp_path / "project")
+    root = tiny_project(tmp_path / "project", "workflow").root
     env = slurm_cluster.env
     env.pop("SNAKEMAKE_PROFILE", None)
     env["SINDIFFUSION_TRACKING"] = "off"
@@ -116,11 +120,12 @@ def test_preempted_training_is_requeued_and_resumes(slurm_cluster, tmp_path):
     import sys
 
     # a 30-second training (wall clock, whatever the machine's speed), logging every 5 steps
-    root = make_project(
+    root = tiny_project(
         tmp_path / "requeue",
+        "workflow",
         images={"tiny_a": (40, 48)},
-        params={"train": {"steps": 1_000_000, "max_minutes": 0.5, "log_every": 5, "save_every": 1_000_000}},
-    )
+        train={"steps": 1_000_000, "max_minutes": 0.5, "log_every": 5, "save_every": 1_000_000},
+    ).root
     env = slurm_cluster.env
     env.pop("SNAKEMAKE_PROFILE", None)
     env["SINDIFFUSION_TRACKING"] = "off"

@@ -8,8 +8,11 @@ import pytest
 import yaml
 
 from sindiffusion.paths import TEMPLATES
+from tests.tiny import RECIPES, edit_params, tiny_project
 
-from .helpers import PROFILES, REPO_ROOT, TINY_IMAGES, dry_run_jobs, make_project, snakemake
+from .helpers import PROFILES, REPO_ROOT, dry_run_jobs, snakemake
+
+TINY_IMAGES = RECIPES["workflow"].images  # the projects' images
 
 pytestmark = pytest.mark.e2e  # the end-to-end tier: `python -m pytest -m e2e`
 
@@ -17,7 +20,7 @@ STAGES = ("preprocess", "train", "sample", "evaluate", "manipulate")
 
 
 def test_lint_is_clean(tmp_path):
-    root = make_project(tmp_path)
+    root = tiny_project(tmp_path, "workflow").root
     res = snakemake(root, "--lint")
     assert res.returncode == 0, res.stdout
     assert "good condition" in res.stdout
@@ -38,7 +41,7 @@ def test_lint_is_clean_on_the_repository_params():
 
 
 def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
-    root = make_project(tmp_path)
+    root = tiny_project(tmp_path, "workflow").root
     res = snakemake(root, "-n", "-p", "--cores", "1", "all")
     assert res.returncode == 0, res.stdout
     jobs = dry_run_jobs(res.stdout)
@@ -68,21 +71,21 @@ def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
 
 
 def test_image_list_restricts_the_targets(tmp_path):
-    root = make_project(tmp_path, params={"data": {"images": ["tiny_b"]}})
+    root = tiny_project(tmp_path, "workflow", data={"images": ["tiny_b"]}).root
     res = snakemake(root, "-n", "--cores", "1", "all")
     assert res.returncode == 0, res.stdout
     assert "tiny_b" in res.stdout and "tiny_a" not in res.stdout
 
 
 def test_missing_listed_image_fails_with_its_name(tmp_path):
-    root = make_project(tmp_path, params={"data": {"images": ["nope"]}})
+    root = tiny_project(tmp_path, "workflow", data={"images": ["nope"]}).root
     res = snakemake(root, "-n", "--cores", "1", "all")
     assert res.returncode != 0
     assert "data/images/nope.*: no such image" in res.stdout
 
 
 def test_schema_rejects_bad_params(tmp_path):
-    root = make_project(tmp_path, params={"train": {"steps": "many"}})
+    root = tiny_project(tmp_path, "workflow", train={"steps": "many"}).root
     res = snakemake(root, "-n", "--cores", "1", "all")
     assert res.returncode != 0
     assert "steps" in res.stdout and "many" in res.stdout
@@ -103,7 +106,7 @@ def test_shipped_params_files_pass_the_schema(params_file):
 def test_local_profile_runs_the_tiny_pipeline(tmp_path, artifacts_dir):
     """`snakemake --profile workflow/profiles/local all` (the README's command) end to end, then
     `snakemake --report report.html` from the same run."""
-    root = make_project(tmp_path, images={"tiny_a": TINY_IMAGES["tiny_a"]})
+    root = tiny_project(tmp_path, "workflow", images={"tiny_a": TINY_IMAGES["tiny_a"]}).root
     res = snakemake(
         root, "--profile", str(PROFILES / "local"), "--cores", "2", "all", timeout=600, log_name="snakemake.log"
     )
@@ -124,9 +127,7 @@ def test_local_profile_runs_the_tiny_pipeline(tmp_path, artifacts_dir):
     again = snakemake(root, "--profile", str(PROFILES / "local"), "--cores", "2", "all")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout, again.stdout[-3000:]
     # a changed sample section reruns `sample` and what reads its output (params rerun trigger, like DVC params)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["sample"]["seed"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    edit_params(root / "params.yaml", sample={"seed": 1})
     dry = snakemake(root, "-n", "--cores", "1", "all")
     # the changed section reruns its stage and what depends on its output (evaluate)
     assert sorted(j["rule"] for j in dry_run_jobs(dry.stdout)) == ["all", "evaluate", "sample"], dry.stdout[-3000:]

@@ -13,8 +13,9 @@ import yaml
 
 from sindiffusion.config import STAGE_SECTIONS
 from sindiffusion.paths import TEMPLATES
+from tests.tiny import tiny_project
 
-from .helpers import REPO_ROOT, dry_run_jobs, make_project, snakemake
+from .helpers import REPO_ROOT, dry_run_jobs, snakemake
 
 DVC_VARS = {"${data.results_dir}": "{results}", "${item}": "{image}"}
 
@@ -76,7 +77,7 @@ def test_dvc_params_are_the_sections_each_stage_reads():
 
 @pytest.mark.e2e
 def test_snakemake_and_dvc_run_the_same_stages_commands_and_outputs(tmp_path):
-    root = make_project(tmp_path, images={"tiny_a": (40, 48)}, list_images=True)
+    root = tiny_project(tmp_path, "workflow", images={"tiny_a": (40, 48)}, list_images=True).root
     res = snakemake(root, "-n", "-p", "--forceall", "--cores", "1", "all")
     assert res.returncode == 0, res.stdout
     jobs = {j["rule"]: j for j in dry_run_jobs(res.stdout) if j["rule"] != "all"}
