@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.tiny import REPO_ROOT
+
 PROFILES = REPO_ROOT / "workflow" / "profiles"
 
 
