@@ -64,6 +64,7 @@ def test_every_command_refuses_bad_names_and_writes_nothing(trained_project, cap
 def test_snakefile_refuses_bad_names(tmp_path, listed):
     """The Snakefile checks params.yaml's data.images, or the image files' names, with the same function."""
     pytest.importorskip("snakemake")
+    # why: the workflow tests' helpers are needed only by this e2e test (after the snakemake check)
     from tests.workflow.helpers import clean_env
 
     data = {"images": ["tiny_a", ".."]} if listed else {}
