@@ -302,12 +302,13 @@ class SampleConfig(SamplingSettings):
     scale_h: float = opt(1.0, gt=0)
     scale_w: float = opt(1.0, gt=0)
     """Output size as a factor of the training image when height/width are not given."""
-    init: Literal["noise", "layout", "native", "auto"] = opt(
+    init: Literal["noise", "layout", "native", "tile", "auto"] = opt(
         "noise",
         help="noise: pure noise; layout: the training image's low-pass stretched to the output size, noised "
-        "to init_t (SDEdit); native: a layout synthesised at the output size from the image's coarse "
-        "patches, so structures keep their size (applications/native_layout.py); auto: layout at the "
-        "training size, native at any other size",
+        "to init_t (SDEdit); tile: the image tiled to the output size with a random phase (rows stretched "
+        "when taller), then as layout, so structures keep their size (applications/tiled_layout.py); "
+        "native: a layout synthesised at the output size from the image's coarse patches "
+        "(applications/native_layout.py); auto: layout at the training size, tile at any other size",
     )
     init_t: float = opt(0.7, gt=0, le=1, help="init: layout/native: start at this fraction of the timesteps")
     init_factor: int = opt(16, ge=1, help="init: layout: blur of the image first (area down, bilinear up); 1 = none")
@@ -335,10 +336,10 @@ class SampleConfig(SamplingSettings):
 
     def start_kind(self, size: tuple[int, int], train_size: tuple[int, int]) -> str:
         """The start used for a ``size`` sample of a ``train_size`` image: ``init``, with ``auto``
-        resolved (``layout`` at the training size, ``native`` at any other)."""
+        resolved (``layout`` at the training size, ``tile`` at any other)."""
         if self.init != "auto":
             return self.init
-        return "layout" if tuple(size) == tuple(train_size) else "native"
+        return "layout" if tuple(size) == tuple(train_size) else "tile"
 
     def __post_init__(self) -> None:
         if self.layout_patch % 2 == 0:

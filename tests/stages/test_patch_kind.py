@@ -157,18 +157,22 @@ def _draw(trained: Path, out: str, overrides: list[str]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p), dtype=np.float32) for p in sorted((trained / out).glob("sample_*.png"))])
 
 
-def test_native_start_draws_any_size_and_auto_picks_layout_only_at_the_training_size(
+def test_native_and_tile_starts_draw_any_size_and_auto_picks_layout_only_at_the_training_size(
     trained: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """``sample.init: native`` runs at 2x wide and 2x tall; ``auto`` is ``layout`` at the training size
-    (bit-identical samples) and ``native`` at any other size."""
+    """``sample.init: native`` and ``tile`` run at 2x wide and 2x tall; ``auto`` is ``layout`` at the
+    training size (bit-identical samples) and ``tile`` at any other size."""
     monkeypatch.chdir(trained)
     wide = ["sample.scale_w=2", "sample.layout_side=8", "sample.layout_patch=5"]
     native_wide = _draw(trained, "native-wide", ["sample.init=native", *wide])
     assert native_wide.shape[1:3] == (40, 96)
     tall = _draw(trained, "native-tall", ["sample.init=native", "sample.scale_h=2", "sample.layout_side=8"])
     assert tall.shape[1:3] == (80, 48)
-    assert np.array_equal(_draw(trained, "auto-wide", ["sample.init=auto", *wide]), native_wide)
+    tile_wide = _draw(trained, "tile-wide", ["sample.init=tile", *wide])
+    assert tile_wide.shape[1:3] == (40, 96)
+    assert not np.array_equal(tile_wide, native_wide)
+    assert _draw(trained, "tile-tall", ["sample.init=tile", "sample.scale_h=2"]).shape[1:3] == (80, 48)
+    assert np.array_equal(_draw(trained, "auto-wide", ["sample.init=auto", *wide]), tile_wide)
     assert np.array_equal(
         _draw(trained, "auto-1x", ["sample.init=auto", "sample.scale_w=1"]),
         _draw(trained, "layout-1x", ["sample.init=layout", "sample.scale_w=1"]),

@@ -177,13 +177,14 @@ def test_a_start_above_train_t_max_is_exit_2_before_anything(proj, capsys):
     assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.5") == 0
 
 
+@pytest.mark.parametrize("start", ["native", "tile"])
 @pytest.mark.parametrize("height,width", [(40, 96), (80, 48), (37, 53)])
-def test_native_start_with_the_unet_at_any_size(proj, height, width):
-    """``sample.init: native`` is weight-free: the UNet starts from the same natural-size layout."""
-    argv = ["--height", str(height), "--width", str(width), "--out", "nat", "--set", "sample.init=native"]
+def test_native_and_tile_starts_with_the_unet_at_any_size(proj, height, width, start):
+    """``sample.init: native`` and ``tile`` are weight-free: the UNet starts from the same natural-size layout."""
+    argv = ["--height", str(height), "--width", str(width), "--out", "nat", "--set", f"sample.init={start}"]
     assert _sample(*argv, "--set", "sample.layout_side=10", "--set", "sample.init_t=0.5") == 0
     meta = json.loads((proj / "nat/samples.json").read_text())
-    assert meta["size"] == [height, width] and meta["start"] == "native"
+    assert meta["size"] == [height, width] and meta["start"] == start
     assert _pixels(proj / "nat" / meta["files"][0]).std() > 1
 
 

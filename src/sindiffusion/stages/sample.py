@@ -12,6 +12,7 @@ import torch
 from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
+from ..applications.tiled_layout import TiledLayoutStartHook
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params, SampleConfig
@@ -97,7 +98,7 @@ class Prepared:
     hooks_for: Callable[[int, int], Sequence[SamplingHook]] | None = None
     t_start: int | None = None
     start: str = "noise"
-    """The start used (``sample.init`` with ``auto`` resolved): ``noise``, ``layout`` or ``native``."""
+    """The start used (``sample.init`` with ``auto`` resolved): ``noise``, ``layout``, ``tile`` or ``native``."""
 
 
 def prepare(
@@ -106,8 +107,10 @@ def prepare(
     """Load ``checkpoint`` and set up the ``sample`` section's sampling of it: the output size, the
     sampler and the start (:meth:`SampleConfig.start_kind`). ``layout`` starts each sample from the
     processed training image ``processed`` (area-down by ``init_factor``, stretched to the output
-    size) noised to ``init_t * T``; ``native`` from a layout synthesised at the output size from the
-    image's coarse patches (:mod:`sindiffusion.applications.native_layout`), noised the same way. A
+    size) noised to ``init_t * T``; ``tile`` from the image tiled to the output size
+    (:mod:`sindiffusion.applications.tiled_layout`), low-passed and noised the same way; ``native``
+    from a layout synthesised at the output size from the image's coarse patches
+    (:mod:`sindiffusion.applications.native_layout`), noised the same way. A
     missing file is a ValueError naming it (exit 2), raised here so that callers fail before
     anything is tracked or written. ``sample.finish: nearest`` adds the sharp last step
     (:mod:`sindiffusion.applications.nearest_finish`) after any start. ``max_pixels``: refuse a
@@ -152,6 +155,9 @@ def prepare(
     if start == "layout":
         layout = layout_of(image, cfg.init_factor, size)
         return Prepared(bundle, size, sampler, lambda begin, end: [LayoutStartHook(layout), *finish], t_start, start)
+    if start == "tile":
+        tiled = lambda begin, end: [TiledLayoutStartHook(image, cfg.init_factor), *finish]  # noqa: E731
+        return Prepared(bundle, size, sampler, tiled, t_start, start)
     options = {
         "side": cfg.layout_side,
         "patch": cfg.layout_patch,

@@ -1,0 +1,82 @@
+"""``sample.init: tile`` (applications/tiled_layout.py): the image tiled to the output size.
+
+Tiny seeded images, measured: a 2x-wide layout of an image with one blob holds two blobs of the
+blob's own width (the stretched ``layout`` start holds one blob twice as wide); a taller one keeps
+the vertical order; narrower and shorter ones are crops of the image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy import ndimage
+
+from sindiffusion.applications.layout_start import layout_of
+from sindiffusion.applications.tiled_layout import TiledLayoutStartHook, tiled_canvas
+from sindiffusion.diffusion import GaussianDiffusion, SamplingContext
+
+
+def _blob_image(h: int = 24, w: int = 32, blob: int = 8) -> torch.Tensor:
+    """``[1, 3, h, w]`` in [-1, 1]: dark ground, one bright red square of side ``blob`` in the middle."""
+    img = torch.full((1, 3, h, w), -0.8)
+    top, left = (h - blob) // 2, (w - blob) // 2
+    img[0, 0, top : top + blob, left : left + blob] = 0.9
+    return img
+
+
+def _blob_widths(image: torch.Tensor) -> list[int]:
+    """Widths (px) of the red connected regions of ``image [3, H, W]`` (red channel > 0.05), a blob
+    cut by the canvas's edge included."""
+    labels, n = ndimage.label(image[0].numpy() > 0.05)
+    return [int(s[1].stop - s[1].start) for s in ndimage.find_objects(labels)[:n]]
+
+
+@pytest.mark.parametrize("u", [0.0, 0.3, 0.55, 0.9])
+def test_a_2x_wide_layout_holds_two_blobs_of_the_image_size_where_the_stretched_one_doubles_it(u):
+    img = _blob_image()
+    size = (24, 64)
+    assert max(_blob_widths(layout_of(img, 1, size)[0])) >= 15  # the old start: one blob, twice as wide
+    tiled = tiled_canvas(img, size, (u, 0.0))[0]
+    widths = _blob_widths(tiled)
+    # two copies: two blobs of 8 px, or one whole and two halves cut by the canvas's edges; never 16 px
+    assert sum(widths) == 16 and max(widths) == 8, widths
+    assert torch.equal(tiled.unique(), img.unique())  # only the image's colours
+
+
+def test_the_phase_moves_the_blobs_and_values_stay_the_images():
+    img = _blob_image()
+    a, b = tiled_canvas(img, (24, 64), (0.0, 0.0)), tiled_canvas(img, (24, 64), (0.5, 0.0))
+    assert not torch.equal(a, b)
+    assert torch.equal(a[..., :32], img)  # phase 0: the image, then its copy
+    assert torch.equal(a[..., 32:], img)
+
+
+def test_narrower_and_shorter_canvases_are_crops_and_taller_ones_keep_the_vertical_order():
+    img = torch.zeros(1, 3, 24, 32)
+    img[:, 2, :12] = 0.8  # blue sky
+    img[:, 0, 12:] = 0.4  # brown ground
+    crop = tiled_canvas(img, (12, 20), (0.5, 0.99))
+    assert crop.shape == (1, 3, 12, 20)
+    assert any(torch.equal(crop, img[..., r : r + 12, c : c + 20]) for r in range(13) for c in range(13))
+    tall = tiled_canvas(img, (48, 32), (0.2, 0.7))[0]
+    assert tall.shape == (3, 48, 32)
+    assert bool((tall[2, :24] > 0.5).all()) and bool((tall[2, 24:] == 0).all())  # one sky, on top
+    with pytest.raises(ValueError, match="shift"):
+        tiled_canvas(img, (24, 64), (1.0, 0.0))
+
+
+def _ctx(batch: int, seed0: int = 0) -> SamplingContext:
+    diffusion = GaussianDiffusion(torch.linspace(1e-4, 0.02, 100, dtype=torch.float64))
+    gens = [torch.Generator().manual_seed(seed0 + i) for i in range(batch)]
+    return SamplingContext(diffusion, None, gens[0], torch.device("cpu"), (batch, 3, 24, 64), per_sample=gens)
+
+
+def test_the_hook_draws_one_arrangement_per_sample_from_its_own_generator():
+    img = _blob_image()
+    hook = TiledLayoutStartHook(img, factor=1)
+    both = hook.start(torch.zeros(4, 3, 24, 64), 50, _ctx(4))
+    one = TiledLayoutStartHook(img, factor=1).start(torch.zeros(1, 3, 24, 64), 50, _ctx(1, seed0=1))
+    assert hook.layout.shape == (4, 3, 24, 64)
+    assert len({tuple(lay[0].argmax(-1).flatten().tolist()) for lay in hook.layout}) > 1  # other phases
+    assert torch.allclose(both[1:2], one, atol=1e-6)  # sample 1 is the same alone or in a batch
+    for lay in hook.layout:  # every sample: two blobs of the image's width (one may be cut by the edge)
+        assert sum(_blob_widths(lay)) == 16
