@@ -8,36 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from sindiffusion.applications.layout_start import layout_of
 from sindiffusion.applications.native_layout import NativeLayoutStartHook, canvas_size, native_layout
-from sindiffusion.diffusion import GaussianDiffusion, SamplingContext
-
-
-def _blob_image(h: int = 24, w: int = 32, blob: int = 8) -> torch.Tensor:
-    """``[1, 3, h, w]`` in [-1, 1]: dark ground, one bright red square of side ``blob`` in the middle."""
-    img = torch.full((1, 3, h, w), -0.8)
-    top, left = (h - blob) // 2, (w - blob) // 2
-    img[0, 0, top : top + blob, left : left + blob] = 0.9
-    return img
-
-
-def _blob_widths(layout: torch.Tensor) -> list[int]:
-    """Widths (px) of the red connected regions of ``layout [3, H, W]`` (red channel > 0)."""
-    labels, n = ndimage.label(layout[0].numpy() > 0.05)
-    return [int(s[1].stop - s[1].start) for s in ndimage.find_objects(labels)[:n]]
+from tests.applications.blobs import blob_image, blob_widths, sampling_ctx
 
 
 def test_a_2x_wide_layout_keeps_the_blob_size_where_the_stretched_one_doubles_it():
-    img = _blob_image()
+    img = blob_image()
     size = (24, 64)
     stretched = layout_of(img, 1, size)[0]
-    assert max(_blob_widths(stretched)) >= 15  # the old start: one blob twice as wide
+    assert max(blob_widths(stretched)) >= 15  # the old start: one blob twice as wide
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn((8, 3, *canvas_size((24, 32), size, 12, 7)[1]), generator=gen)
     layouts = native_layout(img, size, noise, side=12, patch=7)
-    widths = [w for lay in layouts for w in _blob_widths(lay) if w >= 3]
+    widths = [w for lay in layouts for w in blob_widths(lay) if w >= 3]
     assert widths, "no blob in any layout"
     # every blob has about the image's blob width (8 px), none the stretched 16
     assert np.median(widths) <= 11, widths
@@ -45,7 +30,7 @@ def test_a_2x_wide_layout_keeps_the_blob_size_where_the_stretched_one_doubles_it
 
 
 def test_layout_values_stay_within_the_image_and_the_size_is_the_output():
-    img = _blob_image()
+    img = blob_image()
     out = native_layout(img, (30, 50), generator=torch.Generator().manual_seed(1))
     assert out.shape == (1, 3, 30, 50)
     assert float(out.min()) >= -0.8 - 1e-5 and float(out.max()) <= 0.9 + 1e-5
@@ -76,17 +61,11 @@ def test_canvas_size_follows_the_output_and_refuses_a_side_below_the_patch():
         canvas_size((96, 128), (96, 128), 5, 7)
 
 
-def _ctx(batch: int, seed0: int = 0) -> SamplingContext:
-    diffusion = GaussianDiffusion(torch.linspace(1e-4, 0.02, 100, dtype=torch.float64))
-    gens = [torch.Generator().manual_seed(seed0 + i) for i in range(batch)]
-    return SamplingContext(diffusion, None, gens[0], torch.device("cpu"), (batch, 3, 24, 48), per_sample=gens)
-
-
 def test_the_hook_draws_one_layout_per_sample_from_its_own_generator():
-    img = _blob_image()
+    img = blob_image()
     hook = NativeLayoutStartHook(img)
-    both = hook.start(torch.zeros(2, 3, 24, 48), 50, _ctx(2))
-    one = NativeLayoutStartHook(img).start(torch.zeros(1, 3, 24, 48), 50, _ctx(1, seed0=1))
+    both = hook.start(torch.zeros(2, 3, 24, 48), 50, sampling_ctx(2))
+    one = NativeLayoutStartHook(img).start(torch.zeros(1, 3, 24, 48), 50, sampling_ctx(1, seed0=1))
     assert hook.layout.shape == (2, 3, 24, 48)
     assert not torch.equal(both[0], both[1])  # two samples, two layouts
     assert torch.allclose(both[1:], one, atol=1e-6)  # sample 1 is the same alone or in a batch

@@ -8,42 +8,26 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scipy import ndimage
 
 from sindiffusion.applications.layout_start import layout_of
 from sindiffusion.applications.tiled_layout import TiledLayoutStartHook, tiled_canvas
-from sindiffusion.diffusion import GaussianDiffusion, SamplingContext
-
-
-def _blob_image(h: int = 24, w: int = 32, blob: int = 8) -> torch.Tensor:
-    """``[1, 3, h, w]`` in [-1, 1]: dark ground, one bright red square of side ``blob`` in the middle."""
-    img = torch.full((1, 3, h, w), -0.8)
-    top, left = (h - blob) // 2, (w - blob) // 2
-    img[0, 0, top : top + blob, left : left + blob] = 0.9
-    return img
-
-
-def _blob_widths(image: torch.Tensor) -> list[int]:
-    """Widths (px) of the red connected regions of ``image [3, H, W]`` (red channel > 0.05), a blob
-    cut by the canvas's edge included."""
-    labels, n = ndimage.label(image[0].numpy() > 0.05)
-    return [int(s[1].stop - s[1].start) for s in ndimage.find_objects(labels)[:n]]
+from tests.applications.blobs import blob_image, blob_widths, sampling_ctx
 
 
 @pytest.mark.parametrize("u", [0.0, 0.3, 0.55, 0.9])
 def test_a_2x_wide_layout_holds_two_blobs_of_the_image_size_where_the_stretched_one_doubles_it(u):
-    img = _blob_image()
+    img = blob_image()
     size = (24, 64)
-    assert max(_blob_widths(layout_of(img, 1, size)[0])) >= 15  # the old start: one blob, twice as wide
+    assert max(blob_widths(layout_of(img, 1, size)[0])) >= 15  # the old start: one blob, twice as wide
     tiled = tiled_canvas(img, size, (u, 0.0))[0]
-    widths = _blob_widths(tiled)
+    widths = blob_widths(tiled)
     # two copies: two blobs of 8 px, or one whole and two halves cut by the canvas's edges; never 16 px
     assert sum(widths) == 16 and max(widths) == 8, widths
     assert torch.equal(tiled.unique(), img.unique())  # only the image's colours
 
 
 def test_the_phase_moves_the_blobs_and_values_stay_the_images():
-    img = _blob_image()
+    img = blob_image()
     a, b = tiled_canvas(img, (24, 64), (0.0, 0.0)), tiled_canvas(img, (24, 64), (0.5, 0.0))
     assert not torch.equal(a, b)
     assert torch.equal(a[..., :32], img)  # phase 0: the image, then its copy
@@ -64,19 +48,15 @@ def test_narrower_and_shorter_canvases_are_crops_and_taller_ones_keep_the_vertic
         tiled_canvas(img, (24, 64), (1.0, 0.0))
 
 
-def _ctx(batch: int, seed0: int = 0) -> SamplingContext:
-    diffusion = GaussianDiffusion(torch.linspace(1e-4, 0.02, 100, dtype=torch.float64))
-    gens = [torch.Generator().manual_seed(seed0 + i) for i in range(batch)]
-    return SamplingContext(diffusion, None, gens[0], torch.device("cpu"), (batch, 3, 24, 64), per_sample=gens)
-
-
 def test_the_hook_draws_one_arrangement_per_sample_from_its_own_generator():
-    img = _blob_image()
+    img = blob_image()
     hook = TiledLayoutStartHook(img, factor=1)
-    both = hook.start(torch.zeros(4, 3, 24, 64), 50, _ctx(4))
-    one = TiledLayoutStartHook(img, factor=1).start(torch.zeros(1, 3, 24, 64), 50, _ctx(1, seed0=1))
+    both = hook.start(torch.zeros(4, 3, 24, 64), 50, sampling_ctx(4, size=(24, 64)))
+    one = TiledLayoutStartHook(img, factor=1).start(
+        torch.zeros(1, 3, 24, 64), 50, sampling_ctx(1, seed0=1, size=(24, 64))
+    )
     assert hook.layout.shape == (4, 3, 24, 64)
     assert len({tuple(lay[0].argmax(-1).flatten().tolist()) for lay in hook.layout}) > 1  # other phases
     assert torch.allclose(both[1:2], one, atol=1e-6)  # sample 1 is the same alone or in a batch
     for lay in hook.layout:  # every sample: two blobs of the image's width (one may be cut by the edge)
-        assert sum(_blob_widths(lay)) == 16
+        assert sum(blob_widths(lay)) == 16
