@@ -310,8 +310,10 @@ class SampleConfig(SamplingSettings):
         "native: a layout synthesised at the output size from the image's coarse patches "
         "(applications/native_layout.py); auto: layout at the training size, tile at any other size",
     )
-    init_t: float = opt(0.7, gt=0, le=1, help="init: layout/native: start at this fraction of the timesteps")
-    init_factor: int = opt(16, ge=1, help="init: layout: blur of the image first (area down, bilinear up); 1 = none")
+    init_t: float = opt(0.7, gt=0, le=1, help="init: layout/tile/native: start at this fraction of the timesteps")
+    init_factor: int = opt(
+        16, ge=1, help="init: layout/tile: blur of the image first (area down, bilinear up); 1 = none"
+    )
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
     layout_noise: float = opt(1.0, ge=0, le=10, help="init: native: std of the canvas' starting noise")
