@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -68,6 +69,30 @@ def test_dry_run_lists_one_job_per_stage_and_image(tmp_path):
         ):
             assert TEMPLATES[key].format(results="results", image=name) in outputs
         assert TEMPLATES["resume"].format(results="results", image=name) not in outputs
+
+
+def test_a_new_rule_file_runs_with_default_resources(tmp_path):
+    """A stage's rule file is included without a Snakefile edit and, absent from common.smk's
+    RESOURCES, gets DEFAULT_RESOURCES (docs/extending.md, "A pipeline stage")."""
+    root = tiny_project(tmp_path, "workflow").root
+    (root / "workflow" / "rules" / "sheet.smk").write_text(
+        "rule sheet:\n"
+        "    input:\n        path('samples'),\n"
+        "    output:\n        RESULTS + '/{image}/sheet/sheet.png',\n"
+        "    log:\n        log_path('sheet'),\n"
+        "    threads: threads('sheet')\n"
+        "    resources:\n        mem_mb=mem_mb('sheet'),\n"
+        "        runtime=runtime('sheet'),\n        gpu=gpus('sheet'),\n"
+        "    shell:\n        'sindiffusion sheet --image {wildcards.image} > {log} 2>&1'\n\n\n"
+        "TARGETS.extend(expand(RESULTS + '/{image}/sheet/sheet.png', image=IMAGES))\n"
+    )
+    res = snakemake(root, "-n", "-p", "--cores", "1", "all")
+    assert res.returncode == 0, res.stdout
+    sheets = [j for j in dry_run_jobs(res.stdout) if j["rule"] == "sheet"]
+    assert len(sheets) == len(TINY_IMAGES)
+    blocks = re.findall(r"rule sheet:\n(.*?)\nShell command", res.stdout, re.S)
+    resources = [dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", b).group(1).split(", ")) for b in blocks]
+    assert [(r["gpu"], r["runtime"], r["mem_mb"]) for r in resources] == [("0", "30", "2000")] * len(TINY_IMAGES)
 
 
 def test_image_list_restricts_the_targets(tmp_path):

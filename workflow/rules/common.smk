@@ -88,6 +88,8 @@ def source_image(wildcards):
 # for one GPU (Slurm: --gpus=1); two CPU cores feed it (the data is one image in memory). On a
 # CPU-only machine the local profile raises the threads (capped at --cores). Override per run:
 #   snakemake --set-resources train:runtime=1440 --set-threads train=8 ...
+# A stage not named here gets DEFAULT_RESOURCES (a light CPU stage): a new stage needs no edit here.
+DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}
 RESOURCES = {
     "preprocess": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0},
     "train": {"threads": 2, "mem_mb": 4000, "runtime": 720, "gpu": 1},
@@ -98,19 +100,19 @@ RESOURCES = {
 
 
 def threads(stage):
-    return RESOURCES[stage]["threads"]
+    return RESOURCES.get(stage, DEFAULT_RESOURCES)["threads"]
 
 
 def mem_mb(stage):
-    return RESOURCES[stage]["mem_mb"]
+    return RESOURCES.get(stage, DEFAULT_RESOURCES)["mem_mb"]
 
 
 def runtime(stage):
-    return RESOURCES[stage]["runtime"]
+    return RESOURCES.get(stage, DEFAULT_RESOURCES)["runtime"]
 
 
 def gpus(stage):
-    return RESOURCES[stage]["gpu"]
+    return RESOURCES.get(stage, DEFAULT_RESOURCES)["gpu"]
 
 
 def print_summary():

@@ -6,6 +6,7 @@
 * :mod:`.evaluation`: ``evaluate``, ``weights status|fetch``;
 * :mod:`.benchmark`: ``benchmark``, ``benchmark-merge``, ``benchmark-compare`` (:mod:`sindiffusion.benchmark`);
 * :mod:`.applications`: ``manipulate`` and one command per edit kind;
+* :mod:`.plain`: a command for every stage of ``STAGE_SECTIONS`` that none of the above registers;
 * :mod:`.gpu_check`: ``python -m sindiffusion.cli.gpu_check``, the parts of ``scripts/gpu-check.sh``.
 
 Parsing only: each subcommand calls a stage or a library function. Every stage takes ``--image NAME``
@@ -34,6 +35,7 @@ GROUPS = (  # the order of `sindiffusion --help`: the product first, the researc
     "sindiffusion.cli.evaluation",
     "sindiffusion.cli.benchmark",
     "sindiffusion.cli.applications",
+    "sindiffusion.cli.plain",  # after the others: a stage without a hand-written command
     "sindiffusion.cli.studies",
 )
 
