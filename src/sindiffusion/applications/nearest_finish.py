@@ -26,7 +26,8 @@ The search costs (queries x keys): it runs over the keys of every ``key_stride``
 neighbours within the stride are then compared exactly in all dimensions (the patch model's
 search-then-rerank). A 250x500 sample of a 250 px image: 22 s with every key, 7.7 s so, the
 same sharpness; on Places50 3, 6, 14, 20 at 128 px the same patch SWD and sharpness (+-0.001).
-Blocks of ``chunk`` queries bound the memory to ``chunk x N / key_stride^2`` floats.
+Blocks of ``chunk`` queries bound the memory to ``chunk x N / key_stride^2`` floats (on the CPU the
+blocks are smaller, sized for the cache: :func:`~sindiffusion.models.shortlist.block_rows`).
 
 It uses only the training image, not the model, so it is a :class:`SamplingHook` (its
 :meth:`~NearestPatchFinish.finish`) that any model kind and any start can use.
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 
 from ..diffusion.loop import SamplingContext, SamplingHook
 from ..models.cell_search import CellIndex
+from ..models.shortlist import block_rows, candidate_dots, top_scores
 from .patch_votes import fold_votes, padded_patches
 
 __all__ = ["NearestPatchFinish", "gaussian_blur", "nearest_patch_finish"]
@@ -135,20 +137,23 @@ def nearest_patch_finish(
         proj_q = torch.cat([(queries[i : i + chunk] - mean) @ basis for i in range(0, queries.shape[0], chunk)])
         shortlist = CellIndex(proj_keys, cells, probes).search(proj_q, 4 * k)  # [BHW, 4k]
     best = torch.empty(queries.shape[0], dtype=torch.long, device=x.device)
-    for start in range(0, queries.shape[0], chunk):
-        q = queries[start : start + chunk]
+    buffer = None  # one block of distances for every chunk (models/shortlist.py says why)
+    proj_keys_t = proj_keys.T.contiguous()
+    rows = block_rows(n, chunk, x.device)
+    for start in range(0, queries.shape[0], rows):
+        q = queries[start : start + rows]
         if shortlist is not None:
-            short = shortlist[start : start + chunk]  # [c, 4k]
+            short = shortlist[start : start + rows]  # [c, 4k]
         else:
             qp = (q - mean) @ basis if basis is not None else q - mean
-            short = torch.addmm(proj_sq, qp, proj_keys.T, alpha=-2.0).topk(k, dim=1, largest=False).indices
+            _, short, buffer = top_scores(qp, proj_keys_t, proj_sq, k, buffer, alpha=-2.0, largest=False)
         pos = keep[short]  # [c, k] full-resolution positions
         if key_stride > 1:  # every position within the stride around each candidate, inside the image
             r, c = (pos // w_img)[..., None] + dr, (pos % w_img)[..., None] + dc
             inside = (r >= 0) & (r < h_img) & (c >= 0) & (c < w_img)
             pos = torch.where(inside, pos[..., None] + near, pos[..., None]).reshape(q.shape[0], -1)
-        exact = all_sq[pos] - 2 * torch.bmm(all_keys[pos], q[:, :, None])[..., 0]  # |q - key|^2 - |q|^2
-        best[start : start + chunk] = pos.gather(1, exact.argmin(1, keepdim=True))[:, 0]
+        exact = all_sq[pos] - 2 * candidate_dots(all_keys, pos, q)  # |q - key|^2 - |q|^2
+        best[start : start + rows] = pos.gather(1, exact.argmin(1, keepdim=True))[:, 0]
     # A narrow Gaussian vote of the chosen sharp patches around each patch centre.
     r = torch.arange(patch, dtype=x.dtype, device=x.device) - patch // 2
     g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * max(window, 1e-3) ** 2)).reshape(-1).repeat(3)

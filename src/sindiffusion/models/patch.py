@@ -19,7 +19,8 @@ weights are one attention call with ``scale = 1 / sigma_t^2``::
 
 (queries = noisy patches with a 1 appended, keys = scaled clean patches with the bias appended,
 values = clean patches), which :func:`torch.nn.functional.scaled_dot_product_attention` computes
-in fused, memory-efficient kernels on CPU and GPU. Queries are processed ``chunk_size`` at a time,
+in fused, memory-efficient kernels on CPU and GPU. Queries are processed ``chunk_size`` at a time
+(on the CPU in smaller, cache-sized blocks: :mod:`sindiffusion.models.shortlist`),
 so memory is bounded by ``chunk_size x (number of patches)`` logits even on the math path; no
 ``N x N`` matrix is ever held.
 
@@ -97,6 +98,7 @@ from torch import nn
 
 from ..validation import FieldError, check_fields, opt
 from .cell_search import CellIndex
+from .shortlist import block_rows, candidate_dots, top_scores
 
 
 @dataclass(frozen=True)
@@ -342,29 +344,31 @@ def posterior_mean_patches(
     # The largest logits are the keys nearest to q / sqrt_abar: what the cells index answers.
     shortlist = index.search(queries / sqrt_abar, k) if k and index is not None else None
     out = []
-    for start in range(0, queries.shape[0], chunk_size):
-        q = queries[start : start + chunk_size]
+    buffer = None  # one [rows, N] block of logits for every block (models/shortlist.py says why)
+    rows = block_rows(keys.shape[0], chunk_size, queries.device)
+    for start in range(0, queries.shape[0], rows):
+        q = queries[start : start + rows]
         if k:
             if shortlist is not None:
-                idx = shortlist[start : start + chunk_size]  # [chunk, k]
-                top = dot_coef * torch.bmm(keys[idx], q[:, :, None])[..., 0] + bias[idx]
+                idx = shortlist[start : start + rows]  # [rows, k]
+                top = dot_coef * candidate_dots(keys, idx, q) + bias[idx]
             else:
-                logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
-                top, idx = logits.topk(k, dim=1)  # [chunk, k]
-                del logits
+                top, idx, buffer = top_scores(q, keys_t, bias, k, buffer)  # [chunk, k]
             if rerank is not None:  # exact logits of the shortlisted patches
                 q_full, patches, patch_sq = rerank
-                cand = patches[idx]  # [chunk, k, D]
-                dots = torch.bmm(cand, q_full[start : start + chunk_size, :, None])[..., 0]
+                dots = candidate_dots(patches, idx, q_full[start : start + rows])
                 top = dot_coef * dots + sq_coef * patch_sq[idx]
             weights = torch.softmax(top, 1)  # [chunk, k]
-            out.append(torch.bmm(weights[:, None], values[idx])[:, 0])
+            picked = values.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # [chunk, k, v]
+            out.append(torch.bmm(weights[:, None], picked)[:, 0])
         elif q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
             q_aug = torch.cat([q, q.new_ones(q.shape[0], 1)], 1)[None]
             k_aug = torch.cat([keys_t.T, bias[:, None]], 1)[None]
             out.append(F.scaled_dot_product_attention(q_aug, k_aug, values[None], scale=1.0)[0])
         else:  # on the CPU one BLAS call, an in-place softmax and a second BLAS call are ~2x faster than SDPA
-            logits = torch.addmm(bias, q, keys_t)  # [chunk, N]
+            if buffer is None:
+                buffer = torch.empty(min(rows, queries.shape[0]), keys_t.shape[1], dtype=q.dtype)
+            logits = torch.addmm(bias, q, keys_t, out=buffer[: q.shape[0]])  # [chunk, N]
             weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()  # in place: no second [chunk, N]
             out.append((weights @ values) / weights.sum(1, keepdim=True))
     return torch.cat(out)
