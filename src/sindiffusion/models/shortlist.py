@@ -1,14 +1,15 @@
 """The two block operations of every patch search (the patch model's shortlist and the nearest-patch
 finish), written for the CPU's memory system rather than its arithmetic.
 
-A block of ``c`` queries against ``N`` keys makes a ``[c, N]`` logits matrix: 64 MB for 1024 queries
-and the 15,625 keys of a 250x250 image (every second row and column). Allocated afresh for every block, the allocator hands it back
-to the kernel and gets it again, page by page (37 million minor page faults and 74 s of system time
-for six 250x500 samples). :func:`top_scores` writes every block into one buffer instead, and on the
-CPU :func:`block_rows` sizes the block to stay in the cache (the product writes it, the selection
-reads it straight back). The exact rerank of the shortlisted candidates, a batch of ``[k, D] x [D]``
-products, runs as one gather and an elementwise product (2.3x faster than indexing and
-``torch.bmm`` on such thin batches). Measured in docs/results/any-size.md, "Speed".
+A block of ``c`` queries against ``N`` keys makes a ``[c, N]`` logits matrix: 64 MB for 1024
+queries and the 15,625 keys of a 250x250 image (every second row and column). Allocated afresh for
+every block, the allocator hands it back to the kernel and gets it again, page by page (37 million
+minor page faults and 74 s of system time for six 250x500 samples). :func:`top_scores` writes every
+block into one buffer instead, and on the CPU :func:`block_rows` sizes the block to stay in the
+cache (the product writes it, the selection reads it straight back). The exact rerank of the
+shortlisted candidates, a batch of ``[k, D] x [D]`` products, runs as one gather and an elementwise
+product (2.3x faster than indexing and ``torch.bmm`` on such thin batches). Measured in
+docs/results/any-size.md, "Speed".
 """
 
 from __future__ import annotations
