@@ -99,20 +99,24 @@ RESOURCES = {
 }
 
 
+def _resources(stage):
+    return RESOURCES.get(stage, DEFAULT_RESOURCES)
+
+
 def threads(stage):
-    return RESOURCES.get(stage, DEFAULT_RESOURCES)["threads"]
+    return _resources(stage)["threads"]
 
 
 def mem_mb(stage):
-    return RESOURCES.get(stage, DEFAULT_RESOURCES)["mem_mb"]
+    return _resources(stage)["mem_mb"]
 
 
 def runtime(stage):
-    return RESOURCES.get(stage, DEFAULT_RESOURCES)["runtime"]
+    return _resources(stage)["runtime"]
 
 
 def gpus(stage):
-    return RESOURCES.get(stage, DEFAULT_RESOURCES)["gpu"]
+    return _resources(stage)["gpu"]
 
 
 def print_summary():

@@ -98,7 +98,7 @@ from torch import nn
 
 from ..validation import FieldError, check_fields, opt
 from .cell_search import CellIndex
-from .shortlist import block_rows, candidate_dots, top_scores
+from .shortlist import block_rows, candidate_dots, score_block, top_scores
 
 
 @dataclass(frozen=True)
@@ -353,23 +353,21 @@ def posterior_mean_patches(
                 idx = shortlist[start : start + rows]  # [rows, k]
                 top = dot_coef * candidate_dots(keys, idx, q) + bias[idx]
             else:
-                top, idx, buffer = top_scores(q, keys_t, bias, k, buffer)  # [chunk, k]
+                top, idx, buffer = top_scores(q, keys_t, bias, k, buffer)  # [rows, k]
             if rerank is not None:  # exact logits of the shortlisted patches
                 q_full, patches, patch_sq = rerank
                 dots = candidate_dots(patches, idx, q_full[start : start + rows])
                 top = dot_coef * dots + sq_coef * patch_sq[idx]
-            weights = torch.softmax(top, 1)  # [chunk, k]
-            picked = values.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # [chunk, k, v]
+            weights = torch.softmax(top, 1)  # [rows, k]
+            picked = values.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # [rows, k, v]
             out.append(torch.bmm(weights[:, None], picked)[:, 0])
         elif q.is_cuda:  # fused flash/memory-efficient kernels on the GPU
             q_aug = torch.cat([q, q.new_ones(q.shape[0], 1)], 1)[None]
             k_aug = torch.cat([keys_t.T, bias[:, None]], 1)[None]
             out.append(F.scaled_dot_product_attention(q_aug, k_aug, values[None], scale=1.0)[0])
         else:  # on the CPU one BLAS call, an in-place softmax and a second BLAS call are ~2x faster than SDPA
-            if buffer is None:
-                buffer = torch.empty(min(rows, queries.shape[0]), keys_t.shape[1], dtype=q.dtype)
-            logits = torch.addmm(bias, q, keys_t, out=buffer[: q.shape[0]])  # [chunk, N]
-            weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()  # in place: no second [chunk, N]
+            logits, buffer = score_block(q, keys_t, bias, buffer)  # [rows, N]
+            weights = logits.sub_(logits.amax(1, keepdim=True)).exp_()  # in place: no second [rows, N]
             out.append((weights @ values) / weights.sum(1, keepdim=True))
     return torch.cat(out)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["BLOCK_BYTES", "block_rows", "block_topk", "candidate_dots", "top_scores"]
+__all__ = ["BLOCK_BYTES", "block_rows", "block_topk", "candidate_dots", "score_block", "top_scores"]
 
 #: The size of a block of scores on the CPU: small enough to stay in the last-level cache between the
 #: product that writes it and the selection that reads it (8 MB was the fastest of 2-32 MB for 5,400
@@ -52,12 +52,34 @@ def top_scores(
         ``(scores [c, k], index [c, k], buffer)``: the kept scores, their key indices, and the buffer
         to pass to the next block.
     """
-    c, n = queries.shape[0], keys_t.shape[1]
-    if buffer is None or buffer.shape[0] < c or buffer.shape[1] != n or buffer.dtype != queries.dtype:
-        buffer = torch.empty(max(c, 1), n, dtype=queries.dtype, device=queries.device)
-    scores = torch.addmm(bias, queries, keys_t, alpha=alpha, out=buffer[:c])
+    scores, buffer = score_block(queries, keys_t, bias, buffer, alpha)
     top, idx = block_topk(scores, k, largest)
     return top, idx, buffer
+
+
+def score_block(
+    queries: torch.Tensor,
+    keys_t: torch.Tensor,
+    bias: torch.Tensor,
+    buffer: torch.Tensor | None = None,
+    alpha: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bias + alpha * queries @ keys_t`` (``[c, d] x [d, N] -> [c, N]``) written into ``buffer``.
+
+    ``buffer``: ``[C, N]`` with ``C >= c`` of the queries' dtype and device, reused; otherwise (or
+    ``None``) a new one. Returns ``(scores, buffer)``: ``scores`` is a view of the buffer's first
+    ``c`` rows, overwritten by the next call with the same buffer.
+    """
+    c, n = queries.shape[0], keys_t.shape[1]
+    if (
+        buffer is None
+        or buffer.shape[0] < c
+        or buffer.shape[1] != n
+        or buffer.dtype != queries.dtype
+        or buffer.device != queries.device
+    ):
+        buffer = torch.empty(max(c, 1), n, dtype=queries.dtype, device=queries.device)
+    return torch.addmm(bias, queries, keys_t, alpha=alpha, out=buffer[:c]), buffer
 
 
 #: Rows at least this long take :func:`block_topk`'s two-stage path (shorter ones: plain ``topk``).
