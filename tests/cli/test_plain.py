@@ -72,3 +72,11 @@ def test_a_stage_without_a_module_is_named(monkeypatch):
     sub = argparse.ArgumentParser().add_subparsers()
     with pytest.raises(ImportError, match="stage 'nosuchstage'.*no module sindiffusion.stages.nosuchstage"):
         plain.register(sub, add_common)
+
+
+def test_a_stage_module_without_run_is_named(monkeypatch):
+    monkeypatch.setitem(STAGE_SECTIONS, "norun", ())
+    monkeypatch.setitem(sys.modules, "sindiffusion.stages.norun", types.ModuleType("sindiffusion.stages.norun"))
+    sub = argparse.ArgumentParser().add_subparsers()
+    with pytest.raises(ImportError, match=r"sindiffusion.stages.norun: a stage module needs run\(params, image\)"):
+        plain.register(sub, add_common)
