@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 10): on a machine with one CUDA GPU, in <= 8 minutes on an H100, writes
 #   $OUT/gpu-check.json      env, benchmark-speed variants, paper + gpu-fast trainings (metrics, peak memory; gpu-fast
-#                            also at sample.init_t 0.5-0.8), patch
+#                            also at sample.init_t 0.5-0.8 and 2x wide), patch
 #   $OUT/sheets/<cfg>.png    training image + 4 samples of each trained configuration
 #   $OUT/gpu-check.log       everything the parts printed
 # OUT defaults to ./gpu-check-out. Every part runs in its own process under `timeout` and writes its JSON as it
@@ -134,10 +134,11 @@ run_part env 60 -- "${GC[@]}" env "$OUT" $([ "$CPU_SMOKE" = 1 ] && echo --cpu-sm
 run_part speed "$L_SPEED" --raw-json "$OUT/speed.raw.json" -- \
   "$PY" -m sindiffusion benchmark-speed "${SPEED[@]}" --json "$OUT/speed.raw.json"
 # gpu-fast is also sampled at several sample.init_t (the diversity knob: a GPU-trained model copies more
-# at the same value than a CPU-trained one; docs/gpu-check.md), ~1 s each on an H100
+# at the same value than a CPU-trained one; docs/gpu-check.md), ~1 s each on an H100, and 2x wide (its
+# sample.init: auto -> the tile start: are the structures of the image's size?)
 for cfg in paper gpu-fast; do
   SWEEP=()
-  [ "$cfg" = gpu-fast ] && SWEEP=(--sweep "sample.init_t=0.5,0.6,0.7,0.8")
+  [ "$cfg" = gpu-fast ] && SWEEP=(--sweep "sample.init_t=0.5,0.6,0.7,0.8" --sweep "sample.scale_w=2")
   run_part "$cfg" "$L_TRAIN" -- "${GC[@]}" config "$OUT" "$cfg" "configs/$cfg.yaml" "$IMAGE" \
     --minutes "$MINUTES" --num 4 ${TINY_UNET[@]+"${TINY_UNET[@]}"} ${SWEEP[@]+"${SWEEP[@]}"}
 done

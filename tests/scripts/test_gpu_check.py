@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.tiny import write_image
 
@@ -46,10 +47,15 @@ def test_cpu_smoke_writes_every_part(tmp_path):
         )
         assert (out / "sheets" / f"{cfg}.png").is_file() and part["wall_seconds"] > 0
     assert result["parts"]["gpu-fast"]["settings"]["train"]["loss_weighting"] == "min_snr"
-    # gpu-fast alone is sampled again at each init_t (each into its own folder, with its own start) and scored
+    # gpu-fast alone is sampled again at each init_t (each into its own folder, with its own start), then
+    # 2x wide (the second --sweep), and scored
     sweep = result["parts"]["gpu-fast"]["sweep"]
     values = ("0.5", "0.6", "0.7", "0.8")
-    assert [e["override"] for e in sweep] == [f"sample.init_t={v}" for v in values]
+    assert [e["override"] for e in sweep] == [*(f"sample.init_t={v}" for v in values), "sample.scale_w=2"]
+    wide = out / "runs" / "gpu-fast" / "sweep" / "sample.scale_w-2"
+    one_x = out / "runs" / "gpu-fast" / "sweep" / "sample.init_t-0.5" / "sample_000.png"
+    (h, w), (hw, ww) = (Image.open(f).size[::-1] for f in (one_x, wide / "sample_000.png"))
+    assert (hw, ww) == (h, 2 * w)
     assert all(e["metrics"]["num_samples"] == 4 and e["metrics"]["patch_swd"] >= 0 for e in sweep)
     for v in values:
         folder = out / "runs" / "gpu-fast" / "sweep" / f"sample.init_t-{v}"

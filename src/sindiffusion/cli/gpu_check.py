@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--num", type=int, default=4)
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--sweep", type=_sweep, default=[], metavar="KEY=V1,V2,...")
+    # repeatable: each --sweep adds its draws (one per value) after the previous one's
+    p.add_argument("--sweep", type=_sweep, action="extend", default=[], metavar="KEY=V1,V2,...")
     p = sub.add_parser("patch")
     p.add_argument("out")
     p.add_argument("image")

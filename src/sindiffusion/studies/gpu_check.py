@@ -2,7 +2,7 @@
 
     python -m sindiffusion.cli.gpu_check env    OUT [--cpu-smoke]
     python -m sindiffusion.cli.gpu_check config OUT NAME PARAMS IMAGE --minutes M --num N [--set k=v ...]
-                                                  [--sweep KEY=V1,V2,...]
+                                                  [--sweep KEY=V1,V2,... ...]
     python -m sindiffusion.cli.gpu_check patch  OUT IMAGE --size 1024 [--set k=v ...]
     python -m sindiffusion.cli.gpu_check merge  OUT
 
@@ -14,7 +14,9 @@ the weight-free metrics and the brightness check, records peak GPU memory of tra
 sampling, and writes the contact sheet ``OUT/sheets/<name>.png`` (training image + samples).
 ``--sweep KEY=V1,V2,...`` then samples the same trained model once per value (e.g.
 ``sample.init_t=0.5,0.6,0.7,0.8``, the diversity knob, which a GPU-trained model needs set higher
-than a CPU-trained one: docs/gpu-check.md), scores each into ``sweep`` and adds one sheet row each.
+than a CPU-trained one: docs/gpu-check.md), scores each into ``sweep`` and adds one sheet row each;
+``--sweep`` may be repeated (``sample.scale_w=2``: the same model 2x wide, with the params file's
+``sample.init``).
 """
 
 from __future__ import annotations
