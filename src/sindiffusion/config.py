@@ -306,7 +306,8 @@ class SampleConfig(SamplingSettings):
         "noise",
         help="noise: pure noise; layout: the training image's low-pass stretched to the output size, noised "
         "to init_t (SDEdit); tile: the image tiled to the output size with a random phase (rows stretched "
-        "when taller), then as layout, so structures keep their size (applications/tiled_layout.py); "
+        "when taller; at the training size rolled sideways: more varied samples, one seam), then as layout, "
+        "so structures keep their size (applications/tiled_layout.py); "
         "native: a layout synthesised at the output size from the image's coarse patches "
         "(applications/native_layout.py); auto: layout at the training size, tile at any other size",
     )

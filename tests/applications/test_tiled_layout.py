@@ -60,3 +60,19 @@ def test_the_hook_draws_one_arrangement_per_sample_from_its_own_generator():
     assert torch.allclose(both[1:2], one, atol=1e-6)  # sample 1 is the same alone or in a batch
     for lay in hook.layout:  # every sample: two blobs of the image's width (one may be cut by the edge)
         assert sum(blob_widths(lay)) == 16
+
+
+@pytest.mark.parametrize("u", [0.0, 0.25, 0.6])
+def test_at_the_training_size_the_image_is_rolled_sideways_by_the_phase(u):
+    img = blob_image()
+    rolled = tiled_canvas(img, (24, 32), (u, 0.3))
+    assert torch.equal(rolled, torch.roll(img, -int(u * 32), dims=-1))  # every column kept, one seam
+    assert sum(blob_widths(rolled[0])) == 8  # the blob keeps its width (cut in two by the edge at most)
+
+
+def test_the_hook_at_the_training_size_gives_each_sample_its_own_roll():
+    img = blob_image()
+    hook = TiledLayoutStartHook(img, factor=1)
+    hook.start(torch.zeros(4, 3, 24, 32), 50, sampling_ctx(4, size=(24, 32)))
+    rolls = {next(s for s in range(32) if torch.equal(lay[None], torch.roll(img, -s, dims=-1))) for lay in hook.layout}
+    assert len(rolls) > 1
