@@ -2,7 +2,8 @@
 
 Tiny seeded images, measured: a 2x-wide layout of an image with one blob holds two blobs of the
 blob's own width (the stretched ``layout`` start holds one blob twice as wide); a taller one keeps
-the vertical order; narrower and shorter ones are crops of the image."""
+the vertical order; narrower and shorter ones are crops of the image; one of the training size is
+the image rolled sideways, a different roll per sample."""
 
 from __future__ import annotations
 
