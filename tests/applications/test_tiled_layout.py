@@ -69,6 +69,8 @@ def test_at_the_training_size_the_image_is_rolled_sideways_by_the_phase(u):
     rolled = tiled_canvas(img, (24, 32), (u, 0.3))
     assert torch.equal(rolled, torch.roll(img, -int(u * 32), dims=-1))  # every column kept, one seam
     assert sum(blob_widths(rolled[0])) == 8  # the blob keeps its width (cut in two by the edge at most)
+    tall = tiled_canvas(img, (48, 32), (u, 0.3))  # as wide but taller: rows stretched, columns kept
+    assert torch.equal(tall[..., ::2, :], img)
 
 
 def test_the_hook_at_the_training_size_gives_each_sample_its_own_roll():

@@ -48,8 +48,9 @@ __all__ = ["TiledLayoutStartHook", "tiled_canvas"]
 def tiled_canvas(image: torch.Tensor, size: tuple[int, int], shift: tuple[float, float]) -> torch.Tensor:
     """``image [B, C, h, w]`` laid out on ``size = (H, W)`` (module docstring): ``[B, C, H, W]``.
 
-    ``shift = (u, v)`` in [0, 1): the phase of the tiled (or, as wide, rolled) columns, or the offset
-    of a narrower crop, as a fraction of the free range; and the offset of a shorter crop of rows.
+    ``shift = (u, v)`` in [0, 1): the phase of the tiled (or, at the training size, rolled) columns,
+    or the offset of a narrower crop, as a fraction of the free range; and the offset of a shorter
+    crop of rows.
     """
     h, w = image.shape[-2:]
     hc, wc = size
@@ -57,7 +58,10 @@ def tiled_canvas(image: torch.Tensor, size: tuple[int, int], shift: tuple[float,
     if not (0 <= u < 1 and 0 <= v < 1):
         raise ValueError(f"shift must lie in [0, 1), got {shift}")
     dev = image.device
-    phase = int(u * w) if wc >= w else int(u * (w - wc + 1))
+    # Rolled at the training size only: a taller canvas of the image's width keeps its columns (its
+    # rows are stretched; a roll there was not measured).
+    roll = wc > w or (wc == w and hc == h)
+    phase = int(u * w) if roll else int(u * (w - wc + 1))
     cols = (phase + torch.arange(wc, device=dev)) % w
     if hc >= h:  # nearest rows of a vertical stretch (the low-pass that follows smooths them)
         rows = ((torch.arange(hc, device=dev) + 0.5) * h / hc).long().clamp_max(h - 1)
