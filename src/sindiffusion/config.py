@@ -336,6 +336,19 @@ class SampleConfig(SamplingSettings):
         help="finish: nearest: search every training patch within k-means cells (0 = every 2nd row/column, refined)",
     )
     finish_probes: int = opt(8, ge=1, le=4096, help="finish: nearest: with finish_cells, cells searched per patch")
+    match_steps: int = opt(
+        0,
+        ge=0,
+        le=10000,
+        help="after the last step (before finish): Adam steps per level moving the sample's patch distribution "
+        "to the image's (sliced Wasserstein, GPDM: applications/patch_matching.py); 0 = off",
+    )
+    match_levels: tuple[int, ...] = opt(
+        (4, 2, 1), item={"ge": 1, "le": 64}, min_len=1, help="match_steps: downscale factors, coarse first"
+    )
+    match_lr: float = opt(0.02, gt=0, le=1, help="match_steps: Adam learning rate (pixels in [-1, 1])")
+    match_patch: int = opt(7, ge=1, le=63, help="match_steps: patch side (px)")
+    match_projections: int = opt(32, ge=1, le=4096, help="match_steps: random directions per step")
 
     def start_kind(self, size: tuple[int, int], train_size: tuple[int, int]) -> str:
         """The start used for a ``size`` sample of a ``train_size`` image: ``init``, with ``auto``
@@ -351,6 +364,7 @@ class SampleConfig(SamplingSettings):
             raise FieldError("layout_side", f"{self.layout_side} is smaller than layout_patch ({self.layout_patch})")
         if self.finish_patch % 2 == 0:
             raise FieldError("finish_patch", f"must be an odd integer, got {self.finish_patch}")
+        object.__setattr__(self, "match_levels", tuple(self.match_levels))
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,9 @@ def test_native_and_tile_starts_draw_any_size_and_auto_picks_layout_only_at_the_
         ("sample.layout_patch=4", "sample.layout_patch: must be an odd integer"),
         ("sample.layout_side=5", "sample.layout_side: 5 is smaller than layout_patch (7)"),
         ("sample.init=stretched", "sample.init"),
+        ("sample.match_levels=[2,0]", "sample.match_levels"),
+        ("sample.match_levels=[]", "sample.match_levels"),
+        ("sample.match_steps=-3", "sample.match_steps"),
     ],
 )
 def test_a_bad_native_start_setting_exits_2_before_anything(trained: Path, monkeypatch, capsys, override, message):
@@ -210,6 +213,25 @@ def test_nearest_finish_gives_sharper_samples(trained: Path, monkeypatch: pytest
         samples = _draw(trained, f"finish-{finish}", ["sample.init=layout", f"sample.finish={finish}"])
         scores[finish] = sharpness(train, torch.from_numpy(samples / 255).permute(0, 3, 1, 2))
     assert scores["nearest"] > scores["none"] + 0.05, scores
+
+
+def test_patch_matching_moves_the_samples_towards_the_image_patches(trained: Path, monkeypatch: pytest.MonkeyPatch):
+    """``sample.match_steps``: the same samples, then GPDM's matching: a lower patch SWD against the
+    tiny image (5 px patches and directions of their own, not the matcher's), at 2x wide too."""
+    from sindiffusion.evaluation.patches import patch_swd
+
+    monkeypatch.chdir(trained)
+    train = torch.from_numpy(
+        np.asarray(Image.open(trained / "results" / "img" / "preprocess" / "image.png"), dtype=np.float32) / 255
+    ).permute(2, 0, 1)
+    for size in ("sample.scale_w=1", "sample.scale_w=2"):
+        swd = {}
+        for steps in (0, 20):
+            drawn = _draw(
+                trained, f"match-{steps}-{size[-1]}", ["sample.init=auto", size, f"sample.match_steps={steps}"]
+            )
+            swd[steps] = patch_swd(train, torch.from_numpy(drawn / 255).permute(0, 3, 1, 2), patch_size=5, seed=1000)
+        assert swd[20] < swd[0], (size, swd)
 
 
 def test_patch_model_with_v_parameterization_is_exit_2_naming_the_keys(tmp_path, monkeypatch, capsys):

@@ -150,6 +150,16 @@ def test_layout_start_without_the_processed_image_is_exit_2_before_anything(proj
     assert _sample("--set", "sample.init=noise") == 0  # the pure-noise start needs only the checkpoint
 
 
+def test_patch_matching_without_the_processed_image_is_exit_2_naming_the_key(proj, capsys):
+    """sample.match_steps matches the samples to the training image: it needs the file as the starts do."""
+    (proj / "results/img/preprocess/image.png").unlink()
+    assert _sample("--set", "sample.init=noise", "--set", "sample.finish=none", "--set", "sample.match_steps=5") == 2
+    err = capsys.readouterr().err
+    assert "image.png: sample.match_steps=5 starts from this processed training image" in err
+    assert "sample.match_steps=0" in err
+    assert not (proj / "results/img/samples").exists()
+
+
 def test_layout_start_checks_the_processed_image_before_loading_the_model(proj, capsys, monkeypatch):
     """The cheap file check comes first: a missing training image fails without loading the checkpoint,
     and with neither file the error names the first step to run (preprocess, then train)."""

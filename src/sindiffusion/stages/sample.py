@@ -12,6 +12,7 @@ import torch
 from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
+from ..applications.patch_matching import PatchMatchFinish
 from ..applications.tiled_layout import TiledLayoutStartHook
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
@@ -118,12 +119,15 @@ def prepare(
     # The file check comes before the (slow) model load; with neither file present the user is
     # told the first step to run, preprocess.
     uses_image = [
-        f"sample.{k}={v}" for k, v in (("init", cfg.init), ("finish", cfg.finish)) if v not in ("noise", "none")
+        f"sample.{k}={v}"
+        for k, v in (("init", cfg.init), ("finish", cfg.finish), ("match_steps", cfg.match_steps))
+        if v not in ("noise", "none", 0)
     ]
     if uses_image and not processed.is_file():
         raise ValueError(
             f"{processed}: {' and '.join(uses_image)} starts from this processed training image, which is missing; "
-            "run `sindiffusion preprocess` for the image, or set sample.init=noise and sample.finish=none"
+            "run `sindiffusion preprocess` for the image, "
+            "or set sample.init=noise, sample.finish=none and sample.match_steps=0"
         )
     bundle = load_bundle(checkpoint, device, use_ema=cfg.use_ema, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
@@ -136,8 +140,20 @@ def prepare(
     start = cfg.start_kind(size, bundle.train_size)
     image = image_to_tensor(load_image(processed))[None] if uses_image else None
     finish: list[SamplingHook] = []
+    if cfg.match_steps:
+        finish.append(
+            PatchMatchFinish(
+                image,
+                patch=cfg.match_patch,
+                steps=cfg.match_steps,
+                lr=cfg.match_lr,
+                projections=cfg.match_projections,
+                levels=cfg.match_levels,
+                seed=cfg.seed,
+            )
+        )
     if cfg.finish == "nearest":
-        finish = [
+        finish += [
             NearestPatchFinish(
                 image,
                 patch=cfg.finish_patch,
