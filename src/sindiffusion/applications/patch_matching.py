@@ -43,7 +43,7 @@ does not depend on the batch it is drawn in.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -171,24 +171,12 @@ def match_patch_distribution(
 class PatchMatchFinish(SamplingHook):
     """After the last step, match the sample's patch distribution to the training image's
     (:func:`match_patch_distribution`). ``image``: the processed training image ``[1, 3, h, w]`` in
-    [-1, 1]; the other arguments as :func:`match_patch_distribution`'s."""
+    [-1, 1]; ``options``: :func:`match_patch_distribution`'s keyword arguments (``patch``, ``steps``,
+    ``lr``, ``projections``, ``levels``, ``stride``, ``seed``)."""
 
-    def __init__(
-        self,
-        image: torch.Tensor,
-        *,
-        patch: int = 7,
-        steps: int = 30,
-        lr: float = 0.02,
-        projections: int = 32,
-        levels: Sequence[int] = (4, 2, 1),
-        stride: int = 2,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, image: torch.Tensor, **options: Any) -> None:
         self.image = image.float()
-        self.options = dict(
-            patch=patch, steps=steps, lr=lr, projections=projections, levels=tuple(levels), stride=stride, seed=seed
-        )
+        self.options = options
 
     def finish(self, x0: torch.Tensor, ctx: SamplingContext) -> torch.Tensor:
         return match_patch_distribution(x0, self.image.to(x0.device), **self.options)
