@@ -35,10 +35,16 @@ the change is added back (bilinear up), so the coarse levels fix proportions and
 and the last level the texture.
 
 It uses only the training image, not the model, so it is a :class:`SamplingHook` (its
-:meth:`PatchMatchFinish.finish`) that any model kind, start and application can use; it runs
-before the nearest-patch finish when both are set. The directions and offsets come from their own
-generator seeded with ``seed``, and each sample's loss involves only its own patches, so a sample
-does not depend on the batch it is drawn in.
+:meth:`PatchMatchFinish.finish`) that any model kind and start can use; the sample stage adds it
+before the nearest-patch finish when both are set (the applications do not use it). The directions
+and offsets come from their own generator seeded with ``seed``, and each sample's loss involves only
+its own patches, so a sample does not depend on the batch it is drawn in.
+
+Measured (Places50 1-25, 128 px, ``configs/patch.yaml``, 6 samples): patch SWD 0.0106 / 0.0188 /
+0.0365 -> 0.0053 / 0.0071 / 0.0152 at 1x / 1.5x wide / 2x tall, sharpness 0.85-0.93 -> 0.96-0.97,
+copy fraction down; but an object that the layout holds less of than the image comes back as
+scattered fragments (a red slide, a zebra), and on the UNet's samples, which have no nearest finish,
+it leaves a colour mottle. ``docs/results/any-size.md`` has the tables and sheets.
 """
 
 from __future__ import annotations
