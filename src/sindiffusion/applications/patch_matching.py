@@ -83,9 +83,7 @@ def _transport(values: torch.Tensor, table: torch.Tensor, bins: int = 1024) -> t
     j = at.floor().long().clamp_(0, s - 2)
     w = (at - j).clamp_(0, 1)
     edge_map = table.gather(1, j) * (1 - w) + table.gather(1, j + 1) * w  # [R, bins + 1]
-    left = edge_map.flatten()[flat + torch.arange(r, device=values.device)[:, None]]
-    right = edge_map.flatten()[flat + torch.arange(r, device=values.device)[:, None] + 1]
-    return torch.lerp(left, right, pos)
+    return torch.lerp(edge_map.gather(1, idx), edge_map.gather(1, idx + 1), pos)
 
 
 def _quantile_table(values: torch.Tensor, size: int) -> torch.Tensor:
