@@ -54,8 +54,9 @@ def test_a_blurred_copy_moves_towards_the_image_patches_and_gets_sharper():
 
 
 def test_an_over_represented_content_gives_way_to_the_missing_one():
-    """A 2x-wide canvas that holds the image's sky three times as often as the image does: matching
-    the patch distribution hands part of the surplus sky to the grass, and never the other way."""
+    """A 2x-wide canvas that holds the image's sky more than twice as often as the image does (80 %
+    of its rows against a third): matching the patch distribution hands part of the surplus sky to
+    the grass."""
     img = _texture(h=30, w=30)  # a third sky
     canvas = torch.cat([img, img], dim=-1).clone()
     canvas[:, :, : 2 * 30 // 3 + 4] = img[:, :, :1].mean(dim=-1, keepdim=True).expand(-1, -1, 24, 60)
