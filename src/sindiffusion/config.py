@@ -305,8 +305,8 @@ class SampleConfig(SamplingSettings):
     init: Literal["noise", "layout", "native", "tile", "auto"] = opt(
         "noise",
         help="noise: pure noise; layout: the training image's low-pass stretched to the output size, noised "
-        "to init_t (SDEdit); tile: the image tiled to the output size with a random phase (rows stretched "
-        "when taller; at the training size rolled sideways: more varied samples, one seam), then as layout, "
+        "to init_t (SDEdit); tile: the image tiled to the output size with a random phase (taller: rows "
+        "as tile_rows says; at the training size rolled sideways: more varied samples, one seam), then as layout, "
         "so structures keep their size (applications/tiled_layout.py); "
         "native: a layout synthesised at the output size from the image's coarse patches "
         "(applications/native_layout.py); auto: layout at the training size, tile at any other size",
@@ -314,6 +314,12 @@ class SampleConfig(SamplingSettings):
     init_t: float = opt(0.7, gt=0, le=1, help="init: layout/tile/native: start at this fraction of the timesteps")
     init_factor: int = opt(
         16, ge=1, help="init: layout/tile: blur of the image first (area down, bilinear up); 1 = none"
+    )
+    tile_rows: Literal["stretch", "smooth"] = opt(
+        "stretch",
+        help="init: tile, a taller canvas: stretch: every row stretched evenly; smooth: the extra rows go to "
+        "the image's smooth rows (sky, lawn) so objects keep their height, and match_steps matches those "
+        "proportions (applications/tiled_layout.py)",
     )
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")

@@ -12,6 +12,7 @@ from sindiffusion.applications.patch_matching import (
     PatchMatchFinish,
     _quantile_table,
     _transport,
+    _weighted_quantile_table,
     match_patch_distribution,
 )
 from sindiffusion.evaluation.patches import patch_swd
@@ -35,6 +36,20 @@ def test_the_histogram_transport_agrees_with_the_sorted_pairing():
     exact = torch.quantile(target, torch.linspace(0, 1, 4000), dim=1).T.gather(1, v.argsort(1).argsort(1))
     assert (out - exact).abs().mean() < 0.005
     assert bool((out.gather(1, v.argsort(1)).diff(dim=1) >= -1e-6).all())  # the map keeps each row's order
+
+
+def test_the_weighted_quantiles_count_each_value_by_its_mass():
+    """Equal masses give torch.quantile's table; a value of mass 3 is (up to the placement of its
+    copies between their ranks) a value repeated three times."""
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(2, 500, generator=g)
+    equal = _weighted_quantile_table(v, torch.ones(500), 257)
+    assert torch.allclose(equal, _quantile_table(v, 257), atol=1e-5)
+    mass = torch.ones(500)
+    mass[:100] = 3.0
+    repeated = torch.cat([v[:, :100]] * 3 + [v[:, 100:]], dim=1)
+    gap = (_weighted_quantile_table(v, mass, 257) - _quantile_table(repeated, 257)).abs()
+    assert gap.mean() < 0.005 and gap.max() < 0.1
 
 
 def test_zero_steps_return_the_sample_unchanged():
@@ -68,6 +83,27 @@ def test_an_over_represented_content_gives_way_to_the_missing_one():
     assert sky(img) == pytest.approx(1 / 3, abs=0.01)
     assert sky(out) < sky(canvas) - 0.1
     assert _swd(img, out) < _swd(img, canvas)
+
+
+def test_row_mass_lets_a_canvas_keep_the_extra_sky_it_was_given():
+    """The canvas of the test above, matched with the image's sky rows weighted so that sky makes up
+    80 % of the target: the sky stays (unweighted matching gives it away)."""
+    img = _texture(h=30, w=30)  # rows 0-9 sky
+    canvas = torch.cat([img, img], dim=-1).clone()
+    canvas[:, :, : 2 * 30 // 3 + 4] = img[:, :, :1].mean(dim=-1, keepdim=True).expand(-1, -1, 24, 60)
+
+    def sky(x: torch.Tensor) -> float:
+        return float((x[:, 2] > 0.6).float().mean())
+
+    mass = torch.ones(30)
+    mass[:10] = 8.0  # 80 of 100 units: as much sky as the canvas holds
+    kept = match_patch_distribution(canvas, img, patch=5, steps=80, levels=(2, 1), row_mass=mass)
+    given = match_patch_distribution(canvas, img, patch=5, steps=80, levels=(2, 1))
+    assert sky(kept) > sky(given) + 0.1
+    with pytest.raises(ValueError, match="row_mass"):
+        match_patch_distribution(canvas, img, row_mass=torch.ones(29))
+    with pytest.raises(ValueError, match="row_mass"):
+        match_patch_distribution(canvas, img, row_mass=torch.zeros(30))
 
 
 def test_a_sample_does_not_depend_on_its_batch():

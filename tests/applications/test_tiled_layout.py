@@ -3,7 +3,8 @@
 Tiny seeded images, measured: a 2x-wide layout of an image with one blob holds two blobs of the
 blob's own width (the stretched ``layout`` start holds one blob twice as wide); a taller one keeps
 the vertical order; narrower and shorter ones are crops of the image; one of the training size is
-the image rolled sideways, a different roll per sample."""
+the image rolled sideways, a different roll per sample. A taller canvas with ``tile_rows: smooth``
+gives its extra rows to the smooth rows and keeps an object's height."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import pytest
 import torch
 
 from sindiffusion.applications.layout_start import layout_of
-from sindiffusion.applications.tiled_layout import TiledLayoutStartHook, tiled_canvas
+from sindiffusion.applications.tiled_layout import TiledLayoutStartHook, row_heights, taller_rows, tiled_canvas
 from tests.applications.blobs import blob_image, blob_widths, sampling_ctx
+
+
+def _blob_heights(layout: torch.Tensor) -> list[int]:
+    """Heights (px) of the red regions of ``layout [3, H, W]``: :func:`blob_widths` of its transpose."""
+    return blob_widths(layout.transpose(-1, -2))
 
 
 @pytest.mark.parametrize("u", [0.0, 0.3, 0.55, 0.9])
@@ -79,3 +85,39 @@ def test_the_hook_at_the_training_size_gives_each_sample_its_own_roll():
     hook.start(torch.zeros(4, 3, 24, 32), 50, sampling_ctx(4, size=(24, 32)))
     rolls = {next(s for s in range(32) if torch.equal(lay[None], torch.roll(img, -s, dims=-1))) for lay in hook.layout}
     assert len(rolls) > 1
+
+
+def test_smooth_rows_keep_the_blobs_height_where_the_even_stretch_doubles_it():
+    """A 2x-tall canvas of a red square on a uniform ground: ``smooth`` gives the extra rows to the
+    ground (no change along or across its rows) and draws the square at about its own height; the
+    even stretch draws it twice as high. Every source row is used, in order."""
+    img = blob_image(h=32, w=32, blob=8)
+    stretched = tiled_canvas(img, (64, 32), (0.0, 0.0), "stretch")[0]
+    smooth = tiled_canvas(img, (64, 32), (0.0, 0.0), "smooth")[0]
+    assert _blob_heights(stretched) == [16]
+    assert _blob_heights(smooth)[0] <= 10, _blob_heights(smooth)
+    rows = taller_rows(img, 64, "smooth")
+    assert rows.shape == (64,) and bool((rows.diff() >= 0).all()) and set(rows.tolist()) == set(range(32))
+    heights = row_heights(img, 64)
+    assert heights.sum().item() == pytest.approx(64) and bool((heights >= 1).all())
+
+
+def test_smooth_rows_of_one_uniform_texture_are_the_even_stretch():
+    img = torch.zeros(1, 3, 24, 16)
+    img[:, :, ::2] = 0.5  # stripes: every row changes as much as the next
+    assert torch.equal(taller_rows(img, 48, "smooth"), taller_rows(img, 48, "stretch"))
+
+
+def test_rows_mode_and_height_are_checked():
+    img = blob_image()
+    with pytest.raises(ValueError, match="rows mode"):
+        taller_rows(img, 48, "seams")
+    with pytest.raises(ValueError, match="smaller"):
+        taller_rows(img, 12, "smooth")
+
+
+def test_the_hook_passes_the_rows_mode_on():
+    img = blob_image(h=32, w=32, blob=8)
+    hook = TiledLayoutStartHook(img, factor=1, rows="smooth")
+    hook.start(torch.zeros(2, 3, 64, 32), 50, sampling_ctx(2, size=(64, 32)))
+    assert all(max(_blob_heights(lay)) <= 10 for lay in hook.layout)

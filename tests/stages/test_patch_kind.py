@@ -188,6 +188,7 @@ def test_native_and_tile_starts_draw_any_size_and_auto_picks_layout_only_at_the_
         ("sample.match_levels=[2,0]", "sample.match_levels"),
         ("sample.match_levels=[]", "sample.match_levels"),
         ("sample.match_steps=-3", "sample.match_steps"),
+        ("sample.tile_rows=seams", "sample.tile_rows"),
     ],
 )
 def test_a_bad_native_start_setting_exits_2_before_anything(trained: Path, monkeypatch, capsys, override, message):
@@ -232,6 +233,37 @@ def test_patch_matching_moves_the_samples_towards_the_image_patches(trained: Pat
             )
             swd[steps] = patch_swd(train, torch.from_numpy(drawn / 255).permute(0, 3, 1, 2), patch_size=5, seed=1000)
         assert swd[20] < swd[0], (size, swd)
+
+
+def test_smooth_tile_rows_reach_the_start_and_the_matching(trained: Path, monkeypatch: pytest.MonkeyPatch):
+    """``sample.tile_rows: smooth`` at 2x tall: the tile start lays out the smooth rows and the
+    matching gets their proportions (``row_mass``, the canvas's row heights); at 2x wide, where no
+    row is repeated, the samples are those of ``stretch`` bit for bit."""
+    from sindiffusion.applications.patch_matching import PatchMatchFinish
+    from sindiffusion.applications.tiled_layout import row_heights
+
+    monkeypatch.chdir(trained)
+    masses: list = []
+    original = PatchMatchFinish.__init__
+
+    def spy(self, image, **options):
+        masses.append(options.get("row_mass"))
+        original(self, image, **options)
+
+    monkeypatch.setattr(PatchMatchFinish, "__init__", spy)
+    tall = ["sample.scale_h=2", "sample.match_steps=3"]
+    smooth = _draw(trained, "rows-smooth", ["sample.init=tile", *tall, "sample.tile_rows=smooth"])
+    stretch = _draw(trained, "rows-stretch", ["sample.init=tile", *tall, "sample.tile_rows=stretch"])
+    assert smooth.shape[1:3] == (80, 48) and not np.array_equal(smooth, stretch)
+    image = torch.from_numpy(
+        np.asarray(Image.open(trained / "results" / "img" / "preprocess" / "image.png"), dtype=np.float32) / 127.5 - 1
+    ).permute(2, 0, 1)[None]
+    assert masses[1] is None and torch.allclose(masses[0], row_heights(image, 80), atol=1e-4)
+    wide = ["sample.scale_w=2", "sample.match_steps=3"]
+    assert np.array_equal(
+        _draw(trained, "wide-smooth", ["sample.init=tile", *wide, "sample.tile_rows=smooth"]),
+        _draw(trained, "wide-stretch", ["sample.init=tile", *wide]),
+    )
 
 
 def test_patch_model_with_v_parameterization_is_exit_2_naming_the_keys(tmp_path, monkeypatch, capsys):

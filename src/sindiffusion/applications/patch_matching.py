@@ -34,6 +34,12 @@ sample and the image are area-downscaled by the factor, the sample's low-pass is
 the change is added back (bilinear up), so the coarse levels fix proportions and large structures
 and the last level the texture.
 
+The target is the image's patches, each counting once, unless ``row_mass`` weights them by their
+centre row: a canvas laid out with more of some rows than the image (``sample.tile_rows: smooth``,
+more sky above a tree of natural size) is then matched to those proportions, not pushed back to the
+image's (which breaks the surplus into fragments). The weighted quantiles need a sort of the
+image's projections (:func:`_weighted_quantile_table`); the sample's side is unchanged.
+
 It uses only the training image, not the model, so it is a :class:`SamplingHook` (its
 :meth:`PatchMatchFinish.finish`) that any model kind and start can use; the sample stage adds it
 before the nearest-patch finish when both are set (the applications do not use it). The directions
@@ -93,12 +99,35 @@ def _quantile_table(values: torch.Tensor, size: int) -> torch.Tensor:
     return torch.quantile(values, levels, dim=1).T.contiguous()
 
 
+def _weighted_quantile_table(values: torch.Tensor, mass: torch.Tensor, size: int) -> torch.Tensor:
+    """The quantile function of ``values [R, M]``, each value carrying the mass ``mass [M]`` (> 0),
+    tabulated at ``size`` evenly spaced levels in [0, 1]: ``[R, size]``. A value of mass ``k`` times
+    the smallest counts as ``k`` copies of it (at the middle of their ranks), so equal masses give
+    :func:`torch.quantile`'s table (rank ``i`` of ``M`` at level ``i / (M - 1)``)."""
+    r, m = values.shape
+    ordered, order = values.sort(dim=1)
+    w = (mass / mass.min()).to(values.dtype)[order]  # [R, M], the smallest mass one copy
+    before = w.cumsum(dim=1) - w
+    mid = ((before + 0.5 * (w - 1)) / (w.sum(dim=1, keepdim=True) - 1).clamp_min(1e-12)).clamp_(0, 1)
+    levels = torch.linspace(0, 1, size, device=values.device, dtype=values.dtype).expand(r, size).contiguous()
+    j = torch.searchsorted(mid, levels).clamp_(1, max(1, m - 1))
+    lo, hi = mid.gather(1, j - 1), mid.gather(1, j)
+    frac = ((levels - lo) / (hi - lo).clamp_min(1e-12)).clamp_(0, 1)
+    return torch.lerp(ordered.gather(1, j - 1), ordered.gather(1, j), frac)
+
+
 def _match_step(
-    y: torch.Tensor, ref: torch.Tensor, weights: torch.Tensor, stride: int, offset: tuple[int, int]
+    y: torch.Tensor,
+    ref: torch.Tensor,
+    weights: torch.Tensor,
+    stride: int,
+    offset: tuple[int, int],
+    ref_mass: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The gradient, w.r.t. ``y [B, C, H, W]``, of the summed per-sample sliced W1 distance between
     ``y``'s patches (every ``stride``-th position from ``offset``) and ``ref [1, C, h, w]``'s, along
-    the directions ``weights [K, C, p, p]`` (unit vectors as convolution filters)."""
+    the directions ``weights [K, C, p, p]`` (unit vectors as convolution filters). ``ref_mass``: the
+    weight of each of ``ref``'s patches (``[M]``, row-major over its valid positions), None = equal."""
     oy, ox = offset
     y = y.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -107,7 +136,11 @@ def _match_step(
         flat = proj.detach().reshape(b * k, -1)
         with torch.no_grad():
             ref_proj = F.conv2d(ref, weights).reshape(k, -1)  # [K, M], every position
-            table = _quantile_table(ref_proj, 1025).repeat(b, 1)
+            if ref_mass is None:
+                table = _quantile_table(ref_proj, 1025)
+            else:
+                table = _weighted_quantile_table(ref_proj, ref_mass, 1025)
+            table = table.repeat(b, 1)
             target = _transport(flat, table)
             # d/dv of mean_i |v_i - target_i|, the 1-D optimal transport's pairing (per sample, per direction)
             grad = torch.sign(flat - target) / flat.shape[1]
@@ -126,6 +159,7 @@ def match_patch_distribution(
     levels: Sequence[int] = (4, 2, 1),
     stride: int = 2,
     seed: int = 0,
+    row_mass: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Move ``x [B, 3, H, W]`` (in [-1, 1]) so that its ``patch``-sized patches are distributed as
     ``image [1, 3, h, w]``'s (module docstring); returns ``[B, 3, H, W]`` clamped to [-1, 1].
@@ -134,6 +168,10 @@ def match_patch_distribution(
     or the image would be smaller than one patch is skipped. ``stride``: the sample's patches are
     taken every ``stride``-th row and column, from a random offset drawn at each step (every
     position is visited over the steps; ``stride^2`` times cheaper). ``steps = 0`` returns ``x``.
+    ``row_mass``: ``[h]``, > 0, how much of the sample each of the image's rows should make up (e.g.
+    :func:`~.tiled_layout.row_heights` of a taller canvas whose smooth rows were repeated): the
+    image's patches are weighted by their centre row's mass, so a sample with more sky than the
+    image is not pushed back to the image's share of sky. None = every patch counts once.
     """
     if x.dim() != 4 or image.dim() != 4 or image.shape[0] != 1 or x.shape[1] != image.shape[1]:
         raise ValueError(
@@ -143,6 +181,10 @@ def match_patch_distribution(
         raise ValueError(
             f"need patch >= 1, steps >= 0, lr > 0, projections >= 1, stride >= 1 and levels >= 1; got patch={patch}, "
             f"steps={steps}, lr={lr}, projections={projections}, stride={stride}, levels={list(levels)}"
+        )
+    if row_mass is not None and (row_mass.shape != (image.shape[-2],) or not bool((row_mass > 0).all())):
+        raise ValueError(
+            f"row_mass must be [{image.shape[-2]}] (one per image row) and > 0, got {tuple(row_mass.shape)}"
         )
     if steps == 0:
         return x
@@ -155,13 +197,18 @@ def match_patch_distribution(
         ref = F.avg_pool2d(ref_full, factor) if factor > 1 else ref_full
         if min(low.shape[-2:]) < patch + stride - 1 or min(ref.shape[-2:]) < patch:
             continue
+        mass = None
+        if row_mass is not None:
+            rows = F.avg_pool1d(row_mass.float()[None, None], factor)[0, 0] if factor > 1 else row_mass.float()
+            centre = rows[patch // 2 : patch // 2 + ref.shape[-2] - patch + 1]  # the valid patches' centre rows
+            mass = centre[:, None].expand(-1, ref.shape[-1] - patch + 1).reshape(-1).to(out.device)
         y = low.clone().requires_grad_(True)
         opt = torch.optim.Adam([y], lr=lr)
         for _ in range(steps):
             d = torch.randn(projections, c * patch * patch, generator=gen)
             d = (d / d.norm(dim=1, keepdim=True)).reshape(projections, c, patch, patch).to(out.device)
             offset = tuple(int(v) for v in torch.randint(0, stride, (2,), generator=gen))
-            y.grad = _match_step(y, ref, d, stride, offset)
+            y.grad = _match_step(y, ref, d, stride, offset, mass)
             opt.step()
         matched = y.detach()
         if factor > 1:

@@ -13,7 +13,7 @@ from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
 from ..applications.patch_matching import PatchMatchFinish
-from ..applications.tiled_layout import TiledLayoutStartHook
+from ..applications.tiled_layout import TiledLayoutStartHook, row_heights
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import Params, SampleConfig
@@ -109,7 +109,8 @@ def prepare(
     sampler and the start (:meth:`SampleConfig.start_kind`). ``layout`` starts each sample from the
     processed training image ``processed`` (area-down by ``init_factor``, stretched to the output
     size) noised to ``init_t * T``; ``tile`` from the image tiled to the output size
-    (:mod:`sindiffusion.applications.tiled_layout`), low-passed and noised the same way; ``native``
+    (:mod:`sindiffusion.applications.tiled_layout`; a taller canvas's rows as ``sample.tile_rows``
+    says), low-passed and noised the same way; ``native``
     from a layout synthesised at the output size from the image's coarse patches
     (:mod:`sindiffusion.applications.native_layout`), noised the same way. A
     missing file is a ValueError naming it (exit 2), raised here so that callers fail before
@@ -140,10 +141,14 @@ def prepare(
     start = cfg.start_kind(size, bundle.train_size)
     image = image_to_tensor(load_image(processed))[None] if uses_image else None
     finish: list[SamplingHook] = []
+    # A taller tile canvas that repeats the image's smooth rows holds more sky than the image:
+    # the matching's target gets the same proportions, or it would turn the extra sky into fragments.
+    smooth_rows = start == "tile" and cfg.tile_rows == "smooth" and size[0] > bundle.train_size[0]
     if cfg.match_steps:
         finish.append(
             PatchMatchFinish(
                 image,
+                row_mass=row_heights(image, size[0]) if smooth_rows else None,
                 patch=cfg.match_patch,
                 steps=cfg.match_steps,
                 lr=cfg.match_lr,
@@ -172,7 +177,7 @@ def prepare(
         layout = layout_of(image, cfg.init_factor, size)
         return Prepared(bundle, size, sampler, lambda begin, end: [LayoutStartHook(layout), *finish], t_start, start)
     if start == "tile":
-        tiled = lambda begin, end: [TiledLayoutStartHook(image, cfg.init_factor), *finish]  # noqa: E731
+        tiled = lambda begin, end: [TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows), *finish]  # noqa: E731
         return Prepared(bundle, size, sampler, tiled, t_start, start)
     options = {
         "side": cfg.layout_side,
