@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from ..diffusion.loop import SamplingContext
 from .layout_start import LayoutStartHook, layout_of
 
-__all__ = ["TiledLayoutStartHook", "tiled_canvas"]
+__all__ = ["TiledLayoutStartHook", "row_heights", "taller_rows", "tiled_canvas"]
 
 
 def taller_rows(image: torch.Tensor, height: int, mode: str = "stretch") -> torch.Tensor:
