@@ -112,6 +112,8 @@ def test_rows_mode_and_height_are_checked():
     img = blob_image()
     with pytest.raises(ValueError, match="rows mode"):
         taller_rows(img, 48, "seams")
+    with pytest.raises(ValueError, match="rows mode"):  # at the image's own height too
+        taller_rows(img, img.shape[-2], "seams")
     with pytest.raises(ValueError, match="smaller"):
         taller_rows(img, 12, "smooth")
 

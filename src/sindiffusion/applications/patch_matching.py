@@ -223,7 +223,7 @@ class PatchMatchFinish(SamplingHook):
     """After the last step, match the sample's patch distribution to the training image's
     (:func:`match_patch_distribution`). ``image``: the processed training image ``[1, 3, h, w]`` in
     [-1, 1]; ``options``: :func:`match_patch_distribution`'s keyword arguments (``patch``, ``steps``,
-    ``lr``, ``projections``, ``levels``, ``stride``, ``seed``)."""
+    ``lr``, ``projections``, ``levels``, ``stride``, ``seed``, ``row_mass``)."""
 
     def __init__(self, image: torch.Tensor, **options: Any) -> None:
         self.image = image.float()

@@ -71,13 +71,13 @@ def taller_rows(image: torch.Tensor, height: int, mode: str = "stretch") -> torc
     """
     h = image.shape[-2]
     dev = image.device
+    if mode not in ("stretch", "smooth"):
+        raise ValueError(f"rows mode must be 'smooth' or 'stretch', got {mode!r}")
     if height < h:
         raise ValueError(f"height {height} is smaller than the image's {h} rows")
     if mode == "stretch" or height == h:
         # nearest rows of a vertical stretch (the low-pass that follows smooths them)
         return ((torch.arange(height, device=dev) + 0.5) * h / height).long().clamp_max(h - 1)
-    if mode != "smooth":
-        raise ValueError(f"rows mode must be 'smooth' or 'stretch', got {mode!r}")
     counts = row_heights(image, height)
     ends = counts.cumsum(0)
     centres = (torch.arange(height, device=dev, dtype=ends.dtype) + 0.5) * (ends[-1] / height)
