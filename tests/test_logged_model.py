@@ -312,6 +312,19 @@ def test_predict_takes_a_mapping_a_row_or_a_one_item_list(pyfunc):
     assert a.shape == (2, 3, 16, 16) and np.array_equal(a, b) and np.array_equal(a, c)  # batch size: no effect
 
 
+def test_predict_never_matches_or_finishes_even_if_its_config_asks(tiny_checkpoint):
+    """The matching and the finish need the training image, which a logged model does not carry:
+    a model config that names them (params.yaml's UNet default since 6 Dec 2026) still samples
+    plain, as ``sindiffusion sample`` does with ``match_steps: 0`` and ``finish: none``."""
+    base = {"sampler": "ddim", "steps": 3, "device": "cpu", "batch_size": 2}
+    plain = SinDiffusionPyfunc(tiny_checkpoint, base)
+    asks = SinDiffusionPyfunc(tiny_checkpoint, {**base, "match_steps": 30, "finish": "nearest"})
+    cfg = asks._settings({}, {})
+    assert (cfg.init, cfg.match_steps, cfg.finish) == ("noise", 0, "none")
+    request = {"num": 2, "height": 16, "width": 16, "seed": 1}
+    assert np.array_equal(plain.predict(request), asks.predict(request))
+
+
 @pytest.mark.parametrize(
     "request_,params,message",
     [

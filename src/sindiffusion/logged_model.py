@@ -17,8 +17,10 @@ training size), ``num`` samples (default 1), ``seed`` (default 0; sample ``i`` d
 ``(seed, i)``). Params: the sampling settings (``sampler``, ``steps``, ``eta``, ``batch_size``,
 ``use_ema``, ``precision``, ``device``; defaults: params.yaml's ``sample`` section when the model
 was trained) and ``output``: ``float`` (``[N, 3, H, W]`` float32 in [-1, 1], the default) or
-``uint8`` (``[N, H, W, 3]`` RGB images). It samples from pure noise (``sample.init: noise``,
-``sample.finish: none``): the samples equal those of ``sindiffusion sample`` with the same settings.
+``uint8`` (``[N, H, W, 3]`` RGB images). It samples from pure noise without the matching and the
+finish (``sample.init: noise``, ``sample.match_steps: 0``, ``sample.finish: none``: all three need the
+training image, which the logged model does not carry): the samples equal those of ``sindiffusion
+sample`` with the same settings.
 
 :func:`resolve_model_uri` is the other direction, for ``--model-uri`` (``models:/NAME@ALIAS``,
 ``models:/NAME/VERSION``, ``models:/m-ID``, ``runs:/RUN_ID/NAME``): it downloads the model's
@@ -177,6 +179,7 @@ class SinDiffusionPyfunc:
             **{k: v for k, v in params.items() if k in PARAMS},
             **{INPUTS[k]: v for k, v in request.items()},
             "init": "noise",
+            "match_steps": 0,
             "finish": "none",
         }
         raw.setdefault("num_samples", 1)
