@@ -313,9 +313,10 @@ def test_predict_takes_a_mapping_a_row_or_a_one_item_list(pyfunc):
 
 
 def test_predict_never_matches_or_finishes_even_if_its_config_asks(tiny_checkpoint):
-    """The matching and the finish need the training image, which a logged model does not carry:
-    a model config that names them (params.yaml's UNet default since 6 Dec 2026) still samples
-    plain, as ``sindiffusion sample`` does with ``match_steps: 0`` and ``finish: none``."""
+    """The matching and the finish need the training image, which a logged model does not carry.
+    Logging keeps only the sampling settings (``sampling_of`` drops params.yaml's ``match_steps``
+    and ``finish``), but a model config written by hand may name them: it still samples plain, as
+    ``sindiffusion sample`` does with ``match_steps: 0`` and ``finish: none``."""
     base = {"sampler": "ddim", "steps": 3, "device": "cpu", "batch_size": 2}
     plain = SinDiffusionPyfunc(tiny_checkpoint, base)
     asks = SinDiffusionPyfunc(tiny_checkpoint, {**base, "match_steps": 30, "finish": "nearest"})
