@@ -294,6 +294,12 @@ class SamplingSettings:
         return SamplingSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingSettings)})
 
 
+#: The ``sample`` settings that read the processed training image, each with the value that turns it
+#: off, in the order errors name them: what a sampler without the image (the MLflow logged model)
+#: forces, and what ``sindiffusion sample`` checks the image for.
+IMAGE_FREE_SAMPLE: dict[str, Any] = {"init": "noise", "finish": "none", "match_steps": 0}
+
+
 @dataclass(frozen=True)
 class SampleConfig(SamplingSettings):
     num_samples: int = opt(10, ge=1)

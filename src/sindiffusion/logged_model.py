@@ -40,7 +40,7 @@ import numpy as np
 
 from .artifacts import sha256_file
 from .checkpoint import load_checkpoint
-from .config import Params, SamplingSettings
+from .config import IMAGE_FREE_SAMPLE, Params, SamplingSettings
 from .models.kinds import kind_of_checkpoint
 
 #: The ``python_function`` loader of a sindiffusion model (its ``MLmodel`` names this module).
@@ -178,9 +178,7 @@ class SinDiffusionPyfunc:
             **self.sampling,
             **{k: v for k, v in params.items() if k in PARAMS},
             **{INPUTS[k]: v for k, v in request.items()},
-            "init": "noise",
-            "match_steps": 0,
-            "finish": "none",
+            **IMAGE_FREE_SAMPLE,  # the start, matching and finish read the training image, not carried here
         }
         raw.setdefault("num_samples", 1)
         return Params(raw={"sample": raw}, path=f"{self.checkpoint.name} predict").section("sample")

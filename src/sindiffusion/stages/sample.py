@@ -16,7 +16,7 @@ from ..applications.patch_matching import PatchMatchFinish
 from ..applications.tiled_layout import TiledLayoutStartHook, row_heights
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
-from ..config import Params, SampleConfig
+from ..config import IMAGE_FREE_SAMPLE, Params, SampleConfig
 from ..data.io import image_to_tensor, load_image, make_grid, save_grid, save_image, tensor_to_image
 from ..diffusion import Sampler, SamplingHook, build_sampler, step_of_fraction
 from ..diffusion.x0 import x0_clip_of
@@ -119,16 +119,12 @@ def prepare(
     larger output (``preprocess.max_pixels``, the same guard as for the input files)."""
     # The file check comes before the (slow) model load; with neither file present the user is
     # told the first step to run, preprocess.
-    uses_image = [
-        f"sample.{k}={v}"
-        for k, v in (("init", cfg.init), ("finish", cfg.finish), ("match_steps", cfg.match_steps))
-        if v not in ("noise", "none", 0)
-    ]
+    uses_image = [f"sample.{k}={getattr(cfg, k)}" for k, off in IMAGE_FREE_SAMPLE.items() if getattr(cfg, k) != off]
     if uses_image and not processed.is_file():
+        *first, last = [f"sample.{k}={off}" for k, off in IMAGE_FREE_SAMPLE.items()]
         raise ValueError(
             f"{processed}: {' and '.join(uses_image)} starts from this processed training image, which is missing; "
-            "run `sindiffusion preprocess` for the image, "
-            "or set sample.init=noise, sample.finish=none and sample.match_steps=0"
+            f"run `sindiffusion preprocess` for the image, or set {', '.join(first)} and {last}"
         )
     bundle = load_bundle(checkpoint, device, use_ema=cfg.use_ema, precision=cfg.precision)
     size = output_size(bundle.train_size, cfg.height, cfg.width, cfg.scale_h, cfg.scale_w)
