@@ -327,6 +327,24 @@ class SampleConfig(SamplingSettings):
         "the image's smooth rows (sky, lawn) so objects keep their height, and match_steps matches those "
         "proportions (applications/tiled_layout.py)",
     )
+    seam_t: float = opt(
+        0.0,
+        ge=0,
+        le=1,
+        help="init: tile/auto: start a band around each seam (where the image's right edge meets its left) "
+        "from this fraction of the timesteps, the rest held at the noised layout until init_t "
+        "(applications/tiled_layout.py); 0 = off, else above init_t",
+    )
+    seam_width: float = opt(
+        0.25, gt=0, le=1, help="seam_t: width of the band around each seam, as a fraction of the image's width"
+    )
+    seam_pin: int = opt(
+        0,
+        ge=0,
+        le=256,
+        help="seam_t: while the band is redrawn, hold its coarse band to the layout's (down by this factor, "
+        "ILVR), so that no object is drawn where the layout has sky; 0 = off",
+    )
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
     layout_noise: float = opt(1.0, ge=0, le=10, help="init: native: std of the canvas' starting noise")
@@ -376,6 +394,17 @@ class SampleConfig(SamplingSettings):
             raise FieldError("layout_side", f"{self.layout_side} is smaller than layout_patch ({self.layout_patch})")
         if self.finish_patch % 2 == 0:
             raise FieldError("finish_patch", f"must be an odd integer, got {self.finish_patch}")
+        if self.seam_t:
+            if self.init not in ("tile", "auto"):
+                raise FieldError(
+                    "seam_t", f"applies to init: tile or auto (the tile start's seams), not init: {self.init}"
+                )
+            if self.seam_t <= self.init_t:
+                raise FieldError("seam_t", f"{self.seam_t:g} must be above init_t ({self.init_t:g}), or 0 (off)")
+        if self.seam_pin and not self.seam_t:
+            raise FieldError("seam_pin", "holds the band that sample.seam_t redraws: set seam_t too, or seam_pin: 0")
+        if self.seam_pin == 1:
+            raise FieldError("seam_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole band)")
         object.__setattr__(self, "match_levels", tuple(self.match_levels))
 
 

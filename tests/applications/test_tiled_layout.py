@@ -4,7 +4,8 @@ Tiny seeded images, measured: a 2x-wide layout of an image with one blob holds t
 blob's own width (the stretched ``layout`` start holds one blob twice as wide); a taller one keeps
 the vertical order; narrower and shorter ones are crops of the image; one of the training size is
 the image rolled sideways, a different roll per sample. A taller canvas with ``tile_rows: smooth``
-gives its extra rows to the smooth rows and keeps an object's height."""
+gives its extra rows to the smooth rows and keeps an object's height. With ``sample.seam_t`` the
+band around each seam starts from more noise while the rest is held at the noised layout."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import pytest
 import torch
 
 from sindiffusion.applications.layout_start import layout_of
-from sindiffusion.applications.tiled_layout import TiledLayoutStartHook, row_heights, taller_rows, tiled_canvas
+from sindiffusion.applications.tiled_layout import (
+    TiledLayoutStartHook,
+    has_seams,
+    row_heights,
+    seam_columns,
+    seam_mask,
+    taller_rows,
+    tiled_canvas,
+    tiled_columns,
+)
 from tests.applications.blobs import blob_image, blob_widths, sampling_ctx
 
 
@@ -123,3 +133,90 @@ def test_the_hook_passes_the_rows_mode_on():
     hook = TiledLayoutStartHook(img, factor=1, rows="smooth")
     hook.start(torch.zeros(2, 3, 64, 32), 50, sampling_ctx(2, size=(64, 32)))
     assert all(max(_blob_heights(lay)) <= 10 for lay in hook.layout)
+
+
+@pytest.mark.parametrize("u", [0.1, 0.5, 0.8])
+def test_the_seam_band_is_centred_on_every_place_the_image_wraps(u):
+    size = (24, 64)
+    cols = tiled_columns((24, 32), size, u)
+    assert torch.equal(tiled_canvas(blob_image(), size, (u, 0.0)), blob_image()[..., cols])
+    wraps = [j for j in range(1, 64) if cols[j] == 0]  # the image's column 0 right of its column 31
+    band = seam_mask(cols, 24, 8)
+    assert band.shape == (1, 1, 24, 64) and bool((band == band[..., :1, :]).all())  # whole columns
+    inside = torch.nonzero(band[0, 0, 0]).flatten().tolist()
+    assert inside == sorted({j + d for j in wraps for d in range(-4, 4) if 0 <= j + d < 64})
+    assert len(wraps) == (2 if int(u * 32) else 1)
+
+
+def test_no_seam_band_where_the_canvas_does_not_wrap():
+    assert not has_seams((24, 32), (24, 20)) and not has_seams((24, 32), (48, 32))  # a crop; taller
+    assert has_seams((24, 32), (24, 32)) and has_seams((24, 32), (24, 48))  # rolled; wider
+    assert seam_mask(tiled_columns((24, 32), (24, 20), 0.7), 24, 8).sum() == 0
+    assert seam_mask(tiled_columns((24, 32), (24, 32), 0.0), 24, 8).sum() == 0  # a roll by 0
+
+
+def test_the_seam_redraw_holds_all_but_the_band_at_the_noised_layout_until_the_join():
+    """Above the join step only the band keeps the denoiser's output; outside it the sample is the
+    layout noised to that step (fresh, seeded noise); from the join on nothing is replaced."""
+    img = blob_image()
+    ctx = sampling_ctx(2, size=(24, 64))
+    hook = TiledLayoutStartHook(img, factor=1, seam_width=8, join_t=50)
+    hook.start(torch.zeros(2, 3, 24, 64), 80, ctx)
+    assert hook.keep is not None and hook.keep.shape == (2, 1, 24, 64)
+    x = torch.full((2, 3, 24, 64), 5.0)  # far from anything the layout or its noise gives
+    out = hook.after_step(x, 60, None, ctx)
+    band = hook.keep == 0
+    assert bool((out == 5.0).expand_as(out)[band.expand_as(out)].all())
+    abar = ctx.diffusion.abar(60)
+    eps = (out - abar**0.5 * hook.layout) / (1 - abar) ** 0.5
+    held = eps[(~band).expand_as(out)]
+    assert abs(held.mean().item()) < 0.1 and abs(held.std().item() - 1) < 0.1  # standard normal noise
+    assert torch.equal(hook.after_step(x, 49, None, ctx), x)  # below the join: the loop's own step
+    for keep in hook.keep:  # each sample's band lies on its own seams
+        assert 0 < (keep == 0).float().mean() < 0.5
+
+
+def test_without_seam_settings_or_below_the_join_the_hook_is_the_plain_tile_start():
+    img = blob_image()
+    plain = TiledLayoutStartHook(img, factor=1)
+    late = TiledLayoutStartHook(img, factor=1, seam_width=8, join_t=50)
+    a = plain.start(torch.zeros(2, 3, 24, 64), 50, sampling_ctx(2, size=(24, 64)))
+    b = late.start(torch.zeros(2, 3, 24, 64), 50, sampling_ctx(2, size=(24, 64)))
+    assert torch.equal(a, b) and plain.keep is None and late.keep is None
+
+
+@pytest.mark.parametrize("size", [(24, 32), (24, 48), (24, 64), (24, 100)])
+def test_the_hook_records_where_each_samples_image_wraps(size):
+    """``hook.seams`` (what samples.json records) are the columns of each sample's layout whose
+    source column does not follow its left neighbour's (found here by matching every layout column
+    to the random image's columns), and there the image's first column stands right of its last."""
+    img = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    hook = TiledLayoutStartHook(img, factor=1)
+    hook.start(torch.zeros(3, 3, *size), 50, sampling_ctx(3, size=size))
+    assert len(hook.seams) == 3
+    for lay, seams in zip(hook.layout, hook.seams):
+        # [W, 32] distances from each layout column to each image column: the source is the nearest
+        source = torch.cdist(lay.permute(2, 0, 1).flatten(1), img[0].permute(2, 0, 1).flatten(1)).argmin(1)
+        assert seams == [j for j in range(1, size[1]) if source[j] != source[j - 1] + 1]
+        assert all(source[j] == 0 and source[j - 1] == 31 for j in seams)
+    assert seam_columns(torch.arange(10)) == [] and seam_columns(torch.tensor([3, 4, 0, 1])) == [2]
+
+
+def test_the_seam_pin_holds_the_bands_coarse_band_to_the_noised_layouts():
+    """With ``seam_pin`` N the band keeps the denoiser's detail but takes its low band (the sample down
+    by N) from the layout noised to that step (ILVR): a band of constant 5 (nothing like the layout)
+    comes out at the noised layout's low band; without the pin it is left as it was."""
+    img = blob_image(h=32, w=32)
+    x = torch.full((2, 3, 32, 64), 5.0)
+    plain = TiledLayoutStartHook(img, factor=1, seam_width=16, join_t=50)
+    pinned = TiledLayoutStartHook(img, factor=1, seam_width=16, join_t=50, seam_pin=4)
+    plain.start(torch.zeros_like(x), 80, sampling_ctx(2, size=(32, 64)))
+    ctx = sampling_ctx(2, size=(32, 64))
+    pinned.start(torch.zeros_like(x), 80, ctx)
+    band = (pinned.keep == 0).expand_as(x)
+    assert bool((plain.after_step(x, 60, None, sampling_ctx(2, size=(32, 64)))[band] == 5.0).all())
+    out = pinned.after_step(x, 60, None, ctx)
+    assert out[band].abs().mean() < 1.5  # the layout's scale ([-1, 1] plus noise), not 5
+    held = out[~band]  # outside the band: the noised layout itself, as without the pin
+    layout = (ctx.diffusion.abar(60) ** 0.5 * pinned.layout).expand_as(x)[~band]
+    assert abs(held.mean().item() - layout.mean().item()) < 0.1

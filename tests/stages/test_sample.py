@@ -49,6 +49,7 @@ def test_default_output(proj, capsys):
     assert meta["checkpoint_step"] == 4 and meta["checkpoint"] == "results/img/train/model.pt"
     assert (meta["sampler"], meta["steps"], meta["seed"], meta["num_samples"]) == ("ddim", 5, 0, 2)
     assert meta["sample_seconds"] > 0 and meta["seconds_per_step"] > 0
+    assert meta["seams"] is None  # not the tile start: nothing laid side by side
     a, b = _pixels(out / "sample_000.png"), _pixels(out / "sample_001.png")
     assert not np.array_equal(a, b)  # two different samples
     assert a.std() > 1  # not a flat image
@@ -183,6 +184,9 @@ def test_a_start_above_train_t_max_is_exit_2_before_anything(proj, capsys):
     assert "results/img/train/model.pt was trained only on t <= 50 (train.t_max=0.5)" in err
     assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.9") == 2
     assert "sample.init_t=0.9 starts at step 74 of 100, but" in capsys.readouterr().err
+    tile = ["--set", "sample.init=tile", "--set", "sample.init_t=0.5"]
+    assert _sample(*tile, "--set", "sample.seam_t=0.9") == 2  # the seams' band would start above t_max
+    assert "sample.seam_t=0.9 starts at step 74 of 100, but" in capsys.readouterr().err
     assert not (proj / "results/img/samples").exists()
     assert _sample("--set", "sample.init=layout", "--set", "sample.init_t=0.5") == 0
 
@@ -196,6 +200,55 @@ def test_native_and_tile_starts_with_the_unet_at_any_size(proj, height, width, s
     meta = json.loads((proj / "nat/samples.json").read_text())
     assert meta["size"] == [height, width] and meta["start"] == start
     assert _pixels(proj / "nat" / meta["files"][0]).std() > 1
+
+
+@pytest.mark.parametrize("scale_w", ["1", "1.5", "2"])
+def test_seams_redrawn_from_more_noise_at_every_size_that_wraps(proj, scale_w):
+    """``sample.seam_t``: the rolled (1x) and tiled (wider) starts run from seam_t with their seams'
+    band; the settings are recorded, and the plain tile start's samples differ from them."""
+    common = ["--set", f"sample.scale_w={scale_w}", "--set", "sample.init=tile", "--set", "sample.init_t=0.5"]
+    assert _sample(*common, "--set", "sample.seam_t=0.9", "--set", "sample.seam_width=0.5", "--out", "seam") == 0
+    pinned = ["--set", "sample.seam_t=0.9", "--set", "sample.seam_pin=4", "--out", "pinned"]
+    assert _sample(*common, *pinned) == 0
+    assert _sample(*common, "--out", "plain") == 0
+    meta = json.loads((proj / "seam/samples.json").read_text())
+    assert meta["start"] == "tile" and meta["seam_t"] == 0.9 and meta["seam_width"] == 0.5
+    # every sample's seams recorded (the same arrangements with and without the redraw), for seam-jump
+    assert meta["seams"] == json.loads((proj / "plain/samples.json").read_text())["seams"]
+    assert len(meta["seams"]) == len(meta["files"]) and all(0 < j < meta["size"][1] for s in meta["seams"] for j in s)
+    if scale_w != "1":  # wider: at least one seam in every sample (at 1x a roll by 0 has none)
+        assert all(meta["seams"])
+        assert main(["seam-jump", "seam"]) == 0
+    first = meta["files"][0]
+    assert not np.array_equal(_pixels(proj / "seam" / first), _pixels(proj / "plain" / first))
+    if scale_w != "1":  # the pin changes what the band draws
+        assert not np.array_equal(_pixels(proj / "pinned" / first), _pixels(proj / "seam" / first))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.4"],
+            "sample.seam_t: 0.4 must be above init_t (0.5)",
+        ),
+        (["sample.init=layout", "sample.seam_t=0.9"], "sample.seam_t: applies to init: tile or auto"),
+        (["sample.init=tile", "sample.seam_width=0"], "sample.seam_width"),
+        (["sample.init=tile", "sample.seam_pin=8"], "sample.seam_pin: holds the band that sample.seam_t redraws"),
+        (
+            ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=1"],
+            "sample.seam_pin: must be 0",
+        ),
+        (
+            ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=64", "sample.scale_w=2"],
+            "sample.seam_pin=64: low-pass factor N=64 is too large",
+        ),
+    ],
+)
+def test_a_bad_seam_setting_is_exit_2_naming_the_key(proj, capsys, overrides, message):
+    assert _sample(*[a for o in overrides for a in ("--set", o)], "--out", "bad") == 2
+    assert message in capsys.readouterr().err
+    assert not (proj / "bad").exists()
 
 
 def test_a_sample_larger_than_max_pixels_is_exit_2_naming_the_key(proj, capsys):

@@ -42,6 +42,17 @@ The low-pass (area down by ``init_factor``, bilinear up) blurs each seam where t
 edge meets its left edge, and the denoiser, started at ``init_t`` from this layout plus noise,
 redraws it: at ``init_t`` the coarse scales still see noise enough to join the two sides. Where the
 two edges differ a lot (a diagonal cliff, a tree cut by the border) a vertical seam can remain.
+
+**Seams redrawn from more noise** (``sample.seam_t``, off by default): a band of columns around each
+seam (:func:`seam_mask`) starts from ``seam_t`` instead, while the rest of the canvas is held at
+the layout noised to each step (SinDiffusion's eq. 6, as outpainting holds its known region) until
+the loop reaches ``init_t``; from there all of it is denoised together as before. The band gets
+enough noise for the model to draw a transition between two unrelated edges with both sides as
+context; the rest keeps the layout's freedom. Costs the steps from ``seam_t`` to ``init_t`` on
+the whole canvas. Where an object touches the image's edge the band may draw it on upwards into the
+sky (a column of trees, a spire over a ridge); ``sample.seam_pin`` holds the band's coarse band to
+the layout's meanwhile (ILVR), so only detail is redrawn. Both are options, not defaults
+(docs/results/any-size.md, "Seams redrawn from more noise").
 """
 
 from __future__ import annotations
@@ -49,10 +60,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..diffusion.gaussian import ModelOutput
 from ..diffusion.loop import SamplingContext
+from .ilvr import LowPass
 from .layout_start import LayoutStartHook, layout_of
 
-__all__ = ["TiledLayoutStartHook", "row_heights", "taller_rows", "tiled_canvas"]
+__all__ = [
+    "TiledLayoutStartHook",
+    "has_seams",
+    "row_heights",
+    "seam_columns",
+    "seam_mask",
+    "taller_rows",
+    "tiled_canvas",
+    "tiled_columns",
+]
 
 
 def taller_rows(image: torch.Tensor, height: int, mode: str = "stretch") -> torch.Tensor:
@@ -118,16 +140,50 @@ def tiled_canvas(
     if not (0 <= u < 1 and 0 <= v < 1):
         raise ValueError(f"shift must lie in [0, 1), got {shift}")
     dev = image.device
-    # Rolled at the training size only: a taller canvas of the image's width keeps its columns (its
-    # rows are stretched; a roll there was not measured).
-    roll = wc > w or (wc == w and hc == h)
-    phase = int(u * w) if roll else int(u * (w - wc + 1))
-    cols = (phase + torch.arange(wc, device=dev)) % w
+    cols = tiled_columns((h, w), size, u).to(dev)
     if hc >= h:
         rows = taller_rows(image, hc, rows_mode)
     else:
         rows = torch.arange(hc, device=dev) + int(v * (h - hc + 1))
     return image[:, :, rows][:, :, :, cols]
+
+
+def has_seams(image_size: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether a ``size = (H, W)`` canvas of an ``image_size = (h, w)`` image is tiled or rolled
+    (:func:`tiled_columns`), so that its columns may wrap from the image's right edge to its left."""
+    (h, w), (hc, wc) = image_size, size
+    # Rolled at the training size only: a taller canvas of the image's width keeps its columns (its
+    # rows are stretched; a roll there was not measured).
+    return wc > w or (wc == w and hc == h)
+
+
+def tiled_columns(image_size: tuple[int, int], size: tuple[int, int], u: float) -> torch.Tensor:
+    """The source column of each of a ``size = (H, W)`` canvas's ``W`` columns (``[W]`` long) for an
+    ``image_size = (h, w)`` image: tiled or rolled with phase ``u`` in [0, 1) of the width
+    (:func:`has_seams`), else a crop at offset ``u`` of the free range."""
+    w, wc = image_size[1], size[1]
+    phase = int(u * w) if has_seams(image_size, size) else int(u * (w - wc + 1))
+    return (phase + torch.arange(wc)) % w
+
+
+def seam_columns(cols: torch.Tensor) -> list[int]:
+    """The seams of a canvas with source columns ``cols [W]`` (:func:`tiled_columns`): each output
+    column that does not follow its left neighbour in the image (the image's right edge meeting
+    its left), i.e. the first column right of each cut; ascending, empty without a seam."""
+    return (torch.nonzero(cols[1:] != cols[:-1] + 1).flatten() + 1).tolist()
+
+
+def seam_mask(cols: torch.Tensor, height: int, width: float) -> torch.Tensor:
+    """The band around each seam (:func:`seam_columns`) of a canvas with source columns ``cols [W]``:
+    ``[1, 1, height, W]`` float, 1 in the ``round(width)`` columns centred on each seam, 0
+    elsewhere; all 0 without a seam."""
+    wc = int(cols.numel())
+    band = torch.zeros(wc)
+    half = max(1, int(round(width))) / 2
+    centres = torch.arange(wc) + 0.5
+    for j in seam_columns(cols):
+        band[(centres - j).abs() <= half] = 1.0
+    return band.expand(1, 1, height, wc).clone()
 
 
 class TiledLayoutStartHook(LayoutStartHook):
@@ -138,11 +194,32 @@ class TiledLayoutStartHook(LayoutStartHook):
     (``sample.init_factor``); ``rows``: how a taller canvas's rows are laid out (:func:`taller_rows`,
     ``sample.tile_rows``). The arrangements come from the loop's per-sample generators, so a
     sample does not depend on its batch.
+
+    ``seam_width`` (px, > 0) and ``join_t`` (a step): redraw the seams from more noise (module
+    docstring): the loop starts above ``join_t``, and after every step to ``t_prev >= join_t``
+    everything outside the band of ``seam_width`` columns around each seam (:func:`seam_mask`) is
+    replaced by the layout noised to ``t_prev``. Without either, the plain tile start.
+    ``seam_pin`` (a factor >= 2; 0 = off): at those steps the band's coarse band, the sample down by
+    ``seam_pin``, is also replaced by the noised layout's (ILVR, SinDiffusion eq. 7), so the band
+    redraws detail within the layout's large regions instead of drawing new objects into its sky.
     """
 
-    def __init__(self, image: torch.Tensor, factor: int, rows: str = "stretch") -> None:
+    def __init__(
+        self,
+        image: torch.Tensor,
+        factor: int,
+        rows: str = "stretch",
+        seam_width: float = 0.0,
+        join_t: int | None = None,
+        seam_pin: int = 0,
+    ) -> None:
         super().__init__(image)
         self.image, self.factor, self.rows = image.float(), factor, rows
+        self.seam_width, self.join_t = seam_width, join_t
+        self.pin = LowPass(seam_pin) if seam_pin else None
+        self.keep: torch.Tensor | None = None  # [B, 1, H, W]: 1 = held at the noised layout
+        #: after :meth:`start`: each sample's seams (:func:`seam_columns`), what ``samples.json`` records
+        self.seams: list[list[int]] = []
 
     def start(self, x: torch.Tensor, t: int, ctx: SamplingContext) -> torch.Tensor:
         size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -152,4 +229,18 @@ class TiledLayoutStartHook(LayoutStartHook):
         image = self.image.to(x.device)
         tiled = torch.cat([tiled_canvas(image, size, (float(u), float(v)), self.rows) for u, v in shift])
         self.layout = layout_of(tiled, self.factor, size)
+        cols = [tiled_columns((int(image.shape[-2]), int(image.shape[-1])), size, float(u)) for u, _ in shift]
+        self.seams = [seam_columns(c) for c in cols]
+        if self.seam_width > 0 and self.join_t is not None and t > self.join_t:
+            band = torch.cat([seam_mask(c, size[0], self.seam_width) for c in cols])
+            self.keep = (1.0 - band).to(x.device, x.dtype)
         return super().start(x, t, ctx)
+
+    def after_step(self, x_prev: torch.Tensor, t_prev: int, out: ModelOutput, ctx: SamplingContext) -> torch.Tensor:
+        if self.keep is None or self.join_t is None or t_prev < self.join_t:
+            return x_prev
+        abar = ctx.diffusion.abar(t_prev)
+        held = abar**0.5 * self.layout.to(x_prev.device, x_prev.dtype) + (1 - abar) ** 0.5 * ctx.randn_like(x_prev)
+        if self.pin is not None:  # eq. 7: phi(held) + x - phi(x); outside the band replaced below anyway
+            x_prev = x_prev + self.pin(held - x_prev)
+        return x_prev + self.keep * (held - x_prev)

@@ -2,7 +2,7 @@
 
 * :mod:`.stages`: ``preprocess``, ``train``, ``log-model``, ``sample``, ``images``, ``demo-image``;
 * :mod:`.studies`: the research commands ``benchmark-speed``, ``time-curve``, ``time-curve-compare``,
-  ``denoise-gap``, ``rf-study`` (:mod:`sindiffusion.studies`);
+  ``denoise-gap``, ``rf-study``, ``seam-jump`` (:mod:`sindiffusion.studies`);
 * :mod:`.evaluation`: ``evaluate``, ``weights status|fetch``;
 * :mod:`.benchmark`: ``benchmark``, ``benchmark-merge``, ``benchmark-compare`` (:mod:`sindiffusion.benchmark`);
 * :mod:`.applications`: ``manipulate`` and one command per edit kind;

@@ -1,5 +1,5 @@
 """The research commands (:mod:`sindiffusion.studies`): ``benchmark-speed``, ``time-curve``,
-``time-curve-compare``, ``denoise-gap``, ``rf-study``."""
+``time-curve-compare``, ``denoise-gap``, ``rf-study``, ``seam-jump``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable
 from ..checkpoint import load_checkpoint
 from ..runtime import PRECISIONS
 from ..stages.common import model_source
-from ..studies import curve_compare, denoise_gap, rf_study, speed, time_curve
+from ..studies import curve_compare, denoise_gap, rf_study, seams, speed, time_curve
 from .options import add_model, add_overrides, command
 from .params import load, study_inputs
 
@@ -70,6 +70,17 @@ def register(sub: argparse._SubParsersAction, add_common: Callable[..., None]) -
         help="folder with one subfolder per method (e.g. singan/, gpnn/) of published samples named like the "
         "training images: scored and shown beside the runs",
     )
+
+    p = command(sub, "seam-jump", _seam_jump, common=False)
+    p.add_argument(
+        "folders",
+        nargs="+",
+        metavar="FOLDER",
+        help="samples folders, or folders above them (a benchmark's --out, results/): every samples.json whose "
+        "samples record seams (the tile start) is scored",
+    )
+    p.add_argument("--blur", type=float, default=1.0, help="Gaussian blur (px) of the luma first (default: 1)")
+    p.add_argument("--csv", help="also write the rows to this CSV file")
 
     p = command(sub, "denoise-gap", _denoise_gap, image=False)
     add_model(p, "a UNet checkpoint (results/<image>/train/model.pt)", required=True)
@@ -143,6 +154,22 @@ def _time_curve_compare(args: argparse.Namespace) -> None:
         f"time-curve-compare: {len(picks)} runs on {len(result['settings']['images'])} images -> "
         f"{result['files']['markdown']}, {args.out}/sheets/"
     )
+
+
+def _seam_jump(args: argparse.Namespace) -> None:
+    """how visible the tile start's seams are: the jump across each recorded seam column over the
+    sample's mean column jump (1 = like any column)"""
+    if args.blur < 0:
+        raise ValueError(f"--blur must be >= 0, got {args.blur}")
+    rows = seams.score_tree(args.folders, args.blur)
+    if not rows:
+        raise ValueError(f"no samples with seams under {', '.join(args.folders)} (only the tile start records seams)")
+    print(f"{'folder':60s} samples seams jump_mean jump_max")
+    for r in rows:
+        print(f"{r['folder']:60s} {r['samples']:7d} {r['seams']:5d} {r['jump_mean']:9.3f} {r['jump_max']:8.3f}")
+    if args.csv:
+        seams.write_csv(args.csv, rows)
+        print(f"seam-jump: {args.csv}")
 
 
 def _denoise_gap(args: argparse.Namespace) -> None:

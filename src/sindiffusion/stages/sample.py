@@ -9,11 +9,12 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..applications.ilvr import LowPass
 from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
 from ..applications.patch_matching import PatchMatchFinish
-from ..applications.tiled_layout import TiledLayoutStartHook, row_heights
+from ..applications.tiled_layout import TiledLayoutStartHook, has_seams, row_heights
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import IMAGE_FREE_SAMPLE, Params, SampleConfig
@@ -73,6 +74,7 @@ def run(
                 "device": str(device),
                 **dataclasses.asdict(cfg),
                 "start": prepared.start,
+                "seams": prepared.seams(),
                 **timings,
             }
             write_json(tmp / "samples.json", meta)
@@ -100,6 +102,14 @@ class Prepared:
     t_start: int | None = None
     start: str = "noise"
     """The start used (``sample.init`` with ``auto`` resolved): ``noise``, ``layout``, ``tile`` or ``native``."""
+    tile_starts: list[TiledLayoutStartHook] = dataclasses.field(default_factory=list, compare=False)
+    """With the ``tile`` start: its hooks, one per batch, as :func:`draw` built them (in sample order)."""
+
+    def seams(self) -> list[list[int]] | None:
+        """Each sample of the last :func:`draw`'s seams, the first column right of each place where
+        the tiled image's right edge meets its left (``tile`` start; else None). Recorded in
+        ``samples.json`` so that a seam can be found and scored (``sindiffusion seam-jump``)."""
+        return [cols for hook in self.tile_starts for cols in hook.seams] if self.start == "tile" else None
 
 
 def prepare(
@@ -173,8 +183,25 @@ def prepare(
         layout = layout_of(image, cfg.init_factor, size)
         return Prepared(bundle, size, sampler, lambda begin, end: [LayoutStartHook(layout), *finish], t_start, start)
     if start == "tile":
-        tiled = lambda begin, end: [TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows), *finish]  # noqa: E731
-        return Prepared(bundle, size, sampler, tiled, t_start, start)
+        seam_width, join_t = 0.0, None
+        if cfg.seam_t and has_seams(bundle.train_size, size):
+            # The seams' band starts from more noise; the rest joins at init_t (tiled_layout.py).
+            seam_width, join_t = cfg.seam_width * bundle.train_size[1], t_start
+            t_start = step_of_fraction(cfg.seam_t, bundle.diffusion.num_timesteps)
+            bundle.check_start(sampler, t_start, f"sample.seam_t={cfg.seam_t:g}")
+            if cfg.seam_pin:
+                try:
+                    LowPass(cfg.seam_pin).check(*size)
+                except ValueError as err:
+                    raise ValueError(f"sample.seam_pin={cfg.seam_pin}: {err}") from err
+
+        starts: list[TiledLayoutStartHook] = []
+
+        def tiled(begin: int, end: int) -> list[SamplingHook]:
+            starts.append(TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, cfg.seam_pin))
+            return [starts[-1], *finish]
+
+        return Prepared(bundle, size, sampler, tiled, t_start, start, starts)
     options = {
         "side": cfg.layout_side,
         "patch": cfg.layout_patch,
@@ -191,6 +218,7 @@ def draw(cfg: SampleConfig, prepared: Prepared, label: str, progress: bool) -> t
     ``([num, 3, H, W] in [-1, 1], timings)``. Every caller that scores "the samples of this config"
     (the sample stage, ``time-curve``) draws them here, so they agree."""
     p = prepared
+    p.tile_starts.clear()  # Prepared.seams() reports this draw's samples
     n_batches = -(-cfg.num_samples // cfg.batch_size)
     bar = make_progress(label, n_batches * len(p.sampler.visited(p.t_start)), progress, unit="step")
     samples, timings = generate(
