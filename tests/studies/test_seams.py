@@ -73,6 +73,10 @@ def test_bad_folders_and_records_are_exit_2_naming_the_file(tmp_path, capsys):
     bad = _samples_folder(tmp_path / "bad/x", [[20]])  # two files, seams for one
     assert main(["seam-jump", str(tmp_path / "bad")]) == 2
     assert f"{bad / 'samples.json'}: 2 files but seams for 1 samples" in capsys.readouterr().err
+    (bad / "sample_001.png").write_bytes(b"not a png")  # a corrupt sample: the checks every input image gets
+    (bad / "samples.json").write_text(json.dumps({"files": ["sample_001.png"], "seams": [[20]]}))
+    assert main(["seam-jump", str(tmp_path / "bad")]) == 2
+    assert str(bad / "sample_001.png") in capsys.readouterr().err
     (bad / "samples.json").write_text("{")
     assert main(["seam-jump", str(bad)]) == 2
     assert "cannot read the samples' record" in capsys.readouterr().err

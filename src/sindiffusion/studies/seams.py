@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from ..artifacts import atomic_write
+from ..data.io import open_image
 
 COLUMNS = ("folder", "samples", "seams", "jump_mean", "jump_max")
 
@@ -75,7 +75,7 @@ def score_folder(folder: str | Path, blur: float = 1.0) -> dict[str, Any] | None
         raise ValueError(f"{meta_path}: {len(files)} files but seams for {len(seams)} samples")
     values: list[float] = []
     for name, cols in zip(files, seams):
-        luma = np.asarray(Image.open(folder / name).convert("L"), dtype=np.float64) / 255.0
+        luma = np.asarray(open_image(folder / name).convert("L"), dtype=np.float64) / 255.0
         values += seam_jumps(luma, list(cols), blur)
     return {
         "folder": str(folder),
