@@ -333,7 +333,7 @@ class SampleConfig(SamplingSettings):
         le=1,
         help="init: tile/auto: start a band around each seam (where the image's right edge meets its left) "
         "from this fraction of the timesteps, the rest held at the noised layout until init_t "
-        "(applications/tiled_layout.py); 0 = off, else above init_t",
+        "(applications/tiled_layout.py); 0, or not above init_t = off (the seams start with the rest)",
     )
     seam_width: float = opt(
         0.25, gt=0, le=1, help="seam_t: width of the band around each seam, as a fraction of the image's width"
@@ -343,7 +343,8 @@ class SampleConfig(SamplingSettings):
         ge=0,
         le=256,
         help="seam_t: while the band is redrawn, hold its coarse band to the layout's (down by this factor, "
-        "ILVR), so that no object is drawn where the layout has sky; 0 = off",
+        "ILVR), so that no object is drawn where the layout has sky; at most a quarter of the output's "
+        "short side (a smaller output gets that); 0 = off",
     )
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
@@ -387,6 +388,11 @@ class SampleConfig(SamplingSettings):
             return self.init
         return "layout" if tuple(size) == tuple(train_size) else "tile"
 
+    def seam_redraw_t(self, start: str) -> float:
+        """The fraction of the timesteps the seams' band starts from with the resolved ``start``
+        (:meth:`start_kind`): ``seam_t`` where it redraws (the tile start, above ``init_t``), else 0."""
+        return self.seam_t if start == "tile" and self.seam_t > self.init_t else 0.0
+
     def __post_init__(self) -> None:
         if self.layout_patch % 2 == 0:
             raise FieldError("layout_patch", f"must be an odd integer, got {self.layout_patch}")
@@ -394,15 +400,9 @@ class SampleConfig(SamplingSettings):
             raise FieldError("layout_side", f"{self.layout_side} is smaller than layout_patch ({self.layout_patch})")
         if self.finish_patch % 2 == 0:
             raise FieldError("finish_patch", f"must be an odd integer, got {self.finish_patch}")
-        if self.seam_t:
-            if self.init not in ("tile", "auto"):
-                raise FieldError(
-                    "seam_t", f"applies to init: tile or auto (the tile start's seams), not init: {self.init}"
-                )
-            if self.seam_t <= self.init_t:
-                raise FieldError("seam_t", f"{self.seam_t:g} must be above init_t ({self.init_t:g}), or 0 (off)")
-        if self.seam_pin and not self.seam_t:
-            raise FieldError("seam_pin", "holds the band that sample.seam_t redraws: set seam_t too, or seam_pin: 0")
+        # seam_t and seam_pin are sub-options of the tile start, ignored where it is not used (as the
+        # layout_* keys are without init: native), so that turning the start, the redraw or init_t
+        # another way never needs a second key changed: see seam_redraw_t.
         if self.seam_pin == 1:
             raise FieldError("seam_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole band)")
         object.__setattr__(self, "match_levels", tuple(self.match_levels))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sindiffusion.applications.ilvr import LowPass
 from sindiffusion.applications.layout_start import layout_of
 from sindiffusion.applications.tiled_layout import (
     TiledLayoutStartHook,
@@ -19,6 +20,7 @@ from sindiffusion.applications.tiled_layout import (
     row_heights,
     seam_columns,
     seam_mask,
+    seam_pin_factor,
     taller_rows,
     tiled_canvas,
     tiled_columns,
@@ -220,3 +222,11 @@ def test_the_seam_pin_holds_the_bands_coarse_band_to_the_noised_layouts():
     held = out[~band]  # outside the band: the noised layout itself, as without the pin
     layout = (ctx.diffusion.abar(60) ** 0.5 * pinned.layout).expand_as(x)[~band]
     assert abs(held.mean().item() - layout.mean().item()) < 0.1
+
+
+def test_seam_pin_factor_is_capped_at_a_quarter_of_the_short_side():
+    assert seam_pin_factor(16, (96, 192)) == 16
+    assert seam_pin_factor(16, (40, 96)) == 10  # 40 // 4: the held band keeps LowPass's 4 px minimum
+    LowPass(seam_pin_factor(64, (41, 96))).check(41, 96)
+    assert seam_pin_factor(16, (7, 200)) == 0  # a factor below 2 would hold the whole band: no pin
+    assert seam_pin_factor(0, (96, 192)) == 0

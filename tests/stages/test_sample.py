@@ -228,27 +228,46 @@ def test_seams_redrawn_from_more_noise_at_every_size_that_wraps(proj, scale_w):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (
-            ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.4"],
-            "sample.seam_t: 0.4 must be above init_t (0.5)",
-        ),
-        (["sample.init=layout", "sample.seam_t=0.9"], "sample.seam_t: applies to init: tile or auto"),
         (["sample.init=tile", "sample.seam_width=0"], "sample.seam_width"),
-        (["sample.init=tile", "sample.seam_pin=8"], "sample.seam_pin: holds the band that sample.seam_t redraws"),
         (
             ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=1"],
             "sample.seam_pin: must be 0",
         ),
-        (
-            ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=64", "sample.scale_w=2"],
-            "sample.seam_pin=64: low-pass factor N=64 is too large",
-        ),
+        (["sample.init=tile", "sample.seam_t=1.5"], "sample.seam_t"),
     ],
 )
 def test_a_bad_seam_setting_is_exit_2_naming_the_key(proj, capsys, overrides, message):
     assert _sample(*[a for o in overrides for a in ("--set", o)], "--out", "bad") == 2
     assert message in capsys.readouterr().err
     assert not (proj / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides,redraw",
+    [
+        # the tile start with seams and seam_t above init_t: redrawn, the pin capped at a quarter of the
+        # output's short side (40 px high: 10)
+        (["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=64"], (0.9, 10)),
+        (["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=4"], (0.9, 4)),
+        # seam_t not above init_t: the seams start with the rest (nothing to redraw)
+        (["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.4", "sample.seam_pin=4"], None),
+        # other starts have no seams; seam_pin without seam_t is unused (sub-options, as layout_* are)
+        (["sample.init=layout", "sample.seam_t=0.9", "sample.seam_pin=4"], None),
+        (["sample.init=tile", "sample.seam_t=0", "sample.seam_pin=8"], None),
+    ],
+)
+def test_seam_settings_the_start_cannot_use_are_ignored_and_recorded(proj, overrides, redraw):
+    """The seam keys are sub-options of the tile start: where they cannot act (another start, seam_t
+    at or below init_t, no seam_t) sampling runs as without them, so that a default redraw never makes
+    another setting an error; ``samples.json``'s ``seam_redraw`` says what was used."""
+    sets = [a for o in [*overrides, "sample.scale_w=2"] for a in ("--set", o)]
+    assert _sample(*sets, "--out", "s") == 0
+    meta = json.loads((proj / "s/samples.json").read_text())
+    if redraw is None:
+        assert meta["seam_redraw"] is None
+    else:
+        assert (meta["seam_redraw"]["seam_t"], meta["seam_redraw"]["seam_pin"]) == redraw
+        assert meta["seam_redraw"]["seam_width_px"] == pytest.approx(0.25 * meta["size"][1] / 2)
 
 
 def test_a_sample_larger_than_max_pixels_is_exit_2_naming_the_key(proj, capsys):

@@ -43,7 +43,7 @@ edge meets its left edge, and the denoiser, started at ``init_t`` from this layo
 redraws it: at ``init_t`` the coarse scales still see noise enough to join the two sides. Where the
 two edges differ a lot (a diagonal cliff, a tree cut by the border) a vertical seam can remain.
 
-**Seams redrawn from more noise** (``sample.seam_t``, off by default): a band of columns around each
+**Seams redrawn from more noise** (``sample.seam_t``; 0 = off): a band of columns around each
 seam (:func:`seam_mask`) starts from ``seam_t`` instead, while the rest of the canvas is held at
 the layout noised to each step (SinDiffusion's eq. 6, as outpainting holds its known region) until
 the loop reaches ``init_t``; from there all of it is denoised together as before. The band gets
@@ -51,8 +51,9 @@ enough noise for the model to draw a transition between two unrelated edges with
 context; the rest keeps the layout's freedom. Costs the steps from ``seam_t`` to ``init_t`` on
 the whole canvas. Where an object touches the image's edge the band may draw it on upwards into the
 sky (a column of trees, a spire over a ridge); ``sample.seam_pin`` holds the band's coarse band to
-the layout's meanwhile (ILVR), so only detail is redrawn. Both are options, not defaults
-(docs/results/any-size.md, "Seams redrawn from more noise").
+the layout's meanwhile (ILVR), so only detail is redrawn (capped by :func:`seam_pin_factor` for
+small outputs). ``params.yaml`` (the UNet) sets both, ``configs/patch.yaml`` neither
+(docs/results/any-size.md, "The seam redraw with its pin").
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "row_heights",
     "seam_columns",
     "seam_mask",
+    "seam_pin_factor",
     "taller_rows",
     "tiled_canvas",
     "tiled_columns",
@@ -184,6 +186,14 @@ def seam_mask(cols: torch.Tensor, height: int, width: float) -> torch.Tensor:
     for j in seam_columns(cols):
         band[(centres - j).abs() <= half] = 1.0
     return band.expand(1, 1, height, wc).clone()
+
+
+def seam_pin_factor(pin: int, size: tuple[int, int]) -> int:
+    """``sample.seam_pin`` for an output of ``size`` (H, W): at most a quarter of the short side, so
+    the held coarse band is at least 4 px (:class:`~.ilvr.LowPass`'s minimum) and a default pin also
+    serves small outputs; 0 (no pin) where that leaves a factor below 2."""
+    pin = min(int(pin), min(size) // 4)
+    return pin if pin >= 2 else 0
 
 
 class TiledLayoutStartHook(LayoutStartHook):

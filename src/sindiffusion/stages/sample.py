@@ -9,12 +9,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..applications.ilvr import LowPass
 from ..applications.layout_start import LayoutStartHook, layout_of
 from ..applications.native_layout import NativeLayoutStartHook
 from ..applications.nearest_finish import NearestPatchFinish
 from ..applications.patch_matching import PatchMatchFinish
-from ..applications.tiled_layout import TiledLayoutStartHook, has_seams, row_heights
+from ..applications.tiled_layout import TiledLayoutStartHook, has_seams, row_heights, seam_pin_factor
 from ..artifacts import sha256_file, write_json, writing_dir
 from ..checkpoint import check_checkpoint_image
 from ..config import IMAGE_FREE_SAMPLE, Params, SampleConfig
@@ -75,6 +74,7 @@ def run(
                 **dataclasses.asdict(cfg),
                 "start": prepared.start,
                 "seams": prepared.seams(),
+                "seam_redraw": prepared.seam_redraw,
                 **timings,
             }
             write_json(tmp / "samples.json", meta)
@@ -104,6 +104,9 @@ class Prepared:
     """The start used (``sample.init`` with ``auto`` resolved): ``noise``, ``layout``, ``tile`` or ``native``."""
     tile_starts: list[TiledLayoutStartHook] = dataclasses.field(default_factory=list, compare=False)
     """With the ``tile`` start: its hooks, one per batch, as :func:`draw` built them (in sample order)."""
+    seam_redraw: dict[str, float] | None = None
+    """Where the seams' band is redrawn from more noise: ``{"seam_t", "seam_width_px", "seam_pin"}`` as
+    used (``seam_pin`` after :func:`seam_pin_factor`); None where it is not (no seams, or off)."""
 
     def seams(self) -> list[list[int]] | None:
         """Each sample of the last :func:`draw`'s seams, the first column right of each place where
@@ -183,25 +186,23 @@ def prepare(
         layout = layout_of(image, cfg.init_factor, size)
         return Prepared(bundle, size, sampler, lambda begin, end: [LayoutStartHook(layout), *finish], t_start, start)
     if start == "tile":
-        seam_width, join_t = 0.0, None
-        if cfg.seam_t and has_seams(bundle.train_size, size):
+        seam_width, join_t, pin, redraw = 0.0, None, 0, None
+        seam_t = cfg.seam_redraw_t(start)
+        if seam_t and has_seams(bundle.train_size, size):
             # The seams' band starts from more noise; the rest joins at init_t (tiled_layout.py).
             seam_width, join_t = cfg.seam_width * bundle.train_size[1], t_start
-            t_start = step_of_fraction(cfg.seam_t, bundle.diffusion.num_timesteps)
-            bundle.check_start(sampler, t_start, f"sample.seam_t={cfg.seam_t:g}")
-            if cfg.seam_pin:
-                try:
-                    LowPass(cfg.seam_pin).check(*size)
-                except ValueError as err:
-                    raise ValueError(f"sample.seam_pin={cfg.seam_pin}: {err}") from err
+            t_start = step_of_fraction(seam_t, bundle.diffusion.num_timesteps)
+            bundle.check_start(sampler, t_start, f"sample.seam_t={seam_t:g}")
+            pin = seam_pin_factor(cfg.seam_pin, size)
+            redraw = {"seam_t": seam_t, "seam_width_px": seam_width, "seam_pin": pin}
 
         starts: list[TiledLayoutStartHook] = []
 
         def tiled(begin: int, end: int) -> list[SamplingHook]:
-            starts.append(TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, cfg.seam_pin))
+            starts.append(TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, pin))
             return [starts[-1], *finish]
 
-        return Prepared(bundle, size, sampler, tiled, t_start, start, starts)
+        return Prepared(bundle, size, sampler, tiled, t_start, start, starts, redraw)
     options = {
         "side": cfg.layout_side,
         "patch": cfg.layout_patch,
