@@ -312,7 +312,7 @@ class SampleConfig(SamplingSettings):
         "noise",
         help="noise: pure noise; layout: the training image's low-pass stretched to the output size, noised "
         "to init_t (SDEdit); tile: the image tiled to the output size with a random phase (taller: rows "
-        "as tile_rows says; at the training size rolled sideways: more varied samples, one seam), then as layout, "
+        "as tile_rows says; at the training size as tile_cols says: more varied samples), then as layout, "
         "so structures keep their size (applications/tiled_layout.py); "
         "native: a layout synthesised at the output size from the image's coarse patches "
         "(applications/native_layout.py); auto: layout at the training size, tile at any other size",
@@ -326,6 +326,12 @@ class SampleConfig(SamplingSettings):
         help="init: tile, a taller canvas: stretch: every row stretched evenly; smooth: the extra rows go to "
         "the image's smooth rows (sky, lawn) so objects keep their height, and match_steps matches those "
         "proportions (applications/tiled_layout.py)",
+    )
+    tile_cols: Literal["roll", "swap"] = opt(
+        "roll",
+        help="init: tile at the training size: roll: the image rolled sideways by a random phase (one seam, "
+        "objects at the phase cut by the canvas's edges); swap: two adjacent inner strips swapped, cut where "
+        "the columns agree (three seams; the image's edges stay the canvas's) (applications/tiled_layout.py)",
     )
     seam_t: float = opt(
         0.0,

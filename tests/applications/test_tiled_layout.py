@@ -3,7 +3,8 @@
 Tiny seeded images, measured: a 2x-wide layout of an image with one blob holds two blobs of the
 blob's own width (the stretched ``layout`` start holds one blob twice as wide); a taller one keeps
 the vertical order; narrower and shorter ones are crops of the image; one of the training size is
-the image rolled sideways, a different roll per sample. A taller canvas with ``tile_rows: smooth``
+the image rolled sideways, a different roll per sample, or with ``tile_cols: swap`` two inner strips
+swapped where the columns agree. A taller canvas with ``tile_rows: smooth``
 gives its extra rows to the smooth rows and keeps an object's height. With ``sample.seam_t`` the
 band around each seam starts from more noise while the rest is held at the noised layout."""
 
@@ -21,6 +22,8 @@ from sindiffusion.applications.tiled_layout import (
     seam_columns,
     seam_mask,
     seam_pin_factor,
+    swap_arrangements,
+    swapped_columns,
     taller_rows,
     tiled_canvas,
     tiled_columns,
@@ -230,3 +233,63 @@ def test_seam_pin_factor_is_capped_at_a_quarter_of_the_short_side():
     LowPass(seam_pin_factor(64, (41, 96))).check(41, 96)
     assert seam_pin_factor(16, (7, 200)) == 0  # a factor below 2 would hold the whole band: no pin
     assert seam_pin_factor(0, (96, 192)) == 0
+
+
+def _periodic_image(period: int = 8, width: int = 64) -> torch.Tensor:
+    """``[1, 3, 16, width]``: random columns repeating every ``period`` columns."""
+    pattern = torch.rand(1, 3, 16, period, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return pattern.repeat(1, 1, 1, width // period)
+
+
+def test_swapped_strips_are_cut_where_the_columns_agree():
+    """Columns repeating every 8: a junction joins two alike columns exactly when the strips' cuts
+    lie a multiple of 8 apart, so the cheapest arrangements are those, and they leave the image as
+    it is; every arrangement kept is a valid cut (strips and edges wide enough)."""
+    img = _periodic_image()
+    arr = swap_arrangements(img)
+    assert arr.ndim == 2 and arr.shape[1] == 3 and arr.shape[0] > 1
+    a, b, c = arr.T
+    assert bool(((a >= 8) & (b - a >= 8) & (c - b >= 8) & (64 - c >= 8)).all())  # an eighth of 64
+    for u in (0.0, 0.1):  # the cheapest tenth of the pool: the cost-free cuts (1/64 of all, in 1/20)
+        cols = swapped_columns(64, arr, u)
+        assert torch.equal(img[..., cols], img)
+    # a random image: the drawn arrangement is a permutation with three seams and both image edges kept
+    rnd = torch.rand(1, 3, 16, 64, generator=torch.Generator().manual_seed(1))
+    cols = swapped_columns(64, swap_arrangements(rnd), 0.5)
+    assert sorted(cols.tolist()) == list(range(64)) and cols[0] == 0 and cols[-1] == 63
+    assert len(seam_columns(cols)) == 3
+
+
+def test_swapped_strips_keep_a_blobs_width_and_move_it():
+    """A 32-px-wide image with one 8-px blob: a swap keeps the blob's width (it is not cut: the
+    cheap cuts are in the flat background) and some arrangements move it."""
+    img = blob_image()
+    arr = swap_arrangements(img)
+    layouts = [img[..., swapped_columns(32, arr, u)] for u in (0.0, 0.25, 0.5, 0.75, 0.99)]
+    assert all(blob_widths(lay[0]) == [8] for lay in layouts)
+    assert any(not torch.equal(lay, img) for lay in layouts)
+
+
+def test_an_image_too_narrow_to_cut_is_left_as_it_is():
+    img = torch.rand(1, 3, 8, 3)
+    arr = swap_arrangements(img)
+    assert arr.shape == (0, 3) and torch.equal(swapped_columns(3, arr, 0.7), torch.arange(3))
+
+
+def test_the_hook_swaps_at_the_training_size_only_and_records_the_seams():
+    """``cols="swap"``: at the training size each sample gets its own swapped arrangement (three seams
+    recorded); at 2x wide the tiles are as with the roll."""
+    img = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    hook = TiledLayoutStartHook(img, factor=1, cols="swap")
+    hook.start(torch.zeros(4, 3, 24, 32), 50, sampling_ctx(4, size=(24, 32)))
+    assert all(len(s) == 3 for s in hook.seams)
+    for lay in hook.layout:
+        source = torch.cdist(lay.permute(2, 0, 1).flatten(1), img[0].permute(2, 0, 1).flatten(1)).argmin(1)
+        assert sorted(source.tolist()) == list(range(32)) and source[0] == 0 and source[-1] == 31
+    assert len({tuple(s) for s in hook.seams}) > 1  # not one arrangement for the batch
+    wide, roll = TiledLayoutStartHook(img, factor=1, cols="swap"), TiledLayoutStartHook(img, factor=1)
+    for h in (wide, roll):
+        h.start(torch.zeros(2, 3, 24, 64), 50, sampling_ctx(2, size=(24, 64)))
+    assert torch.equal(wide.layout, roll.layout)
+    with pytest.raises(ValueError, match="cols must be"):
+        TiledLayoutStartHook(img, factor=1, cols="shuffle")

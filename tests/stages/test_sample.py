@@ -225,9 +225,29 @@ def test_seams_redrawn_from_more_noise_at_every_size_that_wraps(proj, scale_w):
         assert not np.array_equal(_pixels(proj / "pinned" / first), _pixels(proj / "seam" / first))
 
 
+def test_swapped_strips_at_the_training_size(proj):
+    """``sample.tile_cols: swap``: at the training size each sample's layout has two inner strips of
+    the image swapped (three seams recorded, redrawn like the roll's); at any other size it changes
+    nothing."""
+    common = ["--set", "sample.init=tile", "--set", "sample.init_t=0.5", "--set", "sample.seam_t=0.9"]
+    swap = ["--set", "sample.tile_cols=swap"]
+    assert _sample(*common, *swap, "--out", "swap") == 0
+    assert _sample(*common, "--out", "roll") == 0
+    meta = json.loads((proj / "swap/samples.json").read_text())
+    assert meta["tile_cols"] == "swap" and meta["seam_redraw"] is not None
+    assert [len(s) for s in meta["seams"]] == [3, 3]
+    assert meta["seams"] != json.loads((proj / "roll/samples.json").read_text())["seams"]
+    wide = ["--set", "sample.scale_w=2"]
+    assert _sample(*common, *swap, *wide, "--out", "wswap") == 0
+    assert _sample(*common, *wide, "--out", "wroll") == 0
+    first = meta["files"][0]
+    assert np.array_equal(_pixels(proj / "wswap" / first), _pixels(proj / "wroll" / first))
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [
+        (["sample.tile_cols=shuffle"], "sample.tile_cols"),
         (["sample.init=tile", "sample.seam_width=0"], "sample.seam_width"),
         (
             ["sample.init=tile", "sample.init_t=0.5", "sample.seam_t=0.9", "sample.seam_pin=1"],

@@ -17,13 +17,17 @@ low-pass (:func:`~.layout_start.layout_of`), one arrangement per sample:
 
 * **columns**: wider: the image tiled side by side with a random phase (``W = 2w``: two copies,
   cut at a random column, so two volcanoes of the image's size, in other places in every sample);
-  as wide (the training size, ``sample.init: tile`` only: ``auto`` uses ``layout`` there): the image
-  rolled sideways by a random phase, so each sample's layout differs (Places50 1-25, 128 px, with
-  ``init_t`` 0.5: pixel diversity 0.19 -> 0.42 for the patch model, 0.30 -> 0.49 for the UNet) at
-  the price of one seam where the image's right edge meets its left; narrower: a crop at a random
-  offset. Overlapping the copies and cutting between them where they
-  agree (image quilting's minimum-error cut) was measured worse: Places50 1-25 at 2x wide, patch
-  SWD 0.0159 -> 0.0203, and salient objects (a red slide, a golfer) dropped out of the samples;
+  as wide (the training size, ``sample.init: tile`` only: ``auto`` uses ``layout`` there): with
+  ``sample.tile_cols: swap`` (both configs' default) the image with two adjacent inner strips
+  swapped where its columns agree (:func:`swap_arrangements`), so each sample's layout differs while
+  objects keep their size and the image's edges stay the canvas's (Places50 1-25, 128 px: pixel
+  diversity 0.22 -> 0.30 for the patch model, 0.28 -> 0.37 for the UNet, patch SWD +17-18 %; three
+  seams); with ``roll`` the image rolled sideways by a random phase (with ``init_t`` 0.5: 0.19 ->
+  0.42 and 0.30 -> 0.49, mostly a translation, one seam where the image's right edge meets its left,
+  an object at the phase cut by the canvas's edges); narrower: a crop at a random offset.
+  Overlapping the wider canvas's copies and cutting between them where they agree (image
+  quilting's minimum-error cut) was measured worse: Places50 1-25 at 2x wide, patch SWD 0.0159 ->
+  0.0203, and salient objects (a red slide, a golfer) dropped out of the samples;
   mirrored copies (no seam at all) too: 0.0159 -> 0.0202, lower on 3 of 25;
 * **rows**: taller: by default (``sample.tile_rows: stretch``) the image's rows resampled to ``H``
   (the scene stretched vertically, as the ``layout`` start does; tiling rows stacks a second horizon
@@ -73,6 +77,8 @@ __all__ = [
     "seam_columns",
     "seam_mask",
     "seam_pin_factor",
+    "swap_arrangements",
+    "swapped_columns",
     "taller_rows",
     "tiled_canvas",
     "tiled_columns",
@@ -168,6 +174,58 @@ def tiled_columns(image_size: tuple[int, int], size: tuple[int, int], u: float) 
     return (phase + torch.arange(wc)) % w
 
 
+#: ``swap_arrangements``: the swapped strips' least width and the outer strips' least width, as fractions
+#: of the image's width, and the fraction of the cheapest arrangements one is drawn from.
+SWAP_MIN_STRIP, SWAP_MIN_EDGE, SWAP_POOL = 0.125, 0.125, 0.05
+#: at most this many candidate cut columns (evenly spaced) are searched, so that a wide image costs
+#: about as much as a 128 px one (128^3 / 6 arrangements)
+SWAP_MAX_CUTS = 128
+
+
+def swap_arrangements(image: torch.Tensor) -> torch.Tensor:
+    """The cheapest ways to swap two adjacent inner strips of ``image [B, C, h, w]``'s columns,
+    ``A B C D -> A C B D`` (``sample.tile_cols: swap``): ``[n, 3]`` long, the cuts ``(a, b, c)``
+    (``B = [a, b)``, ``C = [b, c)``), cheapest first; ``n = 0`` for an image too narrow to cut.
+
+    An arrangement costs the mean squared difference (image 3x3 box-blurred) of the two columns
+    that meet at each new junction, ``A|C``, ``C|B`` and ``B|D``, so the cuts fall where the
+    image's columns agree (sky next to sky, brush next to brush). Kept: the cheapest
+    :data:`SWAP_POOL` of all arrangements with ``B`` and ``C`` at least :data:`SWAP_MIN_STRIP` and
+    ``A`` and ``D`` at least :data:`SWAP_MIN_EDGE` of the width wide. Only the first image of the
+    batch is read.
+    """
+    w = int(image.shape[-1])
+    low = F.avg_pool2d(image[:1].float().cpu(), 3, stride=1, padding=1, count_include_pad=False)[0]
+    cols = low.permute(2, 0, 1).reshape(w, -1)  # [w, C*h]
+    diff = torch.cdist(cols, cols).square() / cols.shape[1]  # [w, w]: column i next to column j
+    edge, strip = max(1, round(SWAP_MIN_EDGE * w)), max(1, round(SWAP_MIN_STRIP * w))
+    cuts = torch.arange(1, w, max(1, -(-w // SWAP_MAX_CUTS)))
+    a, b, c = torch.meshgrid(cuts, cuts, cuts, indexing="ij")
+    ok = (a >= edge) & (b - a >= strip) & (c - b >= strip) & (w - c >= edge)
+    a, b, c = a[ok], b[ok], c[ok]
+    if a.numel() == 0:
+        return torch.zeros((0, 3), dtype=torch.long)
+    # A|C joins column a-1 to b, C|B joins c-1 to a, B|D joins b-1 to c.
+    cost = diff[a - 1, b] + diff[c - 1, a] + diff[b - 1, c]
+    keep = torch.topk(cost, max(1, int(SWAP_POOL * cost.numel())), largest=False).indices  # ascending
+    return torch.stack([a[keep], b[keep], c[keep]], dim=1)
+
+
+def swapped_columns(width: int, arrangements: torch.Tensor, u: float) -> torch.Tensor:
+    """The source column of each of ``width`` columns (``[width]`` long) with the strips of one of
+    ``arrangements [n, 3]`` (:func:`swap_arrangements`) swapped, drawn with ``u`` in [0, 1); the
+    columns unchanged where ``n = 0``. The canvas keeps the image's own left and right edges (a
+    roll cuts whatever object lies at its phase with the canvas's edges) and uses every column
+    once, so objects keep their size and the image its proportions; what changes is where the
+    strips' objects stand."""
+    idx = torch.arange(width)
+    n = int(arrangements.shape[0])
+    if n == 0:
+        return idx
+    a, b, c = (int(v) for v in arrangements[min(n - 1, int(u * n))])
+    return torch.cat([idx[:a], idx[b:c], idx[a:b], idx[c:]])
+
+
 def seam_columns(cols: torch.Tensor) -> list[int]:
     """The seams of a canvas with source columns ``cols [W]`` (:func:`tiled_columns`): each output
     column that does not follow its left neighbour in the image (the image's right edge meeting
@@ -222,9 +280,13 @@ class TiledLayoutStartHook(LayoutStartHook):
         seam_width: float = 0.0,
         join_t: int | None = None,
         seam_pin: int = 0,
+        cols: str = "roll",
     ) -> None:
         super().__init__(image)
-        self.image, self.factor, self.rows = image.float(), factor, rows
+        if cols not in ("roll", "swap"):
+            raise ValueError(f"cols must be 'roll' or 'swap', got {cols!r}")
+        self.image, self.factor, self.rows, self.cols = image.float(), factor, rows, cols
+        self.arrangements: torch.Tensor | None = None  # cols: swap, swap_arrangements of the image
         self.seam_width, self.join_t = seam_width, join_t
         self.pin = LowPass(seam_pin) if seam_pin else None
         self.keep: torch.Tensor | None = None  # [B, 1, H, W]: 1 = held at the noised layout
@@ -237,9 +299,16 @@ class TiledLayoutStartHook(LayoutStartHook):
         z = ctx.randn_like(torch.empty((x.shape[0], 2)))
         shift = (0.5 * (1 + torch.erf(z / 2**0.5))).clamp(0, 1 - 1e-6)
         image = self.image.to(x.device)
-        tiled = torch.cat([tiled_canvas(image, size, (float(u), float(v)), self.rows) for u, v in shift])
+        if self.cols == "swap" and size == tuple(image.shape[-2:]):
+            # the training size: two strips swapped instead of a roll
+            if self.arrangements is None:  # the same for every batch: searched once
+                self.arrangements = swap_arrangements(self.image)
+            cols = [swapped_columns(size[1], self.arrangements, float(u)) for u, _ in shift]
+            tiled = torch.cat([image[:, :, :, c.to(x.device)] for c in cols])
+        else:
+            tiled = torch.cat([tiled_canvas(image, size, (float(u), float(v)), self.rows) for u, v in shift])
+            cols = [tiled_columns((int(image.shape[-2]), int(image.shape[-1])), size, float(u)) for u, _ in shift]
         self.layout = layout_of(tiled, self.factor, size)
-        cols = [tiled_columns((int(image.shape[-2]), int(image.shape[-1])), size, float(u)) for u, _ in shift]
         self.seams = [seam_columns(c) for c in cols]
         if self.seam_width > 0 and self.join_t is not None and t > self.join_t:
             band = torch.cat([seam_mask(c, size[0], self.seam_width) for c in cols])

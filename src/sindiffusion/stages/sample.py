@@ -199,7 +199,9 @@ def prepare(
         starts: list[TiledLayoutStartHook] = []
 
         def tiled(begin: int, end: int) -> list[SamplingHook]:
-            starts.append(TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, pin))
+            starts.append(
+                TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, pin, cfg.tile_cols)
+            )
             return [starts[-1], *finish]
 
         return Prepared(bundle, size, sampler, tiled, t_start, start, starts, redraw)
