@@ -301,7 +301,7 @@ class TiledLayoutStartHook(LayoutStartHook):
         image = self.image.to(x.device)
         if self.cols == "swap" and size == tuple(image.shape[-2:]):
             # the training size: two strips swapped instead of a roll
-            if self.arrangements is None:  # the same for every batch: searched once
+            if self.arrangements is None:  # the same for every draw of this hook (one hook per batch)
                 self.arrangements = swap_arrangements(self.image)
             cols = [swapped_columns(size[1], self.arrangements, float(u)) for u, _ in shift]
             tiled = torch.cat([image[:, :, :, c.to(x.device)] for c in cols])
