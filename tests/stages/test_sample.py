@@ -244,6 +244,22 @@ def test_swapped_strips_at_the_training_size(proj):
     assert np.array_equal(_pixels(proj / "wswap" / first), _pixels(proj / "wroll" / first))
 
 
+def test_the_swap_is_searched_once_a_draw(proj, monkeypatch):
+    """Three batches of one sample: the arrangements are searched by the first batch's hook and
+    handed on, and every sample still gets its own arrangement (three seams each)."""
+    from sindiffusion.applications import tiled_layout
+
+    calls = []
+    search = tiled_layout.swap_arrangements
+    monkeypatch.setattr(tiled_layout, "swap_arrangements", lambda image: calls.append(1) or search(image))
+    batches = ["--set", "sample.num_samples=3", "--set", "sample.batch_size=1"]
+    swap = ["--set", "sample.init=tile", "--set", "sample.tile_cols=swap", "--set", "sample.init_t=0.5"]
+    assert _sample(*swap, *batches, "--out", "swap3") == 0
+    assert len(calls) == 1
+    seams = json.loads((proj / "swap3/samples.json").read_text())["seams"]
+    assert [len(s) for s in seams] == [3, 3, 3] and len({tuple(s) for s in seams}) > 1
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [

@@ -270,6 +270,10 @@ class TiledLayoutStartHook(LayoutStartHook):
     ``seam_pin`` (a factor >= 2; 0 = off): at those steps the band's coarse band, the sample down by
     ``seam_pin``, is also replaced by the noised layout's (ILVR, SinDiffusion eq. 7), so the band
     redraws detail within the layout's large regions instead of drawing new objects into its sky.
+    ``cols``: the training size's layout (``sample.tile_cols``): ``roll`` or ``swap``
+    (:func:`swap_arrangements`); ``arrangements``: the swap's arrangements of this image when a
+    previous hook (an earlier batch of the same draw) already searched them, else searched at the
+    first :meth:`start` that needs them.
     """
 
     def __init__(
@@ -281,12 +285,13 @@ class TiledLayoutStartHook(LayoutStartHook):
         join_t: int | None = None,
         seam_pin: int = 0,
         cols: str = "roll",
+        arrangements: torch.Tensor | None = None,
     ) -> None:
         super().__init__(image)
         if cols not in ("roll", "swap"):
             raise ValueError(f"cols must be 'roll' or 'swap', got {cols!r}")
         self.image, self.factor, self.rows, self.cols = image.float(), factor, rows, cols
-        self.arrangements: torch.Tensor | None = None  # cols: swap, swap_arrangements of the image
+        self.arrangements = arrangements  # cols: swap, swap_arrangements of the image (searched once)
         self.seam_width, self.join_t = seam_width, join_t
         self.pin = LowPass(seam_pin) if seam_pin else None
         self.keep: torch.Tensor | None = None  # [B, 1, H, W]: 1 = held at the noised layout
@@ -301,7 +306,7 @@ class TiledLayoutStartHook(LayoutStartHook):
         image = self.image.to(x.device)
         if self.cols == "swap" and size == tuple(image.shape[-2:]):
             # the training size: two strips swapped instead of a roll
-            if self.arrangements is None:  # the same for every draw of this hook (one hook per batch)
+            if self.arrangements is None:  # the same for every batch: handed on to the next batch's hook
                 self.arrangements = swap_arrangements(self.image)
             cols = [swapped_columns(size[1], self.arrangements, float(u)) for u, _ in shift]
             tiled = torch.cat([image[:, :, :, c.to(x.device)] for c in cols])

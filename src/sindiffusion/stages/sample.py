@@ -199,8 +199,12 @@ def prepare(
         starts: list[TiledLayoutStartHook] = []
 
         def tiled(begin: int, end: int) -> list[SamplingHook]:
+            # A batch's hook takes the swap's arrangements the previous batch's searched (one search a draw).
+            searched = starts[-1].arrangements if starts else None
             starts.append(
-                TiledLayoutStartHook(image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, pin, cfg.tile_cols)
+                TiledLayoutStartHook(
+                    image, cfg.init_factor, cfg.tile_rows, seam_width, join_t, pin, cfg.tile_cols, searched
+                )
             )
             return [starts[-1], *finish]
 
