@@ -352,6 +352,16 @@ class SampleConfig(SamplingSettings):
         "ILVR), so that no object is drawn where the layout has sky; at most a quarter of the output's "
         "short side (a smaller output gets that); 0 = off",
     )
+    rows_pin: int = opt(
+        0,
+        ge=0,
+        le=256,
+        help="init: tile/auto, a canvas taller than the image: hold the whole canvas's coarse band (down by this "
+        "factor) to the noised layout's (ILVR) from the start down to rows_pin_t, so that the rows the layout "
+        "adds keep its large regions: no sky drawn into the ground, no slabs of mountain in the sky "
+        "(applications/tiled_layout.py); at most a quarter of the output's short side; 0 = off",
+    )
+    rows_pin_t: float = opt(0.3, ge=0, le=1, help="rows_pin: hold the band down to this fraction of the timesteps")
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
     layout_noise: float = opt(1.0, ge=0, le=10, help="init: native: std of the canvas' starting noise")
@@ -411,6 +421,8 @@ class SampleConfig(SamplingSettings):
         # another way never needs a second key changed: see seam_redraw_t.
         if self.seam_pin == 1:
             raise FieldError("seam_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole band)")
+        if self.rows_pin == 1:
+            raise FieldError("rows_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole canvas)")
         object.__setattr__(self, "match_levels", tuple(self.match_levels))
 
 

@@ -293,3 +293,28 @@ def test_the_hook_swaps_at_the_training_size_only_and_records_the_seams():
     assert torch.equal(wide.layout, roll.layout)
     with pytest.raises(ValueError, match="cols must be"):
         TiledLayoutStartHook(img, factor=1, cols="shuffle")
+
+
+def test_the_rows_pin_holds_the_whole_canvas_coarse_band_down_to_its_step():
+    """``rows_pin`` N with ``pin_until``: after every step to ``t_prev >= pin_until`` the whole
+    canvas's low band (down by N) is the noised layout's and its detail the denoiser's (ILVR): a
+    constant 5 (nothing like the layout) comes out at the layout's scale, a pattern finer than N
+    is kept; below the step, and without the pin, nothing is replaced."""
+    img = blob_image(h=32, w=32)
+    ctx = sampling_ctx(2, size=(64, 32))
+    hook = TiledLayoutStartHook(img, factor=1, rows_pin=8, pin_until=50)
+    hook.start(torch.zeros(2, 3, 64, 32), 80, ctx)
+    assert hook.keep is None  # a taller canvas of the image's width has no seams
+    checker = (torch.arange(32)[None, :] + torch.arange(64)[:, None]) % 2 * 0.2  # [64, 32]: a 1 px detail
+    x = 5.0 + checker.expand(2, 3, 64, 32)
+    out = hook.after_step(x, 60, None, ctx)
+    assert out.abs().mean() < 1.5  # the noised layout's scale, not 5
+    low = LowPass(8)
+    layout = ctx.diffusion.abar(60) ** 0.5 * hook.layout
+    assert (low(out) - low(layout)).abs().mean() < 0.1  # the coarse band: the layout's (plus coarse noise)
+    detail = (out - low(out)) - (x - low(x))
+    assert detail.abs().mean() < 0.1 * (x - low(x)).abs().mean() + 0.1  # the fine detail kept
+    assert torch.equal(hook.after_step(x, 49, None, ctx), x)  # below pin_until: the loop's own step
+    plain = TiledLayoutStartHook(img, factor=1)
+    plain.start(torch.zeros(2, 3, 64, 32), 80, sampling_ctx(2, size=(64, 32)))
+    assert torch.equal(plain.after_step(x, 60, None, ctx), x)
