@@ -337,16 +337,17 @@ class TiledLayoutStartHook(LayoutStartHook):
         return super().start(x, t, ctx)
 
     def after_step(self, x_prev: torch.Tensor, t_prev: int, out: ModelOutput, ctx: SamplingContext) -> torch.Tensor:
-        pinned = self.rows_pin is not None and self.pin_until is not None and t_prev >= self.pin_until
-        seams = self.keep is not None and self.join_t is not None and t_prev >= self.join_t
-        if not (pinned or seams):
+        # What acts at this step: the rows pin down to pin_until, the seams' hold down to join_t.
+        rows_pin = self.rows_pin if self.pin_until is not None and t_prev >= self.pin_until else None
+        keep = self.keep if self.join_t is not None and t_prev >= self.join_t else None
+        if rows_pin is None and keep is None:
             return x_prev
         abar = ctx.diffusion.abar(t_prev)
         held = abar**0.5 * self.layout.to(x_prev.device, x_prev.dtype) + (1 - abar) ** 0.5 * ctx.randn_like(x_prev)
-        if self.rows_pin is not None and pinned:  # the whole canvas's coarse band (eq. 7)
-            x_prev = x_prev + self.rows_pin(held - x_prev)
-        if not seams:
+        if rows_pin is not None:  # the whole canvas's coarse band (eq. 7)
+            x_prev = x_prev + rows_pin(held - x_prev)
+        if keep is None:
             return x_prev
         if self.pin is not None:  # eq. 7: phi(held) + x - phi(x); outside the band replaced below anyway
             x_prev = x_prev + self.pin(held - x_prev)
-        return x_prev + self.keep * (held - x_prev)
+        return x_prev + keep * (held - x_prev)
