@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Union
+from typing import Any, Callable, ClassVar, Literal, Mapping, Optional, Union
 
 import yaml
 
@@ -60,8 +60,9 @@ def build_section(
     key_where: Callable[[str], str] | None = None,
     error: type[Exception] = ConfigError,
 ) -> Any:
-    """Build dataclass ``cls`` from the mapping ``raw``: unknown keys (with a did-you-mean hint), types,
-    choices and ranges are checked; ``where`` (e.g. ``params.yaml: train``) prefixes every message.
+    """Build dataclass ``cls`` from the mapping ``raw``: unknown keys (with a did-you-mean hint, or the
+    new name of a key ``cls.RENAMED`` lists), types, choices and ranges are checked; ``where`` (e.g.
+    ``params.yaml: train``) prefixes every message.
 
     ``key_where(key)`` spells a key in messages (default ``f"{where}.{key}"``; a command line uses
     ``--flag``). A ``__post_init__`` of ``cls`` may raise ``ValueError`` for checks across keys.
@@ -77,6 +78,8 @@ def build_section(
         if key not in rules:
             close = difflib.get_close_matches(str(key), list(rules), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(rules)}"
+            if key in getattr(cls, "RENAMED", {}):  # a key of an earlier release
+                hint = f" (renamed {cls.RENAMED[key]!r})"
             raise error(f"{key_where(str(key))}: unknown key{hint}")
         kwargs[key] = rules[key].check(value, key_where(key), error)
     missing = [
@@ -302,6 +305,9 @@ IMAGE_FREE_SAMPLE: dict[str, Any] = {"init": "noise", "finish": "none", "match_s
 
 @dataclass(frozen=True)
 class SampleConfig(SamplingSettings):
+    RENAMED: ClassVar[dict[str, str]] = {"rows_pin": "layout_pin", "rows_pin_t": "layout_pin_t"}
+    """Keys of earlier releases -> their names now (named in the unknown-key error)."""
+
     num_samples: int = opt(10, ge=1)
     height: Optional[int] = opt(None, ge=8)
     width: Optional[int] = opt(None, ge=8)
@@ -352,16 +358,16 @@ class SampleConfig(SamplingSettings):
         "ILVR), so that no object is drawn where the layout has sky; at most a quarter of the output's "
         "short side (a smaller output gets that); 0 = off",
     )
-    rows_pin: int = opt(
+    layout_pin: int = opt(
         0,
         ge=0,
         le=256,
-        help="init: tile/auto, a canvas taller than the image: hold the whole canvas's coarse band (down by this "
-        "factor) to the noised layout's (ILVR) from the start down to rows_pin_t, so that the rows the layout "
-        "adds keep its large regions: no sky drawn into the ground, no slabs of mountain in the sky "
+        help="init: tile/auto: hold the whole canvas's coarse band (down by this factor) to the noised layout's "
+        "(ILVR) from the start down to layout_pin_t, so that the sample keeps the layout's large regions: no sky "
+        "drawn into the ground, no slabs of mountain or pieces of tree in the sky "
         "(applications/tiled_layout.py); at most a quarter of the output's short side; 0 = off",
     )
-    rows_pin_t: float = opt(0.3, ge=0, le=1, help="rows_pin: hold the band down to this fraction of the timesteps")
+    layout_pin_t: float = opt(0.3, ge=0, le=1, help="layout_pin: hold the band down to this fraction of the timesteps")
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
     layout_patch: int = opt(7, ge=1, le=63, help="init: native: odd patch side (px) of the coarse synthesis")
     layout_noise: float = opt(1.0, ge=0, le=10, help="init: native: std of the canvas' starting noise")
@@ -421,8 +427,8 @@ class SampleConfig(SamplingSettings):
         # another way never needs a second key changed: see seam_redraw_t.
         if self.seam_pin == 1:
             raise FieldError("seam_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole band)")
-        if self.rows_pin == 1:
-            raise FieldError("rows_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole canvas)")
+        if self.layout_pin == 1:
+            raise FieldError("layout_pin", "must be 0 (off) or a factor >= 2 (1 would hold the whole canvas)")
         object.__setattr__(self, "match_levels", tuple(self.match_levels))
 
 

@@ -295,14 +295,14 @@ def test_the_hook_swaps_at_the_training_size_only_and_records_the_seams():
         TiledLayoutStartHook(img, factor=1, cols="shuffle")
 
 
-def test_the_rows_pin_holds_the_whole_canvas_coarse_band_down_to_its_step():
-    """``rows_pin`` N with ``pin_until``: after every step to ``t_prev >= pin_until`` the whole
+def test_the_layout_pin_holds_the_whole_canvas_coarse_band_down_to_its_step():
+    """``layout_pin`` N with ``pin_until``: after every step to ``t_prev >= pin_until`` the whole
     canvas's low band (down by N) is the noised layout's and its detail the denoiser's (ILVR): a
     constant 5 (nothing like the layout) comes out at the layout's scale, a pattern finer than N
     is kept; below the step, and without the pin, nothing is replaced."""
     img = blob_image(h=32, w=32)
     ctx = sampling_ctx(2, size=(64, 32))
-    hook = TiledLayoutStartHook(img, factor=1, rows_pin=8, pin_until=50)
+    hook = TiledLayoutStartHook(img, factor=1, layout_pin=8, pin_until=50)
     hook.start(torch.zeros(2, 3, 64, 32), 80, ctx)
     assert hook.keep is None  # a taller canvas of the image's width has no seams
     checker = (torch.arange(32)[None, :] + torch.arange(64)[:, None]) % 2 * 0.2  # [64, 32]: a 1 px detail

@@ -306,33 +306,48 @@ def test_seam_settings_the_start_cannot_use_are_ignored_and_recorded(proj, overr
         assert meta["seam_redraw"]["seam_width_px"] == pytest.approx(0.25 * meta["size"][1] / 2)
 
 
-@pytest.mark.parametrize("scale_h,scale_w,pinned", [("2", "1", 12), ("1.5", "1", 12), ("1", "1", 0), ("1", "2", 0)])
-def test_the_rows_pin_acts_on_taller_canvases_only_and_is_recorded(proj, scale_h, scale_w, pinned):
-    """``sample.rows_pin``: a canvas taller than the image (the tile start) holds its coarse band to
-    the layout's (capped at a quarter of the output's short side as seam_pin is: the tiny image is
-    48 px wide, so 16 becomes 12); at the image's height it changes nothing."""
+@pytest.mark.parametrize("scale_h,scale_w,pinned", [("2", "1", 12), ("1.5", "1", 12), ("1", "1", 10), ("1", "2", 10)])
+def test_the_layout_pin_acts_at_every_size_and_is_recorded(proj, scale_h, scale_w, pinned):
+    """``sample.layout_pin``: the tile start's canvas, taller, wider or at the training size, holds its
+    coarse band to the layout's, capped at a quarter of the output's short side as seam_pin is (the
+    tiny image is 40x48: 16 becomes 12 on a taller canvas, 10 on one of its height); the samples
+    change, and ``samples.json`` records the factor used."""
     common = [f"sample.scale_h={scale_h}", f"sample.scale_w={scale_w}", "sample.init=tile", "sample.init_t=0.5"]
     sets = [a for o in common for a in ("--set", o)]
-    assert _sample(*sets, "--set", "sample.rows_pin=16", "--set", "sample.rows_pin_t=0.2", "--out", "pin") == 0
+    assert _sample(*sets, "--set", "sample.layout_pin=16", "--set", "sample.layout_pin_t=0.2", "--out", "pin") == 0
     assert _sample(*sets, "--out", "free") == 0
     meta = json.loads((proj / "pin/samples.json").read_text())
-    assert meta["rows_pinned"] == pinned and meta["rows_pin"] == 16
-    assert json.loads((proj / "free/samples.json").read_text())["rows_pinned"] == 0
+    assert meta["layout_pinned"] == pinned and meta["layout_pin"] == 16
+    assert json.loads((proj / "free/samples.json").read_text())["layout_pinned"] == 0
     first = meta["files"][0]
-    same = np.array_equal(_pixels(proj / "pin" / first), _pixels(proj / "free" / first))
-    assert same == (pinned == 0)
+    assert not np.array_equal(_pixels(proj / "pin" / first), _pixels(proj / "free" / first))
 
 
-def test_a_rows_pin_ending_above_the_start_is_recorded_as_off(proj):
-    sets = ["sample.scale_h=2", "sample.init=tile", "sample.init_t=0.5", "sample.rows_pin=8", "sample.rows_pin_t=0.6"]
+@pytest.mark.parametrize("init", ["layout", "noise"])
+def test_the_layout_pin_is_a_sub_option_of_the_tile_start(proj, init):
+    """Another start ignores ``layout_pin`` (as it does the seam keys) and records 0."""
+    sets = [f"sample.init={init}", "sample.init_t=0.5", "sample.layout_pin=8"]
+    assert _sample(*[a for o in sets for a in ("--set", o)], "--out", "other") == 0
+    assert json.loads((proj / "other/samples.json").read_text())["layout_pinned"] == 0
+
+
+def test_a_layout_pin_ending_above_the_start_is_recorded_as_off(proj):
+    sets = ["sample.scale_h=2", "sample.init=tile", "sample.init_t=0.5"]
+    sets += ["sample.layout_pin=8", "sample.layout_pin_t=0.6"]
     assert _sample(*[a for o in sets for a in ("--set", o)], "--out", "late") == 0
-    assert json.loads((proj / "late/samples.json").read_text())["rows_pinned"] == 0
+    assert json.loads((proj / "late/samples.json").read_text())["layout_pinned"] == 0
 
 
-def test_a_rows_pin_of_one_is_exit_2_naming_the_key(proj, capsys):
-    assert _sample("--set", "sample.rows_pin=1", "--out", "bad") == 2
-    assert "sample.rows_pin: must be 0" in capsys.readouterr().err
+def test_a_layout_pin_of_one_is_exit_2_naming_the_key(proj, capsys):
+    assert _sample("--set", "sample.layout_pin=1", "--out", "bad") == 2
+    assert "sample.layout_pin: must be 0" in capsys.readouterr().err
     assert not (proj / "bad").exists()
+
+
+def test_the_earlier_name_rows_pin_is_exit_2_naming_the_new_one(proj, capsys):
+    assert _sample("--set", "sample.rows_pin=8", "--out", "old") == 2
+    assert "sample.rows_pin: unknown key (renamed 'layout_pin')" in capsys.readouterr().err
+    assert not (proj / "old").exists()
 
 
 def test_a_sample_larger_than_max_pixels_is_exit_2_naming_the_key(proj, capsys):

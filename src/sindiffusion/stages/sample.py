@@ -75,7 +75,7 @@ def run(
                 "start": prepared.start,
                 "seams": prepared.seams(),
                 "seam_redraw": prepared.seam_redraw,
-                "rows_pinned": prepared.rows_pin,
+                "layout_pinned": prepared.layout_pin,
                 **timings,
             }
             write_json(tmp / "samples.json", meta)
@@ -108,9 +108,9 @@ class Prepared:
     seam_redraw: dict[str, float] | None = None
     """Where the seams' band is redrawn from more noise: ``{"seam_t", "seam_width_px", "seam_pin"}`` as
     used (``seam_pin`` after :func:`seam_pin_factor`); None where it is not (no seams, or off)."""
-    rows_pin: int = 0
-    """``sample.rows_pin`` as used on this size (capped like ``seam_pin``); 0 where the canvas is not
-    taller than the image, the start is not ``tile``, or it is off."""
+    layout_pin: int = 0
+    """``sample.layout_pin`` as used on this size (capped like ``seam_pin``); 0 where the start is not
+    ``tile``, it is off, or ``layout_pin_t`` leaves it no step."""
 
     def seams(self) -> list[list[int]] | None:
         """Each sample of the last :func:`draw`'s seams, the first column right of each place where
@@ -200,11 +200,11 @@ def prepare(
             pin = seam_pin_factor(cfg.seam_pin, size)
             redraw = {"seam_t": seam_t, "seam_width_px": seam_width, "seam_pin": pin}
 
-        # A taller canvas's added rows: its whole coarse band held to the layout's for a while (rows_pin).
-        rows_pin = seam_pin_factor(cfg.rows_pin, size) if size[0] > bundle.train_size[0] else 0
-        pin_until = step_of_fraction(cfg.rows_pin_t, bundle.diffusion.num_timesteps) if rows_pin else None
+        # The whole canvas's coarse band held to the layout's for a while (layout_pin), at every size.
+        layout_pin = seam_pin_factor(cfg.layout_pin, size)
+        pin_until = step_of_fraction(cfg.layout_pin_t, bundle.diffusion.num_timesteps) if layout_pin else None
         if pin_until is not None and pin_until >= t_start:  # no step left to pin: recorded as off
-            rows_pin, pin_until = 0, None
+            layout_pin, pin_until = 0, None
         starts: list[TiledLayoutStartHook] = []
 
         def tiled(begin: int, end: int) -> list[SamplingHook]:
@@ -220,13 +220,13 @@ def prepare(
                     pin,
                     cfg.tile_cols,
                     searched,
-                    rows_pin,
+                    layout_pin,
                     pin_until,
                 )
             )
             return [starts[-1], *finish]
 
-        return Prepared(bundle, size, sampler, tiled, t_start, start, starts, redraw, rows_pin)
+        return Prepared(bundle, size, sampler, tiled, t_start, start, starts, redraw, layout_pin)
     options = {
         "side": cfg.layout_side,
         "patch": cfg.layout_patch,
