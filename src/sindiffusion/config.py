@@ -362,7 +362,8 @@ class SampleConfig(SamplingSettings):
         0,
         ge=0,
         le=256,
-        help="init: tile/auto: hold the whole canvas's coarse band (down by this factor) to the noised layout's "
+        help="init: tile (auto: at any size but the training size): hold the whole canvas's coarse band (down by "
+        "this factor) to the noised layout's "
         "(ILVR) from the start down to layout_pin_t, so that the sample keeps the layout's large regions: no sky "
         "drawn into the ground, no slabs of mountain or pieces of tree in the sky "
         "(applications/tiled_layout.py); at most a quarter of the output's short side; 0 = off",
