@@ -76,10 +76,12 @@ def build_section(
     kwargs = {}
     for key, value in raw.items():
         if key not in rules:
-            close = difflib.get_close_matches(str(key), list(rules), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(rules)}"
-            if key in getattr(cls, "RENAMED", {}):  # a key of an earlier release
-                hint = f" (renamed {cls.RENAMED[key]!r})"
+            renamed = getattr(cls, "RENAMED", {}).get(key)  # a key of an earlier release
+            if renamed is not None:
+                hint = f" (renamed {renamed!r})"
+            else:
+                close = difflib.get_close_matches(str(key), list(rules), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(rules)}"
             raise error(f"{key_where(str(key))}: unknown key{hint}")
         kwargs[key] = rules[key].check(value, key_where(key), error)
     missing = [
@@ -363,10 +365,9 @@ class SampleConfig(SamplingSettings):
         ge=0,
         le=256,
         help="init: tile (auto: at any size but the training size): hold the whole canvas's coarse band (down by "
-        "this factor) to the noised layout's "
-        "(ILVR) from the start down to layout_pin_t, so that the sample keeps the layout's large regions: no sky "
-        "drawn into the ground, no slabs of mountain or pieces of tree in the sky "
-        "(applications/tiled_layout.py); at most a quarter of the output's short side; 0 = off",
+        "this factor) to the noised layout's (ILVR) from the start down to layout_pin_t, so that the sample keeps "
+        "the layout's large regions: no sky drawn into the ground, no slabs of mountain or pieces of tree in the "
+        "sky (applications/tiled_layout.py); at most a quarter of the output's short side; 0 = off",
     )
     layout_pin_t: float = opt(0.3, ge=0, le=1, help="layout_pin: hold the band down to this fraction of the timesteps")
     layout_side: int = opt(12, ge=3, le=256, help="init: native: short side (px) of the coarse canvas")
