@@ -341,6 +341,13 @@ class SampleConfig(SamplingSettings):
         "objects at the phase cut by the canvas's edges); swap: two adjacent inner strips swapped, cut where "
         "the columns agree (three seams; the image's edges stay the canvas's) (applications/tiled_layout.py)",
     )
+    swap_pool: float = opt(
+        0.05,
+        gt=0,
+        le=1,
+        help="tile_cols: swap: each sample's arrangement is drawn from this fraction of all arrangements, the "
+        "cheapest (whose junctions' columns agree best) first; larger = more varied layouts, more visible cuts",
+    )
     seam_t: float = opt(
         0.0,
         ge=0,

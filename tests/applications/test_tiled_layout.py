@@ -270,6 +270,19 @@ def test_swapped_strips_keep_a_blobs_width_and_move_it():
     assert any(not torch.equal(lay, img) for lay in layouts)
 
 
+def test_a_larger_pool_keeps_the_smaller_pools_arrangements_and_adds_dearer_ones():
+    """``sample.swap_pool``: the arrangements come cheapest first, so a larger pool holds the smaller
+    pool's and adds dearer ones; a pool outside (0, 1] is refused."""
+    img = torch.rand(1, 3, 16, 64, generator=torch.Generator().manual_seed(2))
+    small, large, whole = (swap_arrangements(img, pool) for pool in (0.05, 0.5, 1.0))
+    assert len(small) < len(large) < len(whole)
+    rows = [{tuple(r) for r in arr.tolist()} for arr in (small, large, whole)]
+    assert rows[0] <= rows[1] <= rows[2]
+    for pool in (0.0, 1.5):
+        with pytest.raises(ValueError, match="pool"):
+            swap_arrangements(img, pool)
+
+
 def test_an_image_too_narrow_to_cut_is_left_as_it_is():
     img = torch.rand(1, 3, 8, 3)
     arr = swap_arrangements(img)

@@ -251,11 +251,13 @@ def test_the_swap_is_searched_once_a_draw(proj, monkeypatch):
 
     calls = []
     search = tiled_layout.swap_arrangements
-    monkeypatch.setattr(tiled_layout, "swap_arrangements", lambda image: calls.append(1) or search(image))
+    monkeypatch.setattr(
+        tiled_layout, "swap_arrangements", lambda image, pool: calls.append(pool) or search(image, pool)
+    )
     batches = ["--set", "sample.num_samples=3", "--set", "sample.batch_size=1"]
     swap = ["--set", "sample.init=tile", "--set", "sample.tile_cols=swap", "--set", "sample.init_t=0.5"]
-    assert _sample(*swap, *batches, "--out", "swap3") == 0
-    assert len(calls) == 1
+    assert _sample(*swap, *batches, "--set", "sample.swap_pool=0.2", "--out", "swap3") == 0
+    assert calls == [0.2]  # once, with the section's pool
     seams = json.loads((proj / "swap3/samples.json").read_text())["seams"]
     assert [len(s) for s in seams] == [3, 3, 3] and len({tuple(s) for s in seams}) > 1
 
@@ -270,6 +272,8 @@ def test_the_swap_is_searched_once_a_draw(proj, monkeypatch):
             "sample.seam_pin: must be 0",
         ),
         (["sample.init=tile", "sample.seam_t=1.5"], "sample.seam_t"),
+        (["sample.swap_pool=0"], "sample.swap_pool"),
+        (["sample.swap_pool=1.5"], "sample.swap_pool"),
     ],
 )
 def test_a_bad_seam_setting_is_exit_2_naming_the_key(proj, capsys, overrides, message):

@@ -188,24 +188,24 @@ def tiled_columns(image_size: tuple[int, int], size: tuple[int, int], u: float) 
 
 
 #: ``swap_arrangements``: the swapped strips' least width and the outer strips' least width, as fractions
-#: of the image's width, and the fraction of the cheapest arrangements one is drawn from.
+#: of the image's width, and the fraction of the cheapest arrangements one is drawn from by default.
 SWAP_MIN_STRIP, SWAP_MIN_EDGE, SWAP_POOL = 0.125, 0.125, 0.05
 #: at most this many candidate cut columns (evenly spaced) are searched, so that a wide image costs
 #: about as much as a 128 px one (128^3 / 6 arrangements)
 SWAP_MAX_CUTS = 128
 
 
-def swap_arrangements(image: torch.Tensor) -> torch.Tensor:
+def swap_arrangements(image: torch.Tensor, pool: float = SWAP_POOL) -> torch.Tensor:
     """The cheapest ways to swap two adjacent inner strips of ``image [B, C, h, w]``'s columns,
     ``A B C D -> A C B D`` (``sample.tile_cols: swap``): ``[n, 3]`` long, the cuts ``(a, b, c)``
     (``B = [a, b)``, ``C = [b, c)``), cheapest first; ``n = 0`` for an image too narrow to cut.
 
     An arrangement costs the mean squared difference (image 3x3 box-blurred) of the two columns
     that meet at each new junction, ``A|C``, ``C|B`` and ``B|D``, so the cuts fall where the
-    image's columns agree (sky next to sky, brush next to brush). Kept: the cheapest
-    :data:`SWAP_POOL` of all arrangements with ``B`` and ``C`` at least :data:`SWAP_MIN_STRIP` and
-    ``A`` and ``D`` at least :data:`SWAP_MIN_EDGE` of the width wide. Only the first image of the
-    batch is read.
+    image's columns agree (sky next to sky, brush next to brush). Kept: the cheapest ``pool`` (in
+    (0, 1]; ``sample.swap_pool``) of all arrangements with ``B`` and ``C`` at least
+    :data:`SWAP_MIN_STRIP` and ``A`` and ``D`` at least :data:`SWAP_MIN_EDGE` of the width wide.
+    Only the first image of the batch is read.
     """
     w = int(image.shape[-1])
     low = F.avg_pool2d(image[:1].float().cpu(), 3, stride=1, padding=1, count_include_pad=False)[0]
@@ -220,7 +220,9 @@ def swap_arrangements(image: torch.Tensor) -> torch.Tensor:
         return torch.zeros((0, 3), dtype=torch.long)
     # A|C joins column a-1 to b, C|B joins c-1 to a, B|D joins b-1 to c.
     cost = diff[a - 1, b] + diff[c - 1, a] + diff[b - 1, c]
-    keep = torch.topk(cost, max(1, int(SWAP_POOL * cost.numel())), largest=False).indices  # ascending
+    if not 0 < pool <= 1:
+        raise ValueError(f"pool must lie in (0, 1], got {pool}")
+    keep = torch.topk(cost, max(1, int(pool * cost.numel())), largest=False).indices  # ascending
     return torch.stack([a[keep], b[keep], c[keep]], dim=1)
 
 
@@ -286,9 +288,10 @@ class TiledLayoutStartHook(LayoutStartHook):
     ``cols``: the training size's layout (``sample.tile_cols``): ``roll`` or ``swap``
     (:func:`swap_arrangements`); ``arrangements``: the swap's arrangements of this image when a
     previous hook (an earlier batch of the same draw) already searched them, else searched at the
-    first :meth:`start` that needs them. ``layout_pin`` (a factor >= 2; 0 = off) and ``pin_until`` (a
-    step): after every step to ``t_prev >= pin_until`` the whole canvas's coarse band is replaced by
-    the noised layout's (module docstring).
+    first :meth:`start` that needs them, the cheapest ``swap_pool`` of all (``sample.swap_pool``).
+    ``layout_pin`` (a factor >= 2; 0 = off) and ``pin_until`` (a step): after every step to
+    ``t_prev >= pin_until`` the whole canvas's coarse band is replaced by the noised layout's
+    (module docstring).
     """
 
     def __init__(
@@ -303,12 +306,14 @@ class TiledLayoutStartHook(LayoutStartHook):
         arrangements: torch.Tensor | None = None,
         layout_pin: int = 0,
         pin_until: int | None = None,
+        swap_pool: float = SWAP_POOL,
     ) -> None:
         super().__init__(image)
         if cols not in ("roll", "swap"):
             raise ValueError(f"cols must be 'roll' or 'swap', got {cols!r}")
         self.image, self.factor, self.rows, self.cols = image.float(), factor, rows, cols
         self.arrangements = arrangements  # cols: swap, swap_arrangements of the image (searched once)
+        self.swap_pool = swap_pool
         self.seam_width, self.join_t = seam_width, join_t
         self.pin = LowPass(seam_pin) if seam_pin else None
         self.layout_pin = LowPass(layout_pin) if layout_pin and pin_until is not None else None
@@ -326,7 +331,7 @@ class TiledLayoutStartHook(LayoutStartHook):
         if self.cols == "swap" and size == tuple(image.shape[-2:]):
             # the training size: two strips swapped instead of a roll
             if self.arrangements is None:  # the same for every batch: handed on to the next batch's hook
-                self.arrangements = swap_arrangements(self.image)
+                self.arrangements = swap_arrangements(self.image, self.swap_pool)
             cols = [swapped_columns(size[1], self.arrangements, float(u)) for u, _ in shift]
             tiled = torch.cat([image[:, :, :, c.to(x.device)] for c in cols])
         else:

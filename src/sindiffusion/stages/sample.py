@@ -222,6 +222,7 @@ def prepare(
                     searched,
                     layout_pin,
                     pin_until,
+                    cfg.swap_pool,
                 )
             )
             return [starts[-1], *finish]
