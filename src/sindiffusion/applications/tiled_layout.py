@@ -207,6 +207,8 @@ def swap_arrangements(image: torch.Tensor, pool: float = SWAP_POOL) -> torch.Ten
     :data:`SWAP_MIN_STRIP` and ``A`` and ``D`` at least :data:`SWAP_MIN_EDGE` of the width wide.
     Only the first image of the batch is read.
     """
+    if not 0 < pool <= 1:
+        raise ValueError(f"pool must lie in (0, 1], got {pool}")
     w = int(image.shape[-1])
     low = F.avg_pool2d(image[:1].float().cpu(), 3, stride=1, padding=1, count_include_pad=False)[0]
     cols = low.permute(2, 0, 1).reshape(w, -1)  # [w, C*h]
@@ -220,8 +222,6 @@ def swap_arrangements(image: torch.Tensor, pool: float = SWAP_POOL) -> torch.Ten
         return torch.zeros((0, 3), dtype=torch.long)
     # A|C joins column a-1 to b, C|B joins c-1 to a, B|D joins b-1 to c.
     cost = diff[a - 1, b] + diff[c - 1, a] + diff[b - 1, c]
-    if not 0 < pool <= 1:
-        raise ValueError(f"pool must lie in (0, 1], got {pool}")
     keep = torch.topk(cost, max(1, int(pool * cost.numel())), largest=False).indices  # ascending
     return torch.stack([a[keep], b[keep], c[keep]], dim=1)
 
