@@ -398,6 +398,14 @@ class SampleConfig(SamplingSettings):
         help="finish: nearest: search every training patch within k-means cells (0 = every 2nd row/column, refined)",
     )
     finish_probes: int = opt(8, ge=1, le=4096, help="finish: nearest: with finish_cells, cells searched per patch")
+    finish_coherence: float = opt(
+        0.0,
+        ge=0,
+        le=100,
+        help="finish: nearest: > 0: neighbouring pixels copy from neighbouring places of the image, this "
+        "weight x the mean match distance per neighbour that disagrees (applications/nearest_finish.py); "
+        "0 = each pixel's nearest patch",
+    )
     match_steps: int = opt(
         0,
         ge=0,

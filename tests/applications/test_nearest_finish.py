@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from sindiffusion.applications.nearest_finish import NearestPatchFinish, gaussian_blur, nearest_patch_finish
+from sindiffusion.applications.nearest_finish import (
+    NearestPatchFinish,
+    coherent_sources,
+    gaussian_blur,
+    nearest_patch_finish,
+)
+from sindiffusion.applications.patch_votes import padded_patches
 from sindiffusion.evaluation.structure import sharpness
 
 
@@ -60,3 +66,67 @@ def test_the_hook_finishes_the_loop_output():
     x = gaussian_blur(img, 1.2).expand(2, -1, -1, -1)
     out = NearestPatchFinish(img, blur=1.5, window=0.5).finish(x, None)
     assert torch.equal(out, nearest_patch_finish(x, img, blur=1.5, window=0.5))
+
+
+def _nearest_field(x: torch.Tensor, img: torch.Tensor):
+    """Exact nearest blurred-key patch of every pixel of ``x`` and what :func:`coherent_sources` needs."""
+    keys = padded_patches(gaussian_blur(img, 1.5), 7)[0]
+    queries = padded_patches(x, 7).reshape(-1, keys.shape[1])
+    dist = torch.cdist(queries.double(), keys.double()) ** 2  # [BHW, N]
+    best = dist.argmin(1).view(x.shape[0], *x.shape[-2:])
+    return best, queries, keys, dist
+
+
+def _coherent_pairs(src: torch.Tensor, width: int) -> float:
+    """Share of horizontal neighbour pairs copied from horizontal neighbours of the image."""
+    r, c = src // width, src % width
+    return ((r[..., 1:] == r[..., :-1]) & (c[..., 1:] == c[..., :-1] + 1)).double().mean().item()
+
+
+def _energy(src: torch.Tensor, dist: torch.Tensor, width: int, lam: float) -> float:
+    """The objective :func:`coherent_sources` lowers: match distances + lam x incoherent neighbour pairs."""
+    d = dist.gather(1, src.reshape(-1, 1)).sum().item()
+    r, c = src // width, src % width
+    bad_x = ~((r[..., 1:] == r[..., :-1]) & (c[..., 1:] == c[..., :-1] + 1))
+    bad_y = ~((r[:, 1:] == r[:, :-1] + 1) & (c[:, 1:] == c[:, :-1]))
+    return d + 2 * lam * (bad_x.sum().item() + bad_y.sum().item())  # each pair counted from both pixels
+
+
+def test_coherence_joins_the_sources_of_a_noisy_shifted_copy_and_lowers_its_energy():
+    """A soft, noisy copy of part of the image: alone, each pixel's nearest patch comes from all over
+    the grass; with coherence most pixels copy from the one place the copy came from."""
+    img = _texture(2)
+    g = torch.Generator().manual_seed(5)
+    x = gaussian_blur(img[..., 6:30, 4:36], 1.2) + 0.08 * torch.randn(1, 3, 24, 32, generator=g)
+    best, queries, keys, dist = _nearest_field(x, img)
+    w = img.shape[-1]
+    keys_sq = (keys**2).sum(1)
+    lam = 0.5 * dist.min(1).values.mean().item()
+    src = coherent_sources(best, queries, keys, keys_sq, tuple(img.shape[-2:]), 0.5)
+    assert src.shape == best.shape and src.dtype == torch.long
+    assert _coherent_pairs(src, w) > _coherent_pairs(best, w) + 0.2
+    assert _energy(src, dist, w, lam) < _energy(best, dist, w, lam)
+    shift = (src // w - torch.arange(24)[:, None] == 6) & (src % w - torch.arange(32)[None, :] == 4)
+    true_shift_before = (best // w - torch.arange(24)[:, None] == 6) & (best % w - torch.arange(32)[None, :] == 4)
+    assert shift.double().mean() > true_shift_before.double().mean()
+    # a weight near zero only breaks exact ties: the nearest field stays
+    tiny = coherent_sources(best, queries, keys, keys_sq, tuple(img.shape[-2:]), 1e-9)
+    assert dist.gather(1, tiny.reshape(-1, 1)).sum() <= dist.gather(1, best.reshape(-1, 1)).sum() + 1e-6
+
+
+def test_with_coherence_a_wider_vote_stays_sharp():
+    """Why ``finish_coherence`` exists: without it a vote wider than half a pixel averages unrelated
+    neighbours' patches into a blur; with it neighbouring votes agree, so the result stays crisp."""
+    img = _texture(3)
+    g = torch.Generator().manual_seed(7)
+    x = gaussian_blur(torch.roll(img, 9, dims=-1), 1.2) + 0.05 * torch.randn(2, 3, 32, 40, generator=g)
+
+    def sharp(y):
+        return sharpness((img[0] + 1) / 2, (y + 1) / 2)
+
+    plain = nearest_patch_finish(x, img, window=1.0)
+    coherent = nearest_patch_finish(x, img, window=1.0, coherence=0.5)
+    assert sharp(coherent) > sharp(plain) + 0.05
+    target = torch.roll(img, 9, dims=-1).expand(2, -1, -1, -1)
+    assert (coherent - target).abs().mean() < (plain - target).abs().mean()
+    assert torch.equal(nearest_patch_finish(x, img, coherence=0.0), nearest_patch_finish(x, img))

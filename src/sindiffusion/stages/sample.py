@@ -179,6 +179,7 @@ def prepare(
                 window=cfg.finish_window,
                 cells=cfg.finish_cells,
                 probes=cfg.finish_probes,
+                coherence=cfg.finish_coherence,
             )
         ]
     if start == "noise":
