@@ -160,9 +160,15 @@ def coherent_sources(
                 ok = (nb >= 0) & (r >= 0) & (r < h_img) & (c >= 0) & (c < w_img)
                 proposals.append(torch.where(ok, r * w_img + c, -1))
             props = torch.stack(proposals)  # [4, M]
-            cands = torch.cat([src[pos][None], props])  # [5, M]: the current source first
+            cur = src[pos]
+            cands = torch.cat([cur[None], props])  # [5, M]: the current source first
             disagree = len(nbrs) - (props[None] == cands[:, None]).sum(1)  # [5, M]
-            d = torch.stack([cur_d[pos], *(distance(pos, p) for p in proposals)])
+            # score only the proposals that differ from the current source (in a coherent region,
+            # most do not): the others cost what the current one does
+            d = cur_d[pos].expand(5, -1).clone()
+            differs = (props >= 0) & (props != cur)
+            which, at = differs.nonzero(as_tuple=True)
+            d[1:][which, at] = distance(pos[at], props[which, at])
             cost = torch.where(cands >= 0, d + lam * disagree, math.inf)
             pick = cost.argmin(0, keepdim=True)  # ties keep the current source (index 0)
             src[pos] = cands.gather(0, pick)[0]
