@@ -129,12 +129,11 @@ def coherent_sources(
     q_sq = (queries**2).sum(1)  # [B H W]
 
     def distance(pos: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        """``|q_pos - k_src|^2`` for canvas positions ``pos [M]`` and sources ``src [M]`` (any index:
-        the caller masks the invalid ones)."""
+        """``|q_pos - k_src|^2`` for canvas positions ``pos [M]`` and valid sources ``src [M]``."""
         out = torch.empty(pos.shape[0], dtype=queries.dtype, device=dev)
         for i in range(0, pos.shape[0], _BLOCK):  # bounded memory: one [block, D] gather at a time
-            p, k = pos[i : i + _BLOCK], src[i : i + _BLOCK].clamp(0, keys.shape[0] - 1)
-            out[i : i + _BLOCK] = keys_sq[k] - 2 * (keys[k] * queries[p]).sum(1) + q_sq[p]
+            p, k = pos[i : i + _BLOCK], src[i : i + _BLOCK]
+            out[i : i + _BLOCK] = keys_sq[k] - 2 * candidate_dots(keys, k[:, None], queries[p])[:, 0] + q_sq[p]
         return out
 
     src = best.reshape(-1).clone()
